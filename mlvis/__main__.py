@@ -1,0 +1,5 @@
+import sys
+
+from mlvis.cli import main
+
+sys.exit(main())
