@@ -47,6 +47,7 @@ def _train_demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="output folder (default: the package's weights folder)")
     p.add_argument("--train-images", type=int, default=None, help="override the number of training scenes")
     p.add_argument("--epochs", type=int, default=None, help="override the number of epochs")
+    p.add_argument("--eval-images", type=int, default=None, help="override the number of held-out test scenes")
 
 
 @command("train-demo", "reproduce a demo model's weights from a seed", _train_demo_args)
@@ -58,6 +59,8 @@ def train_demo_cmd(args: argparse.Namespace) -> int:
         overrides["train_images"] = args.train_images
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
+    if args.eval_images is not None:
+        overrides["eval_images"] = args.eval_images
     card = train_demo(TrainConfig.for_model(args.model, **overrides), args.out, progress=ProgressBar(args.model))
     print(f"{args.model}: test mAP {card['test_mAP']:.4f}, trained in {card['training_time_s'] / 60:.1f} min")
     return 0

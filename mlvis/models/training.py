@@ -50,6 +50,14 @@ class TrainConfig:
     workers: int = 2
     architecture: dict = dataclasses.field(default_factory=dict)
 
+    def __post_init__(self):
+        for name in ("train_images", "epochs", "batch_size", "eval_images", "workers"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, not {value!r}")
+        if not (self.lr > 0 and self.weight_decay >= 0 and 0 <= self.clip < 1):
+            raise ValueError("lr must be > 0, weight_decay >= 0 and clip in [0, 1)")
+
     @classmethod
     def for_model(cls, name: str, **overrides) -> TrainConfig:
         presets = {

@@ -1,0 +1,27 @@
+"""Shared fixtures: the shipped demo models and the held-out test scenes they are judged on."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import mlvis
+from mlvis.data import world
+
+
+@pytest.fixture(scope="session")
+def demo_models() -> dict[str, mlvis.MultiLabelModel]:
+    return {name: mlvis.create_model(name, device="cpu") for name in mlvis.list_models("demo-*")}
+
+
+@pytest.fixture(scope="session")
+def held_out() -> tuple[np.ndarray, np.ndarray]:
+    """The 2,000 held-out test scenes (uint8 NHWC images, multi-hot labels)."""
+    return world(0).batch_uint8("test", range(2000))
+
+
+@pytest.fixture(scope="session")
+def held_out_probs(demo_models, held_out) -> dict[str, np.ndarray]:
+    x = torch.from_numpy(held_out[0]).permute(0, 3, 1, 2).float().div(255)
+    return {name: m.predict_proba(x, batch_size=500).numpy() for name, m in demo_models.items()}
