@@ -29,13 +29,14 @@ def main(batch: int = 100, reps: int = 15) -> None:
     resnet = resnet.to(memory_format=torch.channels_last)
     models = {"resnet18": resnet} | {n: mlvis.create_model(n, device="cpu") for n in mlvis.list_models("demo-*")}
     times: dict[str, list[float]] = {n: [] for n in models}
-    for n, m in models.items():  # warm-up
+    for m in models.values():  # warm-up
         fwd_bwd_input(m, x)
     for _ in range(reps):  # interleaved, so machine noise hits every model alike
         for n, m in models.items():
             times[n].append(fwd_bwd_input(m, x))
     med = {n: statistics.median(t) for n, t in times.items()}
-    print(f"forward+backward w.r.t. the input, batch {batch}, 64x64, {torch.get_num_threads()} threads, median of {reps}")
+    threads = torch.get_num_threads()
+    print(f"forward+backward w.r.t. the input, batch {batch}, 64x64, {threads} threads, median of {reps}")
     for n, t in med.items():
         params = sum(p.numel() for p in models[n].parameters())
         ratio = t / med["resnet18"]
