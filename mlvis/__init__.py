@@ -8,14 +8,17 @@ The public API::
 """
 
 from mlvis import data
+from mlvis.attacks import AttackResult, attack
 from mlvis.models import ModelSpec, MultiLabelModel, create_model, list_models, register_model
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AttackResult",
     "ModelSpec",
     "MultiLabelModel",
     "__version__",
+    "attack",
     "create_model",
     "data",
     "list_models",

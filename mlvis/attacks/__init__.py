@@ -1,0 +1,54 @@
+"""The attack engine: one batched MI-FGSM loop, a method registry, losses, results and export.
+
+Public API::
+
+    res = mlvis.attack(model, images, "bce", [0.002, 0.004])        # AttackResult, leading eps axis K
+    bce, slam = run_job(model, images, ["bce", AttackSpec("slam", {"p": 0.3})], eps=[0.002, 0.004])
+    list_attacks()   # ["bce", "linear", "slam", ...]
+"""
+
+from mlvis.attacks.engine import NORMS, AttackSpec, attack, run_job
+from mlvis.attacks.export import load_npy, load_png16, quantize_8bit, save_npy, save_png16
+from mlvis.attacks.geometry import DEFAULT_ALPHA, equal_volume_l2_radius, l2_step, n_steps, stirling_l2_radius
+from mlvis.attacks.losses import bce, get_loss, linear, list_losses, register_loss, slam
+from mlvis.attacks.methods import (
+    LoopPlan,
+    MethodContext,
+    RunOutput,
+    get_method,
+    list_attacks,
+    method_description,
+    register_method,
+)
+from mlvis.attacks.result import AttackResult
+
+__all__ = [
+    "DEFAULT_ALPHA",
+    "NORMS",
+    "AttackResult",
+    "AttackSpec",
+    "LoopPlan",
+    "MethodContext",
+    "RunOutput",
+    "attack",
+    "bce",
+    "equal_volume_l2_radius",
+    "get_loss",
+    "get_method",
+    "l2_step",
+    "linear",
+    "list_attacks",
+    "list_losses",
+    "load_npy",
+    "load_png16",
+    "method_description",
+    "n_steps",
+    "quantize_8bit",
+    "register_loss",
+    "register_method",
+    "run_job",
+    "save_npy",
+    "save_png16",
+    "slam",
+    "stirling_l2_radius",
+]
