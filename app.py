@@ -1,0 +1,26 @@
+"""mlvis dashboard: the frame every page runs in.
+
+Run with ``streamlit run app.py``. This script sets the page config, draws the shared sidebar
+(model, seed, device; state in ``mlvis.app.state``, mirrored in the URL), lists the pages with
+``st.navigation`` and runs the chosen one. Pages read the sidebar's choice through
+``mlvis.app.state.model_name()`` / ``seed()``.
+"""
+
+import streamlit as st
+
+import mlvis
+from mlvis.app import cache, widgets
+
+st.set_page_config(page_title="mlvis", page_icon=":material/scatter_plot:", layout="wide")
+
+models = mlvis.list_models()
+if not models:
+    st.error("No models are registered, so there is nothing to show. Check the installation of mlvis.")
+    st.stop()
+
+widgets.sidebar(models, device=cache.device_label())
+
+pages = [
+    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+]
+st.navigation(pages).run()

@@ -1,0 +1,61 @@
+"""Session-state keys shared by every page, and their defaults.
+
+The sidebar (drawn by ``app.py`` on every run, whatever the page) owns two widgets whose keys are
+defined here. Both are bound to the URL (``bind="query-params"``), so the key is also the query
+parameter name: ``/?model=demo-q2l&seed=3`` opens that view, and the URL follows the sidebar.
+Streamlit drops invalid values from the URL (an unknown model name, a seed out of range or not a
+number) and the widgets fall back to their defaults.
+
+Pages read the shared choice through ``model_name()`` and ``seed()``; their own keys should be
+namespaced by page (``"attack.eps"``, ``"attack.last_result"``) and hold UI state only, never models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import streamlit as st
+
+#: selected model name (sidebar selectbox); also the URL query parameter name
+MODEL = "model"
+#: seed of the sample scenes (sidebar number input); also the URL query parameter name
+SEED = "seed"
+
+DEFAULT_SEED = 0
+SEED_MIN = 0
+SEED_MAX = 999  # mlvis.data.demo_batch accepts seeds 0..999
+
+
+def default_model(models: Sequence[str]) -> str:
+    """The model the app opens on: ``demo-asl`` when registered, else the first one."""
+    if not models:
+        raise ValueError("no models are registered")
+    return "demo-asl" if "demo-asl" in models else models[0]
+
+
+def init_state(models: Sequence[str]) -> None:
+    """Make the shared keys safe to hand to the sidebar widgets; call once per run, before them.
+
+    A value a page wrote into session state that the widgets cannot take (a model that is no
+    longer registered, a seed out of range) is dropped, so the widget falls back to its URL value
+    or default instead of raising.
+    """
+    ss = st.session_state
+    if MODEL in ss and ss[MODEL] not in models:
+        del ss[MODEL]
+    if SEED in ss:
+        value = ss[SEED]
+        if isinstance(value, bool) or not isinstance(value, int) or not SEED_MIN <= value <= SEED_MAX:
+            del ss[SEED]
+
+
+def model_name() -> str:
+    """The model chosen in the sidebar (its registry name)."""
+    if MODEL not in st.session_state:
+        raise RuntimeError("No model is chosen yet: pages run inside app.py, which draws the sidebar first.")
+    return str(st.session_state[MODEL])
+
+
+def seed() -> int:
+    """The seed chosen in the sidebar."""
+    return int(st.session_state.get(SEED, DEFAULT_SEED))

@@ -1,0 +1,56 @@
+"""Sidebar UI: functions that draw controls and return plain values (no computation here)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import streamlit as st
+
+from mlvis.app import state
+
+
+@dataclasses.dataclass(frozen=True)
+class SidebarChoice:
+    """What the shared sidebar returns: the chosen model and seed."""
+
+    model: str
+    seed: int
+
+
+def model_picker(models: Sequence[str]) -> str:
+    """Selectbox over the registered models, bound to ``?model=``."""
+    default = state.default_model(models)
+    return st.selectbox(
+        "Model",
+        list(models),
+        index=list(models).index(default),
+        key=state.MODEL,
+        bind="query-params",
+        help="The classifier every page uses. Demo models run offline on the demo scene world.",
+    )
+
+
+def seed_input() -> int:
+    """Seed of the sample scenes, bound to ``?seed=``."""
+    value = st.number_input(
+        "Seed",
+        min_value=state.SEED_MIN,
+        max_value=state.SEED_MAX,
+        value=state.DEFAULT_SEED,
+        step=1,
+        key=state.SEED,
+        bind="query-params",
+        help="Picks which block of held-out test scenes the pages show (0-999).",
+    )
+    return int(value)
+
+
+def sidebar(models: Sequence[str], device: str) -> SidebarChoice:
+    """The shared sidebar: model picker, seed, and the device in use (as text)."""
+    state.init_state(models)
+    with st.sidebar:
+        model = model_picker(models)
+        seed = seed_input()
+        st.caption(f"Device: {device}")
+    return SidebarChoice(model=model, seed=seed)

@@ -1,0 +1,8 @@
+"""Plotly figure builders and display helpers: pure functions that return figures or arrays.
+
+Nothing here imports Streamlit or the attack code; pages decide how to show what these return.
+"""
+
+from mlvis.viz.gallery import confidence_bars, shown_label_indices, upscale_image
+
+__all__ = ["confidence_bars", "shown_label_indices", "upscale_image"]
