@@ -5,9 +5,21 @@ The public API::
     import mlvis
     model = mlvis.create_model("demo-asl")
     images, labels = mlvis.data.demo_batch(8)
+    prof = mlvis.profile(model)                        # shipped flip profile E(eps)
+    res = mlvis.attack(model, images, "slam", prof.grid(), profile=prof)
+    table = mlvis.evaluate(model, images)              # Tables IV-VI
 """
 
 from mlvis import data
+from mlvis.analysis import (
+    CorrelationMatrix,
+    EvaluationTable,
+    FlipProfile,
+    correlations,
+    evaluate,
+    profile,
+    transfer,
+)
 from mlvis.attacks import AttackResult, attack
 from mlvis.models import ModelSpec, MultiLabelModel, create_model, list_models, register_model
 
@@ -15,12 +27,19 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AttackResult",
+    "CorrelationMatrix",
+    "EvaluationTable",
+    "FlipProfile",
     "ModelSpec",
     "MultiLabelModel",
     "__version__",
     "attack",
+    "correlations",
     "create_model",
     "data",
+    "evaluate",
     "list_models",
+    "profile",
     "register_model",
+    "transfer",
 ]

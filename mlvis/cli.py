@@ -66,7 +66,6 @@ def train_demo_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
-
 def _models_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. 'demo-*'")
 
@@ -79,6 +78,149 @@ def models_cmd(args: argparse.Namespace) -> int:
         print(f"{name:<16} {model_description(name)}")
     return 0
 
+
+# --------------------------------------------------------------------- profiles, correlations, evaluation
+
+
+def _images_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="registered model name (see `mlvis models`)")
+    p.add_argument("--images", type=int, default=100, help="number of demo test scenes (default 100)")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"], help="scene split (default test)")
+    p.add_argument("--seed", type=int, default=0, help="scene block seed (default 0)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+
+
+def _load(args: argparse.Namespace):
+    import mlvis
+
+    if args.images < 1:
+        raise ValueError("--images must be at least 1.")
+    model = mlvis.create_model(args.model, device=args.device)
+    size = model.spec.input_size
+    if size[0] != size[1]:
+        raise ValueError(f"The demo scenes are square; {args.model} expects {size}.")
+    images, _ = mlvis.data.demo_batch(args.images, split=args.split, seed=args.seed, size=size[0])
+    return model, images
+
+
+def _ship_path(kind: str, args: argparse.Namespace):
+    from mlvis.analysis.artifacts import shipped_path
+
+    if not args.model.startswith("demo-"):
+        raise ValueError("--ship writes into the package's demo weights folder; it is for the demo models only.")
+    return shipped_path(kind, args.model)
+
+
+def _profile_args(p: argparse.ArgumentParser) -> None:
+    _images_args(p)
+    p.add_argument("--degree", type=int, default=4, choices=[3, 4], help="polynomial degree (default 4)")
+    p.add_argument("--interval", type=int, default=10, help="steps between flip measurements (default 10)")
+    p.add_argument("--max-eps", type=float, default=0.5, help="stop the probes here at the latest (default 0.5)")
+    p.add_argument("--out", default=None, help="also write the profile JSON to this file")
+    p.add_argument("--ship", action="store_true", help="write it as the demo model's shipped profile")
+
+
+@command("profile", "measure a model's flip profile E(eps) (section V-C)", _profile_args)
+def profile_cmd(args: argparse.Namespace) -> int:
+    import mlvis
+    from mlvis.analysis import artifacts
+
+    model, images = _load(args)
+    prof = mlvis.profile(model, images, degree=args.degree, interval=args.interval, max_eps=args.max_eps,
+                         progress=ProgressBar(f"profile {args.model}"))  # fmt: skip
+    if args.out:
+        prof.save(args.out)
+    if args.ship:
+        doc = artifacts.find("profile", model, None)  # the one just cached
+        artifacts.save("profile", model, doc["settings"], {"profile": doc["profile"]}, path=_ship_path("profile", args))
+    conv = "converged" if prof.settings.get("converged") else "NOT converged (raise --max-eps)"
+    cost = prof.cost["measured"]
+    print(f"{args.model}: eps_max {prof.eps_max:.4f} ({conv}), E(eps_max) {prof.expected_flips(prof.eps_max):.2f} "
+          f"of {prof.labels} labels; cost per image {cost['forward']} fp + {cost['backward']} bp")  # fmt: skip
+    return 0
+
+
+def _correlations_args(p: argparse.ArgumentParser) -> None:
+    _images_args(p)
+    p.add_argument("--eps", type=float, default=0.005, help="budget of each single-label attack (default 0.005)")
+    p.add_argument("--direction", default="both", choices=["up", "down", "both"], help="which matrices")
+    p.add_argument("--out", default=None, help="also write each matrix as JSON into this folder")
+    p.add_argument("--ship", action="store_true", help="write them as the demo model's shipped matrices")
+
+
+@command("correlations", "extract label correlation matrices and attackabilities (Algorithm 1)", _correlations_args)
+def correlations_cmd(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import numpy as np
+
+    import mlvis
+    from mlvis.analysis import artifacts
+    from mlvis.analysis.profiles import _images_sha
+
+    model, images = _load(args)
+    for d in ("up", "down") if args.direction == "both" else (args.direction,):
+        cm = mlvis.correlations(model, images, eps=args.eps, direction=d, progress=ProgressBar(f"flip-{d}"))
+        if args.out:
+            cm.save(Path(args.out) / f"{args.model}.correlations-{d}.json")
+        if args.ship:
+            settings = {"eps": cm.eps, "alpha": cm.alpha, "images": cm.images, "images_sha": _images_sha(images)}
+            artifacts.save(f"correlations-{d}", model, settings, {"correlations": cm.to_dict()},
+                           path=_ship_path(f"correlations-{d}", args))  # fmt: skip
+        off = cm.matrix[~np.eye(cm.num_labels, dtype=bool)]
+        print(f"{args.model} flip-{d}: off-diagonal {off.min():+.4f} .. {off.max():+.4f}, mean attackability "
+              f"{np.nanmean(cm.attackability):.3f}; cost {cm.cost['forward']} fp + "
+              f"{cm.cost['backward']} bp")  # fmt: skip
+    return 0
+
+
+def parse_method(text: str):
+    """``bce``, ``linear``, ``slam`` / ``slam:0.25`` (q), ``class:0.5`` (gamma), ``random``."""
+    from mlvis.attacks import AttackSpec
+
+    name, _, arg = text.strip().partition(":")
+    if not arg:
+        return AttackSpec(name)
+    try:
+        value = float(arg)
+    except ValueError:
+        raise ValueError(f"In {text!r}, {arg!r} is not a number.") from None
+    if name == "slam":
+        return AttackSpec("slam", {"q": value})
+    if name == "class":
+        return AttackSpec("class", {"gamma": value})
+    raise ValueError(f"Only slam:Q and class:GAMMA take a value, not {text!r}.")
+
+
+def _evaluate_args(p: argparse.ArgumentParser) -> None:
+    _images_args(p)
+    p.add_argument("--methods", default="bce,slam,random,class:0,class:0.5,class:1",
+                   help="comma-separated: bce, linear, slam[:q], random, class:gamma")  # fmt: skip
+    p.add_argument("--fractions", default="0.05,0.1,0.2,0.4,0.6,0.8,1.0", help="fractions of eps_max")
+    p.add_argument("--format", default="md", choices=["md", "csv", "json"], help="table format on stdout")
+    p.add_argument("--out", default=None, help="also write table.md, table.csv and table.json into this folder")
+
+
+@command("evaluate", "Tables IV-VI: flips per method and budget with paired t-tests", _evaluate_args)
+def evaluate_cmd(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import mlvis
+    from mlvis.store import atomic_write_text
+
+    try:
+        fractions = [float(f) for f in args.fractions.split(",")]
+    except ValueError:
+        raise ValueError(f"--fractions must be comma-separated numbers, not {args.fractions!r}.") from None
+    methods = [parse_method(m) for m in args.methods.split(",") if m.strip()]
+    model, images = _load(args)
+    table = mlvis.evaluate(model, images, methods, fractions, progress=ProgressBar(f"evaluate {args.model}"))
+    texts = {"md": table.to_markdown(), "csv": table.to_frame().to_csv(index=False), "json": table.to_json()}
+    print(texts[args.format])
+    if args.out:
+        for fmt, text in texts.items():
+            atomic_write_text(Path(args.out) / f"table.{fmt}", text + "\n")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:

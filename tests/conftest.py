@@ -25,3 +25,9 @@ def held_out() -> tuple[np.ndarray, np.ndarray]:
 def held_out_probs(demo_models, held_out) -> dict[str, np.ndarray]:
     x = torch.from_numpy(held_out[0]).permute(0, 3, 1, 2).float().div(255)
     return {name: m.predict_proba(x, batch_size=500).numpy() for name, m in demo_models.items()}
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    """Every test caches computed artifacts in its own folder, never in ~/.cache/mlvis."""
+    monkeypatch.setenv("MLVIS_CACHE", str(tmp_path_factory.mktemp("mlvis-cache")))

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
-from mlvis.analysis.profiles import FlipProfile, convergence_index, fit_profile
+import mlvis
+from mlvis.analysis.profiles import FlipProfile, convergence_index, fit_profile, probe
 
 
 def test_convergence_needs_a_run_of_flat_intervals():
@@ -65,3 +67,56 @@ def test_bad_fits_are_clear_errors(bad):
     kwargs = dict(eps=np.linspace(0, 1, 6), flips_bce=np.arange(6.0), flips_linear=np.arange(6.0), labels=5) | bad
     with pytest.raises(ValueError):
         fit_profile(**kwargs)
+
+
+# ---------------------------------------------------------------------------------- the probe
+
+
+def _linear_toy():
+    from attack_models import LinearMultiLabel
+
+    model = LinearMultiLabel(num_labels=5)
+    x = torch.rand(6, 3, 8, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    return model, x
+
+
+def test_probe_points_are_exactly_the_engine_attacks_at_those_budgets():
+    model, x = _linear_toy()
+    p = probe(model, x, interval=3, max_eps=0.2, patience=2)
+    eps = list(p["eps"][1:])
+    for loss, key in (("bce", "per_image_bce"), ("linear", "per_image_linear")):
+        res = mlvis.attack(model, x, loss, eps)
+        assert np.array_equal(res.flips, p[key][1:]), loss
+    assert p["eps"][1] == pytest.approx(3 / 2560)
+    assert p["cost"]["backward"] == 2 * p["steps"]
+
+
+def test_probe_stops_at_convergence_or_at_max_eps():
+    model, x = _linear_toy()
+    short = probe(model, x, interval=2, max_eps=0.05, patience=2)
+    assert short["converged"] and short["steps"] < 0.05 * 2560
+    with pytest.raises(ValueError, match="too few steps"):
+        probe(model, x, interval=10, max_eps=0.01)
+
+
+def test_profile_is_cached_and_served_without_images(tmp_path):
+    model, x = _linear_toy()
+    with pytest.raises(ValueError, match="No profile"):
+        mlvis.profile(model)
+    fitted = mlvis.profile(model, x, degree=3, interval=2, max_eps=0.1, patience=2)
+    again = mlvis.profile(model)
+    assert again.eps_max == fitted.eps_max and np.allclose(again.coefficients, fitted.coefficients)
+    assert fitted.cost["measured"]["backward"] == 2 * fitted.cost["steps"]
+    assert fitted.cost["equation_19"]["backward"] == pytest.approx(fitted.eps_max * 2560)
+    with torch.no_grad():  # other weights: the cached profile is not theirs
+        model.weight.add_(1e-3)
+    with pytest.raises(ValueError, match="No profile"):
+        mlvis.profile(model)
+
+
+def test_shipped_demo_profiles_load_and_are_sane():
+    for name in ("demo-asl", "demo-q2l"):
+        prof = mlvis.profile(mlvis.create_model(name, device="cpu"))
+        assert prof.model == name and prof.labels == 24 and prof.settings["converged"]
+        assert 0 < prof.expected_flips(0.5 * prof.eps_max) <= prof.expected_flips(prof.eps_max) <= 24
+        assert np.all(np.diff(prof.points) > -2)  # the measured curve rises (up to probe noise)

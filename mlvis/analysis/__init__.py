@@ -1,5 +1,45 @@
 """Analyses of models and attacks (no Streamlit, no plotting)."""
 
+from mlvis.analysis.evaluation import (
+    EvaluationTable,
+    TransferResult,
+    bce_vs_linear,
+    evaluate,
+    flips_vs_targets,
+    gamma_search,
+    q_sweep,
+    transfer,
+)
+from mlvis.analysis.landscape import (
+    Correlation,
+    CorrelationMatrix,
+    cooccurrence_agreement,
+    correlations,
+    pearson,
+    table_ii,
+)
 from mlvis.analysis.observations import AbsentConfidence, absent_confidence_correlation
+from mlvis.analysis.profiles import FlipProfile, fit_profile, probe, profile
 
-__all__ = ["AbsentConfidence", "absent_confidence_correlation"]
+__all__ = [
+    "AbsentConfidence",
+    "Correlation",
+    "CorrelationMatrix",
+    "EvaluationTable",
+    "FlipProfile",
+    "TransferResult",
+    "absent_confidence_correlation",
+    "bce_vs_linear",
+    "cooccurrence_agreement",
+    "correlations",
+    "evaluate",
+    "fit_profile",
+    "flips_vs_targets",
+    "gamma_search",
+    "pearson",
+    "probe",
+    "profile",
+    "q_sweep",
+    "table_ii",
+    "transfer",
+]

@@ -171,3 +171,197 @@ def fit_profile(
         cost=dict(cost or {}),
         settings={"rel": rel, "patience": patience, "converged": k is not None, **(settings or {})},
     )
+
+
+# ------------------------------------------------------------------------------------ the probe
+
+
+def probe(
+    model,
+    images,
+    *,
+    alpha: float | None = None,
+    interval: int = 10,
+    max_eps: float = 0.5,
+    rel: float = 0.01,
+    patience: int = 3,
+    max_batch: int | None = None,
+    progress=None,
+) -> dict:
+    """The probe attacks of section V-C: unbounded MI-FGSM with BCE and with the linear loss.
+
+    Both run side by side (2N rows) with the engine's update rule (per-sample L1-normalised gradient,
+    momentum 1, sign step of ``alpha``, clip to [0, 1]); no eps-ball, so the image after ``k`` steps
+    is exactly the attack at eps = k * alpha (DESIGN.md's prefix rule). The mean flips of each curve
+    are recorded every ``interval`` steps, read from the logits that the next step's gradient forward
+    computes anyway, and the probe stops as soon as the larger curve has converged
+    (:func:`convergence_index`) or at ``max_eps``.
+
+    Returns a dict: ``eps`` (M,), ``flips_bce`` / ``flips_linear`` (M,) means, ``per_image_bce`` /
+    ``per_image_linear`` (M, N), ``steps`` run, ``converged`` and the measured ``cost``.
+    """
+    import torch
+
+    from mlvis.attacks.engine import _CPU_MAX_BATCH, _check_images, _model_device, _threshold, _work_dtype
+    from mlvis.attacks.geometry import DEFAULT_ALPHA
+    from mlvis.attacks.losses import get_loss
+
+    alpha = DEFAULT_ALPHA if alpha is None else float(alpha)
+    if not (alpha > 0 and math.isfinite(alpha)):
+        raise ValueError(f"alpha must be a positive number, not {alpha!r}.")
+    if int(interval) < 1:
+        raise ValueError(f"interval must be a positive number of steps, not {interval!r}.")
+    interval = int(interval)
+    max_steps = int(math.floor(float(max_eps) / alpha + 1e-9))
+    if max_steps < interval * (patience + 1):
+        raise ValueError(f"max_eps {max_eps} allows too few steps for the convergence rule; raise it.")
+    dev, dtype = _model_device(model), _work_dtype(model)
+    x = _check_images(images).to(dev, dtype)
+    n = x.shape[0]
+    thr = _threshold(model)
+    with torch.no_grad():
+        clean_pred = torch.sigmoid(model(x).float()) >= thr
+    c = clean_pred.shape[1]
+    target = (~clean_pred).to(dtype)
+    weight = torch.ones_like(target)
+    losses = [get_loss("bce").fn, get_loss("linear").fn]
+    batch = int(max_batch) if max_batch else (_CPU_MAX_BATCH if dev.type == "cpu" else n)
+    delta = torch.zeros((2,) + tuple(x.shape), device=dev, dtype=dtype)
+    g = torch.zeros_like(delta)
+    dims = tuple(range(1, x.dim()))
+    tiny = torch.finfo(dtype).tiny
+    records: list[torch.Tensor] = []  # (2, N) flips at steps interval, 2 * interval, ...
+    flips_now = torch.zeros((2, n), device=dev, dtype=torch.int64)
+    converged = False
+    step = 0
+    while True:
+        record = step > 0 and step % interval == 0
+        last = step == max_steps
+        for li, fn in enumerate(losses):
+            for a in range(0, n, batch):
+                sl = slice(a, min(n, a + batch))
+                xa = (x[sl] + delta[li, sl]).clamp_(0, 1).requires_grad_(not last)
+                with torch.enable_grad() if not last else torch.no_grad():
+                    logits = model(xa).float()
+                    if record or last:
+                        flips_now[li, sl] = ((torch.sigmoid(logits) >= thr) != clean_pred[sl]).sum(1)
+                    if last:
+                        continue
+                    loss = fn(logits, target[sl], weight[sl]).sum()
+                    (grad,) = torch.autograd.grad(loss, xa)
+                gs = g[li, sl]
+                gs.addcdiv_(grad, torch.linalg.vector_norm(grad, 1, dim=dims, keepdim=True).clamp_min_(tiny))
+                d = delta[li, sl]
+                d.add_(gs.sign(), alpha=-alpha)
+                d.clamp_(-x[sl], 1 - x[sl])
+        if record or last:
+            records.append(flips_now.clone())
+            means = torch.stack(records).float().mean(2).cpu().numpy()  # one host sync per interval
+            curve = np.concatenate([[0.0], means.max(1)])
+            if convergence_index(curve, rel, patience) is not None:
+                converged = True
+                break
+        if last:
+            break
+        step += 1
+        if progress is not None:
+            progress(step, max_steps)
+    per = torch.stack(records).cpu().numpy()  # (M, 2, N)
+    m = per.shape[0]
+    steps_run = step if converged else max_steps
+    eps = np.concatenate([[0.0], alpha * interval * np.arange(1, m + 1)])
+    if not converged and (max_steps % interval):
+        eps[-1] = alpha * max_steps
+    zeros = np.zeros((1, n))
+    return {
+        "eps": eps,
+        "flips_bce": np.concatenate([[0.0], per[:, 0].mean(1)]),
+        "flips_linear": np.concatenate([[0.0], per[:, 1].mean(1)]),
+        "per_image_bce": np.concatenate([zeros, per[:, 0]]),
+        "per_image_linear": np.concatenate([zeros, per[:, 1]]),
+        "steps": int(steps_run),
+        "labels": int(c),
+        "converged": converged,
+        # image-passes per image, both probes: clean fp, one fp + bp per step and probe (the flips
+        # are read from those forwards), one last fp when the probe ran to max_eps
+        "cost": {
+            "forward": 1 + 2 * steps_run + (0 if converged else 2),
+            "backward": 2 * steps_run,
+            "images": n,
+        },
+    }
+
+
+def equation_19(eps_max: float, alpha: float, interval: int) -> dict:
+    """The paper's profiling cost (appendix L, eq. 19) in passes per image and probe:
+    eps_max / alpha * ((1 + 1/i) fp + bp)."""
+    n = eps_max / alpha
+    return {"forward": n * (1 + 1 / interval), "backward": n}
+
+
+PROFILE_DEFAULTS = {"interval": 10, "max_eps": 0.5, "rel": 0.01, "patience": 3, "degree": 4}
+
+
+def profile(
+    model,
+    images=None,
+    *,
+    degree: int = 4,
+    alpha: float | None = None,
+    interval: int = 10,
+    max_eps: float = 0.5,
+    rel: float = 0.01,
+    patience: int = 3,
+    cache: bool = True,
+    progress=None,
+) -> FlipProfile:
+    """The flip profile E(eps) of ``model`` (section V-C).
+
+    With ``images``: run the two probes (:func:`probe`), fit the polynomial (:func:`fit_profile`) and
+    cache the result, keyed by the weights' fingerprint and the settings. Without: return the
+    shipped or cached profile of these weights, or say clearly that there is none.
+
+    Example:
+        >>> model = mlvis.create_model("demo-asl")
+        >>> prof = mlvis.profile(model)                      # the shipped one
+        >>> prof.eps_max, prof.expected_flips(0.01)
+    """
+    from mlvis.analysis import artifacts
+    from mlvis.attacks.geometry import DEFAULT_ALPHA
+
+    alpha = DEFAULT_ALPHA if alpha is None else float(alpha)
+    name = getattr(getattr(model, "spec", None), "name", type(model).__name__)
+    if images is None:
+        doc = artifacts.find("profile", model)
+        if doc is None:
+            raise ValueError(
+                f"No profile of {name!r} is shipped or cached for these weights. Compute one with "
+                f"mlvis.profile(model, images) or `mlvis profile --model {name}`."
+            )
+        return FlipProfile.from_dict(doc["profile"])
+    p = probe(model, images, alpha=alpha, interval=interval, max_eps=max_eps, rel=rel, patience=patience,
+              progress=progress)  # fmt: skip
+    labels = p["labels"]
+    n = int(p["per_image_bce"].shape[1])
+    settings = {"alpha": alpha, "interval": int(interval), "max_eps": float(max_eps), "images": n}
+    fitted = fit_profile(p["eps"], p["flips_bce"], p["flips_linear"], labels=labels, degree=degree, model=name,
+                         rel=rel, patience=patience, settings=settings)  # fmt: skip
+    cost = {
+        "measured": p["cost"],
+        "equation_19": equation_19(fitted.eps_max, alpha, interval),
+        "steps": p["steps"],
+    }
+    fitted = dataclasses.replace(fitted, cost=cost)
+    if cache:
+        key = {**settings, "degree": degree, "rel": rel, "patience": patience, "images_sha": _images_sha(images)}
+        artifacts.save("profile", model, key, {"profile": fitted.to_dict()})
+    return fitted
+
+
+def _images_sha(images) -> str:
+    import hashlib
+
+    import torch
+
+    t = images.detach().cpu() if isinstance(images, torch.Tensor) else torch.as_tensor(np.asarray(images))
+    return hashlib.sha256(t.float().contiguous().numpy().tobytes()).hexdigest()[:12]

@@ -21,6 +21,7 @@ from mlvis.attacks.methods import (
     register_method,
 )
 from mlvis.attacks.result import AttackResult
+from mlvis.attacks.subsets import class_masks, instance_correlation, normalise_correlations, select_subset
 
 __all__ = [
     "DEFAULT_ALPHA",
@@ -32,9 +33,11 @@ __all__ = [
     "RunOutput",
     "attack",
     "bce",
+    "class_masks",
     "equal_volume_l2_radius",
     "get_loss",
     "get_method",
+    "instance_correlation",
     "l2_step",
     "linear",
     "list_attacks",
@@ -43,12 +46,14 @@ __all__ = [
     "load_png16",
     "method_description",
     "n_steps",
+    "normalise_correlations",
     "quantize_8bit",
     "register_loss",
     "register_method",
     "run_job",
     "save_npy",
     "save_png16",
+    "select_subset",
     "slam",
     "stirling_l2_radius",
 ]

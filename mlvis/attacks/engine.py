@@ -152,6 +152,7 @@ def run_job(
     # ---- each spec becomes rows of the loop table (or runs its own runner)
     table = _RowTable(n_img, num_labels, len(eps_arr), dev, dtype)
     runner_outputs: dict[int, RunOutput] = {}
+    targets: dict[int, np.ndarray] = {}
     spec_meta = []
     for s, spec in enumerate(specs):
         info = get_method(spec.method)
@@ -175,6 +176,10 @@ def run_job(
         out = info.fn(ctx, **opts)
         if isinstance(out, LoopPlan):
             table.add(s, out, ctx, s_alpha, s_norm, x[0].numel())
+            if out.weights is not None:  # the label weights (CLASS's subsets) belong to the result
+                w = out.weights
+                w = w.detach().cpu().double().numpy() if isinstance(w, torch.Tensor) else np.asarray(w, np.float64)
+                targets[s] = np.broadcast_to(w, (len(eps_arr), n_img, num_labels)).copy()
         elif isinstance(out, RunOutput):
             runner_outputs[s] = out
         else:
@@ -246,6 +251,7 @@ def run_job(
                 l2=l2,
                 steps=o["steps"],
                 config=config,
+                targets=targets.get(s),
             )
         )
     return results
@@ -728,4 +734,6 @@ def _jsonable(v: Any) -> Any:
         return v.item()
     if v is None or isinstance(v, (bool, int, float, str)):
         return v
+    if callable(getattr(v, "to_dict", None)):  # FlipProfile, CorrelationMatrix: the config stays rerunnable
+        return _jsonable(v.to_dict())
     return repr(v)

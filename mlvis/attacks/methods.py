@@ -150,13 +150,29 @@ def _linear(ctx: MethodContext, *, weights: ArrayLike | None = None) -> LoopPlan
 
 
 @register_method("slam", description="MI-FGSM with SLAM: p*q * BCE + (1 - p*q) * linear (equation 6)")
-def _slam(ctx: MethodContext, *, p: ArrayLike, q: float = 0.5, weights: ArrayLike | None = None) -> LoopPlan:
-    """SLAM with ``p`` given directly: a scalar, one value per eps ``(K,)`` or per (eps, image) ``(K, N)``.
+def _slam(
+    ctx: MethodContext,
+    *,
+    p: ArrayLike | None = None,
+    q: float = 0.5,
+    profile: Any = None,
+    weights: ArrayLike | None = None,
+) -> LoopPlan:
+    """SLAM with ``p`` from the model's ``profile`` (equation 7, per eps) or given directly.
 
-    ``p`` is the expected flip ratio E(eps) / C (equation 7) and ``q`` the maximum share of BCE. A scalar
-    ``p`` keeps SLAM eps-independent (one trajectory for the whole eps list).
+    ``p`` is the expected flip ratio E(eps) / C: a scalar, one value per eps ``(K,)`` or per (eps, image)
+    ``(K, N)``; ``q`` is the maximum share of BCE. A scalar ``p`` keeps SLAM eps-independent (one
+    trajectory for the whole eps list); ``profile`` (a ``FlipProfile``) gives ``p = profile.flip_ratio(eps)``.
     """
     k = len(ctx.eps)
+    if (p is None) == (profile is None):
+        raise ValueError("slam needs exactly one of p (the expected flip ratio) or profile (a FlipProfile).")
+    if profile is not None:
+        if not hasattr(profile, "flip_ratio"):
+            raise ValueError("slam's profile must be a FlipProfile (see mlvis.profile).")
+        if getattr(profile, "labels", ctx.num_labels) != ctx.num_labels:
+            raise ValueError(f"The profile is for a model with {profile.labels} labels, not {ctx.num_labels}.")
+        p = np.atleast_1d(np.asarray(profile.flip_ratio(ctx.eps), np.float64))
     p_arr = np.asarray(p.detach().cpu() if isinstance(p, torch.Tensor) else p, dtype=np.float64)
     q_val = float(q)
     if not np.isfinite(p_arr).all() or (p_arr < 0).any() or (p_arr > 1).any():

@@ -45,6 +45,8 @@ class AttackResult:
         method: the registered method name; ``name`` is the display name (defaults to ``method``).
         labels: label names in output order; ``threshold``: the decision threshold on confidences.
         norm: ``"linf"`` or ``"l2"``; ``config``: a JSON-serialisable dict that repeats the run.
+        targets: ``(K, N, C)`` label weights the loss used, when the method set them (CLASS's and the
+            random subset's 0/1 masks: the chosen subsets), else ``None``.
     """
 
     method: str
@@ -65,6 +67,7 @@ class AttackResult:
     l2: np.ndarray
     steps: np.ndarray
     config: dict[str, Any] = dataclasses.field(default_factory=dict)
+    targets: np.ndarray | None = None
     _cache: dict[str, np.ndarray] = dataclasses.field(default_factory=dict, repr=False)
 
     @property
@@ -144,6 +147,8 @@ class AttackResult:
         }
         buf = io.BytesIO()
         arrays = {a: getattr(self, a) for a in (*_ARRAYS, "psnr", "ssim")}
+        if self.targets is not None:
+            arrays["targets"] = self.targets
         np.savez_compressed(buf, meta=np.array(json.dumps(meta)), **arrays)
         path = Path(path)
         _atomic_write(path, buf.getvalue())
@@ -155,8 +160,9 @@ class AttackResult:
             meta = json.loads(str(z["meta"]))
             arrays = {a: z[a] for a in _ARRAYS}
             cache = {a: z[a] for a in ("psnr", "ssim")}
+            targets = z["targets"] if "targets" in z.files else None
         meta["labels"] = tuple(meta["labels"])
-        return cls(**meta, **arrays, _cache=cache)
+        return cls(**meta, **arrays, targets=targets, _cache=cache)
 
     def export(self, folder: str | os.PathLike, fmt: str = "png16") -> list[Path]:
         """Write every adversarial image losslessly: ``fmt="png16"`` (16-bit RGB PNG) or ``"npy"`` (bit-exact).

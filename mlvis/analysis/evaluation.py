@@ -1,0 +1,370 @@
+"""The paper's evaluation (section VI, Tables IV-VI and IX, Figs. 7 and 8) as batched jobs.
+
+:func:`evaluate` runs every method at every budget of the grid (fractions of the profile's eps_max)
+as ONE engine job and lays the flips out like Tables IV-VI: mean +- std per method x eps, a total
+column, and a paired t-test of each method against the BCE baseline per eps. The sweeps (q, gamma,
+number of targets, BCE vs linear) are thin layers over the same job.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from mlvis.attacks.engine import AttackSpec, run_job
+
+FRACTIONS = (0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0)
+_NEEDS_PROFILE = {"slam", "class", "random"}
+
+
+def display_name(spec: AttackSpec) -> str:
+    """``CLASS(γ=0.5)``, ``SLAM(q=0.5)``, ``Random subset``: the paper's row names."""
+    if spec.name:
+        return spec.name
+    o = spec.options
+    m = spec.method
+    if m == "bce":
+        return "BCE"
+    if m == "linear":
+        return "Linear"
+    if m == "slam":
+        return f"SLAM(q={o.get('q', 0.5):g})"
+    if m == "class":
+        return f"CLASS(γ={o.get('gamma', 0.5):g})"
+    if m == "random":
+        return "Random subset"
+    return m
+
+
+def _specs(methods, profile, correlations) -> list[AttackSpec]:
+    out = []
+    for m in methods:
+        if isinstance(m, str):
+            s = AttackSpec(m)
+        elif isinstance(m, AttackSpec):
+            s = m
+        elif isinstance(m, tuple) and len(m) == 2:
+            s = AttackSpec(m[0], dict(m[1]))
+        else:
+            raise ValueError(f"A method must be a name, (name, options) or an AttackSpec, not {m!r}.")
+        opts = dict(s.options)
+        if s.method in _NEEDS_PROFILE and "p" not in opts and "length" not in opts:
+            opts.setdefault("profile", profile)
+        if s.method == "class":
+            if correlations is None and "correlations" not in opts:
+                raise ValueError("CLASS needs the model's correlation matrices (mlvis.correlations).")
+            opts.setdefault("correlations", correlations)
+        out.append(AttackSpec(s.method, opts, display_name(AttackSpec(s.method, opts, s.name))))
+    names = [s.name for s in out]
+    if len(set(names)) != len(names):
+        raise ValueError(f"Two methods share a name ({names}); give them distinct names with AttackSpec(name=...).")
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluationTable:
+    """Tables IV-VI for one model: ``flips (M, K, N)`` of M methods at K budgets on N images.
+
+    ``p_values (M, K)``: paired t-test of each method against the baseline (nan for the baseline);
+    ``best (M, K)``: the best mean of each column, marked only when significant (see :meth:`best`);
+    ``same_as_baseline (M, K)``: subset methods whose subset is every label on every image at that
+    budget (the paper's ``*``).
+    """
+
+    model: str
+    methods: tuple[str, ...]
+    eps: np.ndarray
+    fractions: np.ndarray
+    flips: np.ndarray
+    flips_8bit: np.ndarray
+    p_values: np.ndarray
+    same_as_baseline: np.ndarray
+    baseline: str = "BCE"
+    significance: float = 0.05
+    config: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self.flips.mean(-1)
+
+    @property
+    def std(self) -> np.ndarray:
+        return self.flips.std(-1)
+
+    @property
+    def total(self) -> np.ndarray:
+        return self.mean.sum(1)
+
+    @property
+    def best(self) -> np.ndarray:
+        """(M, K) bool: the column's best mean, where it differs significantly from the baseline
+        (for the baseline itself: from the runner-up)."""
+        mean = self.mean
+        out = np.zeros(mean.shape, bool)
+        b = self.methods.index(self.baseline) if self.baseline in self.methods else None
+        for k in range(mean.shape[1]):
+            top = int(np.argmax(mean[:, k]))
+            if b is None:
+                continue
+            if top != b:
+                out[top, k] = self.p_values[top, k] < self.significance
+            else:
+                others = [m for m in range(len(self.methods)) if m != b]
+                if others:
+                    second = max(others, key=lambda m: mean[m, k])
+                    out[top, k] = _paired_p(self.flips[b, k], self.flips[second, k]) < self.significance
+        return out
+
+    def to_frame(self):
+        """Tidy: one row per method x eps with mean, std, 8-bit mean, p-value, best, same-as-baseline."""
+        import pandas as pd
+
+        m, k = self.mean.shape
+        return pd.DataFrame(
+            {
+                "method": np.repeat(self.methods, k),
+                "fraction": np.tile(self.fractions, m),
+                "eps": np.tile(self.eps, m),
+                "mean": self.mean.reshape(-1),
+                "std": self.std.reshape(-1),
+                "mean_8bit": self.flips_8bit.mean(-1).reshape(-1),
+                "p_vs_baseline": self.p_values.reshape(-1),
+                "best": self.best.reshape(-1),
+                "same_as_baseline": self.same_as_baseline.reshape(-1),
+            }
+        )
+
+    def to_markdown(self, eight_bit: bool = False) -> str:
+        """The paper's layout: methods as rows, budgets as columns, **best if significant**, * = baseline."""
+        flips = self.flips_8bit if eight_bit else self.flips
+        mean, std, best = flips.mean(-1), flips.std(-1), self.best
+        head = "| Method | " + " | ".join(f"ε = {e:.4g}" for e in self.eps) + " | Total |"
+        rows = [head, "|---" * (len(self.eps) + 2) + "|"]
+        for i, name in enumerate(self.methods):
+            cells = []
+            for k in range(len(self.eps)):
+                cell = f"{mean[i, k]:.2f} ± {std[i, k]:.2f}"
+                if self.same_as_baseline[i, k]:
+                    cell = "*"
+                elif best[i, k] and not eight_bit:
+                    cell = f"**{cell}**"
+                cells.append(cell)
+            rows.append(f"| {name} | " + " | ".join(cells) + f" | {mean[i].sum():.2f} |")
+        return "\n".join(rows)
+
+    def to_dict(self) -> dict:
+        return {
+            "model": self.model,
+            "methods": list(self.methods),
+            "eps": self.eps.tolist(),
+            "fractions": self.fractions.tolist(),
+            "mean": self.mean.tolist(),
+            "std": self.std.tolist(),
+            "mean_8bit": self.flips_8bit.mean(-1).tolist(),
+            "total": self.total.tolist(),
+            "p_values": [[None if np.isnan(v) else float(v) for v in row] for row in self.p_values],
+            "best": self.best.tolist(),
+            "same_as_baseline": self.same_as_baseline.tolist(),
+            "flips": self.flips.tolist(),
+            "config": self.config,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+
+def _paired_p(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    d = a - b
+    if len(d) < 2:
+        return float("nan")
+    if np.all(d == d[0]):  # identical runs (or a constant shift): no variance to test
+        return 1.0 if d[0] == 0 else 0.0
+    return float(stats.ttest_rel(a, b).pvalue)
+
+
+def evaluate(
+    model,
+    images,
+    methods: Sequence[Any] = (
+        "bce",
+        "slam",
+        "random",
+        ("class", {"gamma": 0.0}),
+        ("class", {"gamma": 0.5}),
+        ("class", {"gamma": 1.0}),
+    ),  # fmt: skip
+    eps_fractions: Sequence[float] = FRACTIONS,
+    *,
+    profile=None,
+    correlations=None,
+    eps: Sequence[float] | None = None,
+    baseline: str = "bce",
+    significance: float = 0.05,
+    seed: int = 0,
+    progress=None,
+    **job,
+) -> EvaluationTable:
+    """Tables IV-VI for ``model`` on ``images``: every method at every budget as one batched job.
+
+    The budgets are ``eps_fractions`` of the profile's eps_max (section VI-C), or ``eps`` explicitly.
+    ``profile`` / ``correlations`` default to the model's shipped or cached ones when a method needs them.
+    """
+    from mlvis.analysis.landscape import correlations as get_correlations
+    from mlvis.analysis.profiles import profile as get_profile
+
+    names = [m if isinstance(m, str) else (m.method if isinstance(m, AttackSpec) else m[0]) for m in methods]
+    if profile is None and (eps is None or any(n in _NEEDS_PROFILE for n in names)):
+        profile = get_profile(model)
+    if correlations is None and "class" in names:
+        correlations = get_correlations(model, direction="up")
+    if baseline not in names:
+        methods = [baseline, *methods]
+    specs = _specs(methods, profile, correlations)
+    fr = np.asarray(eps_fractions, np.float64)
+    budgets = np.asarray(eps, np.float64) if eps is not None else fr * profile.eps_max
+    if eps is not None:
+        fr = budgets / profile.eps_max if profile is not None else np.full(len(budgets), np.nan)
+    results = run_job(model, images, specs, budgets, seed=seed, progress=progress, **job)
+    flips = np.stack([r.flips for r in results]).astype(np.float64)
+    flips_8bit = np.stack([r.flips_8bit for r in results]).astype(np.float64)
+    b = [s.method for s in specs].index(baseline)
+    m, k = flips.shape[:2]
+    p = np.full((m, k), np.nan)
+    for i in range(m):
+        if i != b:
+            for kk in range(k):
+                p[i, kk] = _paired_p(flips[i, kk], flips[b, kk])
+    same = np.zeros((m, k), bool)
+    for i, r in enumerate(results):
+        if r.targets is not None and specs[i].method in ("class", "random"):
+            same[i] = (r.targets > 0).all(axis=(1, 2))
+    return EvaluationTable(
+        model=getattr(getattr(model, "spec", None), "name", type(model).__name__),
+        methods=tuple(s.name for s in specs),
+        eps=budgets,
+        fractions=fr,
+        flips=flips,
+        flips_8bit=flips_8bit,
+        p_values=p,
+        same_as_baseline=same,
+        baseline=specs[b].name,
+        significance=significance,
+        config={"seed": seed, "images": int(flips.shape[-1]), "eps_max": getattr(profile, "eps_max", None)},
+    )
+
+
+# ------------------------------------------------------------------------------------- sweeps
+
+
+def q_sweep(model, images, qs=(0.25, 0.5, 0.75, 1.0), *, profile=None, **kw) -> EvaluationTable:
+    """Table IX: SLAM at several q over the evaluation grid (totals in ``.total``)."""
+    methods = [AttackSpec("slam", {"q": float(q)}) for q in qs]
+    return evaluate(model, images, methods, profile=profile, **kw)
+
+
+def gamma_search(model, images, step: float = 0.05, *, profile=None, correlations=None, **kw):
+    """Section VI-C's search for CLASS's best gamma in steps of ``step``: returns (best gamma, table).
+
+    Best = the largest total flips over the grid (ties: the smaller gamma).
+    """
+    gammas = np.round(np.arange(0.0, 1.0 + 1e-9, step), 6)
+    methods = [AttackSpec("class", {"gamma": float(g)}) for g in gammas]
+    table = evaluate(model, images, methods, profile=profile, correlations=correlations, **kw)
+    totals = table.total[1:] if table.methods[0] == "BCE" else table.total
+    return float(gammas[int(np.argmax(totals))]), table
+
+
+def flips_vs_targets(model, images, eps: Sequence[float], targets: Sequence[int] | None = None, **job):
+    """Fig. 7: mean flips against the number of targets (the labels closest to flipping), per eps.
+
+    Returns ``(targets (T,), mean (K, T), std (K, T))``; one job for every target count and eps.
+    """
+    num_labels = len(getattr(model, "labels", ()) or ()) or None
+    if targets is None:
+        if num_labels is None:
+            raise ValueError("Give the target counts (the model does not name its labels).")
+        targets = range(1, num_labels + 1)
+    targets = np.asarray(list(targets), np.int64)
+    specs = [AttackSpec("closest", {"k": int(t)}, name=f"top{t}") for t in targets]
+    results = run_job(model, images, specs, list(eps), **job)
+    flips = np.stack([r.flips for r in results], axis=1).astype(np.float64)  # (K, T, N)
+    return targets, flips.mean(-1), flips.std(-1)
+
+
+def bce_vs_linear(model, images, eps: Sequence[float], **job):
+    """Fig. 8: mean and std of the flips of BCE and of the linear loss over ``eps`` (one job)."""
+    res = run_job(model, images, ["bce", "linear"], list(eps), **job)
+    return {r.method: (r.flips.mean(1), r.flips.std(1)) for r in res}
+
+
+# ----------------------------------------------------------------------------------- transfer
+
+
+@dataclasses.dataclass(frozen=True)
+class TransferResult:
+    """How a result's adversarial images fare on another model, flips against that model's own
+    clean prediction. ``flips`` / ``flips_8bit``: (K, N); ``source_flips``: the attacked model's."""
+
+    source: str
+    target: str
+    method: str
+    eps: np.ndarray
+    flips: np.ndarray
+    flips_8bit: np.ndarray
+    source_flips: np.ndarray
+
+    def summary(self) -> dict:
+        return {
+            "source": self.source,
+            "target": self.target,
+            "method": self.method,
+            "eps": self.eps.tolist(),
+            "source_flips": self.source_flips.mean(1).tolist(),
+            "transfer_flips": self.flips.mean(1).tolist(),
+            "transfer_flips_8bit": self.flips_8bit.mean(1).tolist(),
+        }
+
+
+def transfer(result, other_model, batch: int = 256) -> TransferResult:
+    """Re-evaluate ``result``'s adversarial images (and their 8-bit versions) on ``other_model``.
+
+    Images are resized (bilinear, antialiased) when the other model expects another input size.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from mlvis.attacks.engine import _model_device, _threshold, _work_dtype
+
+    dev, dtype = _model_device(other_model), _work_dtype(other_model)
+    thr = _threshold(other_model)
+    size = tuple(getattr(getattr(other_model, "spec", None), "input_size", ()) or result.clean.shape[-2:])
+
+    def probs(x: np.ndarray) -> np.ndarray:
+        out = []
+        for a in range(0, len(x), batch):
+            t = torch.as_tensor(np.ascontiguousarray(x[a : a + batch])).to(dev, dtype)
+            if tuple(t.shape[-2:]) != size:
+                t = F.interpolate(t, size=size, mode="bilinear", antialias=True, align_corners=False).clamp_(0, 1)
+            with torch.no_grad():
+                out.append(torch.sigmoid(other_model(t).float()).cpu().numpy())
+        return np.concatenate(out)
+
+    k, n = result.flips.shape
+    clean_pred = probs(result.clean) >= thr
+    adv = probs(result.adv.reshape(k * n, *result.adv.shape[2:])).reshape(k, n, -1) >= thr
+    q8 = probs(result.adv_8bit.reshape(k * n, *result.adv.shape[2:]).astype(np.float32) / 255).reshape(k, n, -1)
+    return TransferResult(
+        source=str(result.config.get("model", "")),
+        target=getattr(getattr(other_model, "spec", None), "name", type(other_model).__name__),
+        method=result.name,
+        eps=result.eps.copy(),
+        flips=(adv != clean_pred[None]).sum(-1),
+        flips_8bit=((q8 >= thr) != clean_pred[None]).sum(-1),
+        source_flips=result.flips.copy(),
+    )

@@ -1,0 +1,269 @@
+"""CLASS subset selection (paper section V-B, Algorithm 3): a look-ahead tree over labels.
+
+Pure numpy; one image at a time (the attack calls it per image before its loop).
+
+Given, for one image,
+  * ``ease`` P: per-label closeness of the confidence to the attack target
+    (``t * y + (1 - t) * (1 - y)``), normalised by its maximum;
+  * ``icm``: the instance correlation matrix (C x C);
+the selector grows a label set from the easiest label. Each iteration builds a tree ``depth``
+levels deep in which every node keeps the ``branches`` best-scoring labels not yet in its set,
+score ``S = gamma * Z + (1 - gamma) * P`` with ``Z`` the row + column sums of the ICM over the
+node's set (normalised by its largest magnitude); the leaf with the highest objective
+``O = gamma * sum(icm[set, set]) + (1 - gamma) * sum(P[set])`` wins, and the first label on its
+path joins the set. Ties go to the first leaf in breadth-first order, as in the paper.
+
+Unlike the paper's code, it never fails when every score or objective is <= 0 (the best value
+starts at -inf, not 0), and the tree is evaluated one level at a time as arrays instead of one
+node at a time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from mlvis.attacks.methods import LoopPlan, register_method
+
+
+def target_ease(probs: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """P of equation 8: closeness of each confidence to its target, normalised by the maximum."""
+    probs, target = np.asarray(probs, np.float64), np.asarray(target, np.float64)
+    p = target * probs + (1 - target) * (1 - probs)
+    m = p.max(axis=-1, keepdims=True)
+    return np.divide(p, m, out=np.zeros_like(p), where=m > 0)
+
+
+def subset_length(expected_flips: float, num_labels: int, factor: float = 1.66) -> int:
+    """Section V-B's heuristic: target 1/0.6 ~ 1.66 times the expected number of flips (>= 1)."""
+    return int(min(num_labels, max(1, np.floor(factor * max(float(expected_flips), 0.0)))))
+
+
+def select_subset(
+    ease: np.ndarray,
+    icm: np.ndarray,
+    length: int,
+    gamma: float = 0.5,
+    branches: int = 4,
+    depth: int = 4,
+) -> np.ndarray:
+    """The ordered label subset Algorithm 3 chooses for one image.
+
+    Args:
+        ease: (C,) P, the normalised closeness of each label to its target.
+        icm: (C, C) instance correlation matrix.
+        length: subset length (clipped to [1, C]).
+        gamma: weight of correlation against ease (0 = ease only, 1 = correlation only).
+        branches, depth: the look-ahead tree's width and depth (the paper uses 4 and 4).
+
+    Returns:
+        int array of ``length`` distinct label indices, in the order they were added.
+    """
+    ease = np.asarray(ease, np.float64)
+    icm = np.asarray(icm, np.float64)
+    C = ease.shape[0]
+    if icm.shape != (C, C):
+        raise ValueError(f"icm must be ({C}, {C}) to match ease, not {icm.shape}")
+    if not 0.0 <= gamma <= 1.0:
+        raise ValueError(f"gamma must be in [0, 1], not {gamma}")
+    if branches < 1 or depth < 1:
+        raise ValueError("branches and depth must be at least 1")
+    length = int(np.clip(length, 1, C))
+    pair = icm + icm.T  # Z contribution of one member: its column (to the set) + its row (from it)
+
+    chosen = [int(np.argmax(ease))]  # root: the easiest label (first on ties)
+    while len(chosen) < length:
+        levels = min(depth, length - len(chosen))
+        # every node of the current level: its member mask, Z vector, path (first added label)
+        members = np.zeros((1, C), bool)
+        members[0, chosen] = True
+        z = pair[chosen].sum(0, keepdims=True)
+        first = np.full(1, -1)
+        for level in range(levels):
+            scale = np.abs(z).max(axis=1, keepdims=True)
+            zn = np.divide(z, scale, out=np.zeros_like(z), where=scale > 0)
+            score = np.where(members, -np.inf, gamma * zn + (1 - gamma) * ease)
+            k = min(branches, C - int(members[0].sum()))
+            # top-k per node, best first; stable so that ties keep label order
+            top = np.argsort(-score, axis=1, kind="stable")[:, :k]
+            n_nodes = members.shape[0]
+            parent = np.repeat(np.arange(n_nodes), k)
+            added = top.reshape(-1)
+            members = members[parent].copy()
+            members[np.arange(len(added)), added] = True
+            z = z[parent] + pair[added]
+            first = added if level == 0 else first[parent]
+        mf = members.astype(np.float64)
+        sub_icm = np.einsum("ni,ij,nj->n", mf, icm, mf)
+        objective = gamma * sub_icm + (1 - gamma) * (mf @ ease)
+        chosen.append(int(first[int(np.argmax(objective))]))  # argmax: first of equal leaves
+    return np.array(chosen, dtype=np.int64)
+
+
+# ------------------------------------------------------------------------- the targeting methods
+
+
+def normalise_correlations(matrix: np.ndarray) -> np.ndarray:
+    """Min-max normalise a correlation matrix over its off-diagonal entries; the diagonal becomes 0.
+
+    The diagonal is the attacked label's own response (the attack itself, not a correlation): it is
+    an order of magnitude larger than any off-diagonal entry and would squash them all near 0.
+    """
+    m = np.asarray(matrix, np.float64)
+    off = ~np.eye(m.shape[0], dtype=bool)
+    lo, hi = m[off].min(), m[off].max()
+    out = np.divide(m - lo, hi - lo, out=np.zeros_like(m), where=off & (hi > lo))
+    np.fill_diagonal(out, 0.0)
+    return out
+
+
+def instance_correlation(up: np.ndarray, down: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """The ICM of section V-B: row i from the (normalised) flip-up matrix where label i's target is 1,
+    from the flip-down matrix where it is 0. ``target`` may be (C,) or batched (..., C)."""
+    t = np.asarray(target, bool)[..., :, None]
+    return np.where(t, np.asarray(up, np.float64), np.asarray(down, np.float64))
+
+
+def _matrices(correlations) -> tuple[np.ndarray, np.ndarray]:
+    """(up, down), both min-max normalised, from a CorrelationMatrix, a pair of them, or arrays.
+
+    With the flip-up matrix alone, flip-down is approximated by ``1 - up`` (section IV-B: the two
+    are negatives of each other, so their min-max normalisations are complements).
+    """
+
+    def raw(c):
+        return np.asarray(getattr(c, "matrix", c), np.float64)
+
+    if isinstance(correlations, tuple | list):
+        if len(correlations) != 2:
+            raise ValueError("correlations must be one flip-up matrix or a (flip-up, flip-down) pair.")
+        up, down = normalise_correlations(raw(correlations[0])), normalise_correlations(raw(correlations[1]))
+    else:
+        if getattr(correlations, "direction", "up") != "up":
+            raise ValueError("A single correlation matrix for CLASS must be the flip-up one.")
+        up = normalise_correlations(raw(correlations))
+        down = 1.0 - up
+        np.fill_diagonal(down, 0.0)
+    if up.ndim != 2 or up.shape != down.shape or up.shape[0] != up.shape[1]:
+        raise ValueError(f"correlation matrices must be square and alike, not {up.shape} and {down.shape}.")
+    return up, down
+
+
+def _expected_flips(profile, eps: np.ndarray, num_labels: int) -> np.ndarray:
+    if not hasattr(profile, "expected_flips"):
+        raise ValueError("profile must be a FlipProfile (see mlvis.profile).")
+    if getattr(profile, "labels", num_labels) != num_labels:
+        raise ValueError(f"The profile is for a model with {profile.labels} labels, not {num_labels}.")
+    return np.atleast_1d(np.asarray(profile.expected_flips(eps), np.float64))
+
+
+def _lengths(ctx, profile, length, factor: float) -> np.ndarray:
+    """Subset length per eps: given, or section V-B's min(C, floor(factor * E(eps)))."""
+    c = ctx.num_labels
+    if length is not None:
+        ln = np.broadcast_to(np.asarray(length, np.int64), ctx.eps.shape)
+        if (ln < 1).any() or (ln > c).any():
+            raise ValueError(f"length must be between 1 and the number of labels ({c}).")
+        return ln.copy()
+    if profile is None:
+        raise ValueError("Give a profile (to size the subset from E(eps)) or an explicit length.")
+    e = _expected_flips(profile, ctx.eps, c)
+    return np.array([subset_length(v, c, factor) for v in e], np.int64)
+
+
+def _ctx_numpy(ctx):
+    return ctx.clean_probs.double().cpu().numpy(), ctx.target.double().cpu().numpy()
+
+
+def class_masks(probs, target, lengths, up, down, gamma=0.5, branches=4, depth=4) -> np.ndarray:
+    """(K, N, C) 0/1 masks: CLASS's subset for every (eps, image); subsets depend on eps only via length.
+
+    An image's subsets for each distinct length are computed once; length C needs no search.
+    """
+    n, c = probs.shape
+    ease = target_ease(probs, target)
+    icm = instance_correlation(up, down, target)
+    masks = np.zeros((len(lengths), n, c))
+    for ln in np.unique(lengths):
+        ks = np.flatnonzero(lengths == ln)
+        if ln >= c:
+            masks[ks] = 1.0
+            continue
+        for i in range(n):  # the tree search is per image by nature (pure numpy, a few ms)
+            masks[ks, i, select_subset(ease[i], icm[i], int(ln), gamma, branches, depth)] = 1.0
+    return masks
+
+
+@register_method("class", description="CLASS: BCE on a subset chosen by ease and label correlations (Alg. 3)")
+def _class(
+    ctx,
+    *,
+    correlations,
+    profile=None,
+    gamma: float = 0.5,
+    branches: int = 4,
+    depth: int = 4,
+    length=None,
+    factor: float = 1.66,
+) -> LoopPlan:
+    """CLASS (section V-B): per (eps, image), a subset of min(C, floor(1.66 E(eps))) labels grown by the
+    look-ahead selector from the easiest label, attacked with BCE weighted by the subset mask.
+
+    ``correlations``: the flip-up CorrelationMatrix (flip-down approximated by 1 - up) or a
+    (flip-up, flip-down) pair; ``profile``: the model's FlipProfile (or give ``length``).
+    """
+    gamma = float(gamma)
+    if not 0 <= gamma <= 1:
+        raise ValueError(f"gamma must lie in [0, 1], not {gamma}.")
+    if int(branches) < 1 or int(depth) < 1:
+        raise ValueError("branches and depth must be at least 1.")
+    up, down = _matrices(correlations)
+    if up.shape[0] != ctx.num_labels:
+        c = up.shape[0]
+        raise ValueError(f"The correlation matrices are {c} x {c}; the model has {ctx.num_labels} labels.")
+    lengths = _lengths(ctx, profile, length, factor)
+    probs, target = _ctx_numpy(ctx)
+    masks = class_masks(probs, target, lengths, up, down, gamma, int(branches), int(depth))
+    return LoopPlan("bce", weights=masks)
+
+
+@register_method("random", description="BCE on a uniformly drawn label subset of CLASS's length (the control)")
+def _random(ctx, *, profile=None, length=None, factor: float = 1.66) -> LoopPlan:
+    """The random-subset control of section VI: the same subset length as CLASS, labels drawn uniformly
+    (per eps and image, from the job's seeded generator)."""
+    lengths = _lengths(ctx, profile, length, factor)
+    k, n, c = len(ctx.eps), ctx.num_images, ctx.num_labels
+    keys = torch.rand((k, n, c), generator=ctx.generator, dtype=torch.float64).numpy()
+    rank = keys.argsort(-1).argsort(-1)  # a uniform random permutation rank per (eps, image)
+    return LoopPlan("bce", weights=(rank < lengths[:, None, None]).astype(np.float64))
+
+
+@register_method("closest", description="BCE on the k labels whose confidences are closest to the threshold")
+def _closest(ctx, *, k) -> LoopPlan:
+    """Fig. 7's targeting: the ``k`` labels closest to flipping (confidence nearest the threshold).
+    ``k`` is an int or one per eps ``(K,)`` (an eps-dependent plan)."""
+    c = ctx.num_labels
+    ks = np.asarray(k, np.int64)
+    if ks.ndim > 1 or (ks.ndim == 1 and ks.shape != ctx.eps.shape) or (ks < 1).any() or (ks > c).any():
+        raise ValueError(f"k must be an int in [1, {c}] or one per eps.")
+    dist = (ctx.clean_probs.double() - ctx.threshold).abs().cpu().numpy()
+    rank = dist.argsort(-1, kind="stable").argsort(-1)
+    if ks.ndim == 0:
+        return LoopPlan("bce", weights=(rank < int(ks)).astype(np.float64))
+    return LoopPlan("bce", weights=(rank[None] < ks[:, None, None]).astype(np.float64))
+
+
+@register_method("single-label", description="BCE on one label per image, pushed up or down (Algorithm 1's probe)")
+def _single_label(ctx, *, labels, direction: str = "up") -> LoopPlan:
+    """Attack one label per image alone: weight one-hot on ``labels[i]``, target 1 (``"up"``) or 0
+    (``"down"``) whatever the clean prediction, as Algorithm 1 does to measure correlations."""
+    n, c = ctx.num_images, ctx.num_labels
+    lab = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
+    lab = np.broadcast_to(lab, (n,)) if lab.ndim == 0 else lab
+    if lab.shape != (n,) or not np.issubdtype(lab.dtype, np.integer) or (lab < 0).any() or (lab >= c).any():
+        raise ValueError(f"labels must be one label index in [0, {c}) per image.")
+    if direction not in ("up", "down"):
+        raise ValueError(f"direction must be 'up' or 'down', not {direction!r}.")
+    onehot = np.zeros((n, c))
+    onehot[np.arange(n), lab] = 1.0
+    return LoopPlan("bce", weights=onehot, target=onehot if direction == "up" else np.zeros((n, c)))
