@@ -6,3 +6,7 @@ Nothing here imports Streamlit or the attack code; pages decide how to show what
 from mlvis.viz.gallery import confidence_bars, shown_label_indices, upscale_image
 
 __all__ = ["confidence_bars", "shown_label_indices", "upscale_image"]
+
+from mlvis.viz.hyperplane import flips_per_step_figure, flips_vs_eps_figure, plane_figure  # noqa: E402
+
+__all__ += ["flips_per_step_figure", "flips_vs_eps_figure", "plane_figure"]
