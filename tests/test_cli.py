@@ -35,3 +35,23 @@ def test_bad_arguments_are_one_clear_sentence(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "epochs must be a positive integer" in err and "Traceback" not in err
     assert not list(tmp_path.iterdir())  # nothing half-written
+
+
+def test_profile_correlations_and_evaluate_commands(tmp_path, capsys):
+    base = ["--model", "demo-asl", "--images", "3", "--device", "cpu"]
+    assert main(["profile", *base, "--max-eps", "0.03", "--interval", "5", "--out", str(tmp_path / "p.json")]) == 0
+    prof = mlvis.analysis.FlipProfile.load(tmp_path / "p.json")
+    assert prof.model == "demo-asl" and prof.eps[1] == 5 / 2560 and "eps_max" in capsys.readouterr().out
+    assert main(["correlations", *base, "--images", "2", "--eps", "0.002", "--out", str(tmp_path)]) == 0
+    up = mlvis.analysis.CorrelationMatrix.load(tmp_path / "demo-asl.correlations-up.json")
+    down = mlvis.analysis.CorrelationMatrix.load(tmp_path / "demo-asl.correlations-down.json")
+    assert up.matrix.shape == (24, 24) and up.images == 2 and down.direction == "down"
+    assert (up.matrix.diagonal() >= 0).all() and (down.matrix.diagonal() <= 0).all()
+    out = tmp_path / "eval"
+    args = ["evaluate", *base, "--methods", "bce,slam,class:0.5", "--fractions", "0.05,0.1", "--out", str(out)]
+    assert main(args) == 0
+    table = json.loads((out / "table.json").read_text())
+    assert table["methods"] == ["BCE", "SLAM(q=0.5)", "CLASS(γ=0.5)"] and len(table["eps"]) == 2
+    assert (out / "table.md").read_text().startswith("| Method |") and (out / "table.csv").exists()
+    assert main(["evaluate", *base, "--methods", "bce,class:x"]) == 2
+    assert "is not a number" in capsys.readouterr().err

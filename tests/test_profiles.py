@@ -16,7 +16,9 @@ def test_convergence_needs_a_run_of_flat_intervals():
     assert convergence_index(curve, rel=0.01, patience=3) == 5
     assert convergence_index(curve, rel=0.01, patience=1) == 3
     assert convergence_index(np.array([0, 1, 2, 3, 4.0])) is None
-    assert convergence_index(np.array([0, 0, 0, 0.0])) == 0
+    assert convergence_index(np.array([0, 0, 0, 0.0])) is None  # not started rising: not converged
+    # the reference is the first positive gain: nothing flips in the first two intervals here
+    assert convergence_index(np.array([0, 0, 0, 5, 9, 9, 9, 9.0]), patience=3) == 4
 
 
 def test_recovers_a_known_quartic():

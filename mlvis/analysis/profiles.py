@@ -26,18 +26,20 @@ import numpy as np
 def convergence_index(flips: np.ndarray, rel: float = 0.01, patience: int = 3) -> int | None:
     """Index into ``flips`` (measured at steps 0, i, 2i, ...) where the curve has converged.
 
-    ``flips[0]`` is the value before the attack (0 by definition of a flip). Returns ``None``
-    while the curve is still rising.
+    ``flips[0]`` is the value before the attack (0 by definition of a flip). The reference gain is
+    the first positive one: a robust model may flip nothing in the first intervals, and a curve that
+    has not started rising has not converged. Returns ``None`` while the curve is still rising.
     """
     flips = np.asarray(flips, np.float64)
     if flips.ndim != 1 or len(flips) < 2:
         raise ValueError("need a 1-D curve with at least two points")
     gains = np.diff(flips)
-    first = gains[0]
-    if first <= 0:  # nothing moved in the first interval: the curve is flat from the origin
-        return 0
-    flat = gains < rel * first
-    for k in range(len(flat) - patience + 1):
+    rising = np.flatnonzero(gains > 0)
+    if not len(rising):
+        return None
+    start = int(rising[0])
+    flat = gains < rel * gains[start]
+    for k in range(start + 1, len(flat) - patience + 1):
         if flat[k : k + patience].all():
             return k
     return None
@@ -185,6 +187,7 @@ def probe(
     max_eps: float = 0.5,
     rel: float = 0.01,
     patience: int = 3,
+    min_points: int = 6,
     max_batch: int | None = None,
     progress=None,
 ) -> dict:
@@ -195,7 +198,8 @@ def probe(
     is exactly the attack at eps = k * alpha (DESIGN.md's prefix rule). The mean flips of each curve
     are recorded every ``interval`` steps, read from the logits that the next step's gradient forward
     computes anyway, and the probe stops as soon as the larger curve has converged
-    (:func:`convergence_index`) or at ``max_eps``.
+    (:func:`convergence_index`, with at least ``min_points`` points including eps = 0, enough for a
+    degree-4 fit) or at ``max_eps``.
 
     Returns a dict: ``eps`` (M,), ``flips_bce`` / ``flips_linear`` (M,) means, ``per_image_bce`` /
     ``per_image_linear`` (M, N), ``steps`` run, ``converged`` and the measured ``cost``.
@@ -258,7 +262,7 @@ def probe(
             records.append(flips_now.clone())
             means = torch.stack(records).float().mean(2).cpu().numpy()  # one host sync per interval
             curve = np.concatenate([[0.0], means.max(1)])
-            if convergence_index(curve, rel, patience) is not None:
+            if len(curve) >= min_points and convergence_index(curve, rel, patience) is not None:
                 converged = True
                 break
         if last:
