@@ -223,6 +223,43 @@ def evaluate_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def _findings_args(p: argparse.ArgumentParser) -> None:
+    _images_args(p)
+    p.add_argument("--other", default=None, help="a second model for the transfer rows (e.g. demo-q2l)")
+    p.add_argument("--out", default=None, help="also write findings-MODEL.md into this folder")
+
+
+@command("findings", "measure the paper's findings F1-F6 on a demo model (uses its profile and matrices)",
+         _findings_args)  # fmt: skip
+def findings_cmd(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import mlvis
+    from mlvis.analysis.findings import paper_findings
+    from mlvis.data.stats import scene_statistics
+    from mlvis.store import atomic_write_text
+
+    model, images = _load(args)
+    stats = scene_statistics("train", 20_000)
+    other = mlvis.create_model(args.other, device=args.device) if args.other else None
+    f = paper_findings(
+        model,
+        images,
+        profile=mlvis.profile(model),
+        up=mlvis.correlations(model, direction="up"),
+        down=mlvis.correlations(model, direction="down"),
+        frequencies=stats.frequencies,
+        cooccurrence={"conditional": stats.conditional, "lift": stats.lift},
+        other_model=other,
+        progress=ProgressBar(f"findings {args.model}"),
+    )
+    text = f.to_markdown()
+    print(text)
+    if args.out:
+        atomic_write_text(Path(args.out) / f"findings-{args.model}.md", text)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlvis", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)

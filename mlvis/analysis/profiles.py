@@ -45,6 +45,9 @@ def convergence_index(flips: np.ndarray, rel: float = 0.01, patience: int = 3) -
     return None
 
 
+_PER_IMAGE = ("per_image_bce", "per_image_linear")
+
+
 @dataclasses.dataclass(frozen=True)
 class FlipProfile:
     """E(eps) for one model, with the measurements it was fitted to.
@@ -58,6 +61,8 @@ class FlipProfile:
         eps_max: the budget where the flips converge.
         cost: measured forward and backward passes of the probes (equation 19), per image.
         settings: what the probe used (alpha, interval, images, rule), to reproduce it.
+        per_image_bce, per_image_linear: (M, N) flips of each probe image at each measured budget
+            (kept by :func:`profile`; they are exactly BCE and linear at those budgets, Fig. 8).
     """
 
     model: str
@@ -70,6 +75,8 @@ class FlipProfile:
     eps_max: float
     cost: dict = dataclasses.field(default_factory=dict)
     settings: dict = dataclasses.field(default_factory=dict)
+    per_image_bce: np.ndarray | None = None
+    per_image_linear: np.ndarray | None = None
 
     @property
     def points(self) -> np.ndarray:
@@ -97,8 +104,8 @@ class FlipProfile:
     # -- persistence ------------------------------------------------------------------------------
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
-        for k in ("eps", "flips_bce", "flips_linear", "coefficients"):
-            d[k] = np.asarray(d[k]).tolist()
+        for k in ("eps", "flips_bce", "flips_linear", "coefficients", "per_image_bce", "per_image_linear"):
+            d[k] = None if d[k] is None else np.asarray(d[k]).tolist()
         return d
 
     @classmethod
@@ -112,6 +119,7 @@ class FlipProfile:
                 eps_max=float(d["eps_max"]),
                 cost=dict(d.get("cost", {})),
                 settings=dict(d.get("settings", {})),
+                **{k: None if d.get(k) is None else np.asarray(d[k], np.int64) for k in _PER_IMAGE},
                 **arrays,
             )
         except (KeyError, TypeError, ValueError) as e:
@@ -355,7 +363,12 @@ def profile(
         "equation_19": equation_19(fitted.eps_max, alpha, interval),
         "steps": p["steps"],
     }
-    fitted = dataclasses.replace(fitted, cost=cost)
+    fitted = dataclasses.replace(
+        fitted,
+        cost=cost,
+        per_image_bce=p["per_image_bce"].astype(np.int64),
+        per_image_linear=p["per_image_linear"].astype(np.int64),
+    )
     if cache:
         key = {**settings, "degree": degree, "rel": rel, "patience": patience, "images_sha": _images_sha(images)}
         artifacts.save("profile", model, key, {"profile": fitted.to_dict()})
