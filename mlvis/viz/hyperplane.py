@@ -106,7 +106,8 @@ def plane_figure(
             state = "starts present (flip down)" if sim.clean[i] else "starts absent (flip up)"
             w1, w2, bias = b.weights[i, 0], b.weights[i, 1], b.biases[i]
             eq = f"{w1:g}·x₁ {'+' if w2 >= 0 else '−'} {abs(w2):g}·x₂ {'+' if bias >= 0 else '−'} {abs(bias):g} = 0"
-            tag = seg[0] + 0.88 * (seg[1] - seg[0])  # the name sits near one end, inside the square
+            # the name sits near one end, inside the square, staggered so that neighbours do not overlap
+            tag = seg[0] + (0.9 - 0.08 * (i % 3)) * (seg[1] - seg[0])
             fig.add_trace(
                 go.Scatter(
                     x=[seg[0, 0], tag[0], seg[1, 0]],
@@ -114,7 +115,7 @@ def plane_figure(
                     mode="lines+text",
                     text=["", f"{name} {arrow}", ""],
                     textposition="top center",
-                    textfont={"color": BOUNDARY_COLOUR, "size": 12},
+                    textfont={"color": BOUNDARY_COLOUR, "size": 13},
                     line={"color": BOUNDARY_COLOUR, "width": 1.5},
                     name=f"boundary {name}",
                     meta={"kind": "boundary", "label": name},
