@@ -90,3 +90,73 @@ def test_a_shared_link_opens_its_model_and_seed(page: Page, app_url: str, screen
     expect(page.get_by_test_id("stImage").first).to_contain_text(f"Scene {4 * mlvis.data.BLOCK} ", timeout=TIMEOUT_MS)
     expect_gallery(page, OTHER)
     expect(page).to_have_url(re.compile(rf"[?&]{state.SEED}=4(&|$)"))
+
+
+def open_from_sidebar(page: Page, app_url: str, title: str) -> None:
+    """Open the app at its root (as a first visitor does), then the page ``title`` from the sidebar."""
+    page.goto(app_url)
+    wait_idle(page)
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name=title).click()
+    expect(page.get_by_role("heading", name=title, exact=True)).to_be_visible(timeout=TIMEOUT_MS)
+    wait_idle(page)
+
+
+def expect_metric(page: Page, label: str, value: str | re.Pattern) -> None:
+    metric = page.get_by_test_id("stMetric").filter(has_text=label)
+    expect(metric.get_by_test_id("stMetricValue")).to_have_text(value, timeout=TIMEOUT_MS)
+
+
+def expect_hyperplane_charts(page: Page) -> None:
+    """The plane, flips-per-step and flips-vs-eps charts are drawn (plotly rendered their traces)."""
+    charts = page.get_by_test_id("stPlotlyChart")
+    expect(charts).to_have_count(3, timeout=TIMEOUT_MS)
+    for chart in charts.all():
+        expect(chart.locator("g.trace").first).to_be_attached(timeout=TIMEOUT_MS)
+
+
+def test_hyperplane_page_shows_fig18_and_keeps_its_settings_in_the_link(page: Page, app_url: str, screenshot_dir: Path):
+    open_from_sidebar(page, app_url, "Hyperplane simulation")
+    expect(page).to_have_url(re.compile(r"/hyperplane$"))
+    expect_hyperplane_charts(page)
+    # the paper's point, on the Fig. 18 preset: greedy wins the small box, patient the large one
+    expect_metric(page, "linear (greedy), ε = 0.1", "2 / 5")
+    expect_metric(page, "BCE (patient), ε = 0.1", "0 / 5")
+    expect_metric(page, "linear (greedy), ε = 0.3", "2 / 5")
+    expect_metric(page, "BCE (patient), ε = 0.3", "5 / 5")
+    page.screenshot(path=str(screenshot_dir / "hyperplane-fig18.png"))
+    page.get_by_test_id("stPlotlyChart").first.screenshot(path=str(screenshot_dir / "hyperplane-fig18-plane.png"))
+
+    # random boundaries from a seed, a new start point: both go into the URL
+    page.get_by_test_id("stRadio").get_by_text("Random", exact=True).click()
+    expect(page).to_have_url(re.compile(r"[?&]hp\.source=Random(&|$)"), timeout=TIMEOUT_MS)
+    expect(page.get_by_test_id("stNumberInput").filter(has_text="Boundary seed")).to_be_visible(timeout=TIMEOUT_MS)
+    wait_idle(page)
+    x1 = page.get_by_test_id("stNumberInput").filter(has_text="Start x₁").locator("input")
+    x1.fill("0.450")
+    x1.press("Enter")
+    expect(page).to_have_url(re.compile(r"[?&]hp\.x1=0\.45(&|$)"), timeout=TIMEOUT_MS)
+    expect(page).to_have_url(re.compile(r"[?&]hp\.source=Random(&|$)"))
+    wait_idle(page)
+    expect_hyperplane_charts(page)
+    expect(page.get_by_test_id("stMetric").first).to_contain_text("/ 6")  # six random labels by default
+    page.screenshot(path=str(screenshot_dir / "hyperplane-random.png"))
+
+    # the link reproduces the view
+    shared = page.url
+    page.goto("about:blank")
+    page.goto(shared)
+    wait_idle(page)
+    expect(page.get_by_test_id("stRadio").locator("input[type=radio]:checked")).to_have_count(1)
+    expect(page.get_by_test_id("stRadio").get_by_role("radio", name="Random")).to_be_checked(timeout=TIMEOUT_MS)
+    expect(page.get_by_test_id("stNumberInput").filter(has_text="Start x₁").locator("input")).to_have_value("0.450")
+    expect_hyperplane_charts(page)
+
+
+def test_models_page_lists_the_registry(page: Page, app_url: str, screenshot_dir: Path):
+    open_from_sidebar(page, app_url, "Models")
+    expect(page.get_by_test_id("stDataFrame").first).to_be_visible(timeout=TIMEOUT_MS)
+    expect_metric(page, "Device in use", re.compile(r"^(CPU|GPU \(.+\))$"))
+    for name in MODELS:
+        expect(page.get_by_role("heading", name=name, exact=True)).to_be_visible()
+    expect(page.get_by_role("heading", name="The paper's own models")).to_be_visible()
+    page.screenshot(path=str(screenshot_dir / "models.png"))
