@@ -31,7 +31,6 @@ def card_fields(spec: mlvis.ModelSpec) -> dict[str, str]:
     card, training = spec.card, spec.card.get("training", {})
     params = card.get("parameters")
     return {
-        "role": spec.description or "n/a",
         "labels": str(spec.num_labels),
         "input size": "×".join(str(v) for v in spec.input_size),
         "mean (R, G, B)": fmt_triple(spec.mean),
@@ -78,7 +77,7 @@ loaded = [(name, spec) for name, spec, _ in cards if spec is not None]
 if loaded:
     fields = {name: card_fields(spec) for name, spec in loaded}
     table = pd.DataFrame({"field": list(fields[loaded[0][0]])} | {n: list(f.values()) for n, f in fields.items()})
-    st.dataframe(table, hide_index=True, width="stretch", height=36 * (len(table) + 1) + 3, key="models.table")
+    st.dataframe(table, hide_index=True, width="stretch", height=35 * (len(table) + 1) + 3, key="models.table")
 
 for name, spec in loaded:
     card = spec.card
