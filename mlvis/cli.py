@@ -226,6 +226,7 @@ def evaluate_cmd(args: argparse.Namespace) -> int:
 def _findings_args(p: argparse.ArgumentParser) -> None:
     _images_args(p)
     p.add_argument("--other", default=None, help="a second model for the transfer rows (e.g. demo-q2l)")
+    p.add_argument("--gamma-step", type=float, default=0.05, help="CLASS gamma search step (default 0.05)")
     p.add_argument("--out", default=None, help="also write findings-MODEL.md into this folder")
 
 
@@ -251,6 +252,7 @@ def findings_cmd(args: argparse.Namespace) -> int:
         frequencies=stats.frequencies,
         cooccurrence={"conditional": stats.conditional, "lift": stats.lift},
         other_model=other,
+        gamma_step=args.gamma_step,
         progress=ProgressBar(f"findings {args.model}"),
     )
     text = f.to_markdown()
