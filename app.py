@@ -22,6 +22,7 @@ widgets.sidebar(models, device=cache.device_label())
 
 pages = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/attack_lab.py", title="Attack Lab", icon=":material/science:"),
     st.Page("pages/hyperplane.py", title="Hyperplane simulation", icon=":material/timeline:"),
     st.Page("pages/models.py", title="Models", icon=":material/model_training:"),
 ]

@@ -262,6 +262,52 @@ def findings_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def _attack_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True, help="an attack recipe JSON (the Attack Lab's 'Config' download)")
+    p.add_argument("--images", default=None, help="folder of the image files a recipe names (default: the config's)")
+    p.add_argument("--out", default=None, help="write results.csv, results.json and 16-bit PNGs into this folder")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+
+
+@command("attack", "rerun an Attack Lab recipe (--config FILE): every method as one job", _attack_args)
+def attack_cmd(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    import mlvis
+    from mlvis.app import recipe as rc
+    from mlvis.store import atomic_write_text
+
+    config = Path(args.config)
+    if not config.is_file():
+        raise FileNotFoundError(f"No recipe at {config}.")
+    recipe = rc.Recipe.from_json(config.read_text())
+    model = mlvis.create_model(recipe.model, device=args.device)
+    size = model.spec.input_size
+    if recipe.images.kind == "demo":
+        images = rc.demo_images(recipe.images, size)
+    else:
+        images = rc.file_images(recipe.images, size, rc.read_files_from(args.images or config.parent))
+    results = rc.run_recipe(recipe, model, images, progress=ProgressBar(f"attack {recipe.model}"))
+    frame = pd.concat([r.to_frame() for r in results], ignore_index=True)
+    c = len(model.labels)
+    print(f"{recipe.model}, eps {recipe.eps:g} ({recipe.norm}), {len(images)} image(s): mean flips of {c} labels")
+    for r in results:
+        print(f"  {r.name:<14} {r.flips[0].mean():6.2f}   8-bit {r.flips_8bit[0].mean():6.2f}   "
+              f"per image {r.flips[0].tolist()}")  # fmt: skip
+    if args.out:
+        out = Path(args.out)
+        atomic_write_text(out / "results.csv", frame.to_csv(index=False))
+        doc = {"recipe": recipe.to_dict(), "results": [json.loads(r.to_json()) for r in results]}
+        atomic_write_text(out / "results.json", json.dumps(doc) + "\n")
+        for r in results:
+            r.export(out, fmt="png16")
+        print(f"wrote {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlvis", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)

@@ -164,3 +164,53 @@ def hyperplane_run(config: HyperplaneConfig) -> HyperplaneRun:
     grid = hyperplane.eps_grid(config.alpha, config.boxes)
     curve = hyperplane.flips_vs_eps(boundaries, config.start, grid, config.losses, **settings)
     return HyperplaneRun(config, sim, curve)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# the Attack Lab and the analysis pages (pages/attack_lab.py, histograms.py, landscape.py, profiles.py, sweep.py)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def lab_scenes(split: str, seed: int, start: int, count: int, size: int) -> np.ndarray:
+    """Demo scenes ``start .. start + count - 1`` of block ``seed`` as ``(count, 3, size, size)`` float32."""
+    from mlvis.app.recipe import ImageSource, demo_images
+
+    return demo_images(ImageSource("demo", split, int(seed), int(start), int(count)), (int(size), int(size)))
+
+
+@st.cache_data(max_entries=16, show_spinner="Reading the images ...")
+def lab_uploads(files: tuple[tuple[str, bytes], ...], height: int, width: int, fit: str, max_files: int):
+    """Validated uploads (``mlvis.data.images.load_images``): ``(images, error sentences)``."""
+    from mlvis.data.images import load_images
+
+    return load_images(files, (int(height), int(width)), fit=fit, max_files=int(max_files))
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _artifact(model_name: str, kind: str):
+    """The shipped or cached ``kind`` (profile, up, down) of a model; raises ``ValueError`` when there is
+    none (failures are not cached, so an artifact computed later is found)."""
+    model = load_model(model_name)
+    if kind == "profile":
+        return mlvis.profile(model)
+    return mlvis.correlations(model, direction=kind)
+
+
+def artifact(model_name: str, kind: str):
+    """``_artifact`` or ``None`` when the model has none of that kind."""
+    try:
+        return _artifact(model_name, kind)
+    except ValueError:
+        return None
+
+
+def forget_artifacts() -> None:
+    """Drop the remembered artifacts (after a page computed new ones)."""
+    _artifact.clear()
+
+
+def lab_artifacts(model_name: str):
+    """The model's profile and correlation matrices for the Lab (``mlvis.app.recipe.Artifacts``)."""
+    from mlvis.app.recipe import Artifacts
+
+    return Artifacts(model_name, **{k: artifact(model_name, k) for k in ("profile", "up", "down")})

@@ -191,7 +191,7 @@ def load_image(data: bytes, size: Sequence[int], name: str = "image", fit: str =
             f"{name}: this is not a PNG, JPEG or WebP image that can be read (or it is corrupt)."
         ) from None
     except (OSError, ValueError, SyntaxError) as exc:
-        raise ImageError(f"{name}: the file could not be read as an image ({exc}).") from None
+        raise ImageError(f"{name}: the image is corrupt or truncated and could not be decoded ({exc}).") from None
     fmt = (im.format or "").upper()
     if fmt not in FORMATS:
         raise ImageError(f"{name}: this is a {im.format or 'unknown'} image; upload PNG, JPEG or WebP.")

@@ -10,3 +10,12 @@ __all__ = ["confidence_bars", "shown_label_indices", "upscale_image"]
 from mlvis.viz.hyperplane import flips_per_step_figure, flips_vs_eps_figure, plane_figure  # noqa: E402
 
 __all__ += ["flips_per_step_figure", "flips_vs_eps_figure", "plane_figure"]
+
+from mlvis.viz.attack import (  # noqa: E402
+    amplified_perturbation,
+    confidence_change_figure,
+    flips_figure,
+    perturbation_heatmaps,
+)
+
+__all__ += ["amplified_perturbation", "confidence_change_figure", "flips_figure", "perturbation_heatmaps"]

@@ -1,0 +1,261 @@
+"""Long computations on a page: cost estimates, a progress bar with ETA, a Stop button, kept results.
+
+Every page that computes goes through :func:`run_section`: it draws a *Run* button with the estimated
+cost, runs the computation when the button is pressed (or at once when the estimate is below
+``AUTO_RUN_S``, so cheap defaults show something without a click), shows a progress bar with the
+elapsed time and an ETA plus a *Stop* button while it runs, and keeps the result in session state keyed
+by the configuration, so reruns (any widget change) show it again without recomputing.
+
+**How Stop works.** Streamlit interrupts a running script when a widget event arrives (a click on
+Stop is one), at the script's next call into Streamlit, which the progress callback makes many times
+a second; the Stop button's callback then marks the configuration as stopped, and the section does
+not start it again until Run is pressed. The progress callback also raises :class:`Stopped` itself
+when that mark is set, for runs that are not interrupted (a script that was not listening).
+
+No attack code here: the computation is a function ``compute(progress) -> result`` handed in by
+the page's glue.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import statistics
+import time
+from collections.abc import Callable, Hashable, MutableMapping
+from typing import Any
+
+import streamlit as st
+
+#: estimated seconds below which a section runs without waiting for its Run button
+AUTO_RUN_S = 2.0
+#: results kept per section (the most recent configurations)
+KEEP = 4
+#: the progress bar is redrawn at most this often (seconds)
+REDRAW_S = 0.1
+
+
+class Stopped(Exception):
+    """Raised from a progress callback when the person pressed Stop."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Estimate:
+    """What a computation will cost: image-steps (one forward + backward of one image) and seconds."""
+
+    image_steps: int
+    seconds: float
+
+    def text(self) -> str:
+        return f"about {self.image_steps:,} image-steps, {format_seconds(self.seconds)} on this machine"
+
+
+def format_seconds(s: float) -> str:
+    """``"0.4 s"``, ``"12 s"``, ``"3 min 5 s"``, ``"1 h 2 min"``."""
+    if not math.isfinite(s):
+        return "unknown time"
+    if s < 10:
+        return f"{s:.1f} s"
+    if s < 60:
+        return f"{s:.0f} s"
+    m, sec = divmod(int(round(s)), 60)
+    if m < 60:
+        return f"{m} min {sec} s" if sec else f"{m} min"
+    h, m = divmod(m, 60)
+    return f"{h} h {m} min"
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def step_seconds(model_name: str) -> float:
+    """Measured seconds for one image-step of ``model_name`` (forward + backward w.r.t. the input, batch 8).
+
+    Measured once per model and process; the estimates multiply it by the image-steps.
+    """
+    import torch
+
+    from mlvis.app import cache
+
+    model = cache.load_model(model_name)
+    h, w = (int(v) for v in model.spec.input_size)
+    x = torch.rand(8, 3, h, w, generator=torch.Generator().manual_seed(0)).to(model.device)
+    times = []
+    for _ in range(4):
+        xx = x.clone().requires_grad_(True)
+        t = time.perf_counter()
+        (g,) = torch.autograd.grad(model(xx).sum(), xx)
+        g.sum().item()
+        times.append(time.perf_counter() - t)
+    return max(statistics.median(times[1:]) / 8, 1e-5)
+
+
+def estimate(model_name: str, image_steps: int) -> Estimate:
+    """The cost of ``image_steps`` image-steps on ``model_name``, in seconds on this machine."""
+    return Estimate(int(image_steps), float(image_steps) * step_seconds(model_name))
+
+
+class ProgressReporter:
+    """The ``progress(done, total)`` callback of one run: redraws ``bar`` with the percentage, the elapsed
+    time and the ETA (at most every ``REDRAW_S``), and raises :class:`Stopped` once ``state[stop_key]``
+    is set. ``bar`` may be ``None`` (nothing drawn), and ``state`` any mapping, so it is testable alone."""
+
+    def __init__(self, state: MutableMapping, stop_key: str, label: str, bar=None, clock=time.perf_counter):
+        self.state, self.stop_key, self.label, self.bar, self.clock = state, stop_key, label, bar, clock
+        self.start = clock()
+        self.last_draw = -math.inf
+        self.fraction = 0.0
+
+    def text(self, done: int, total: int) -> str:
+        elapsed = self.clock() - self.start
+        frac = min(max(done / total, 0.0), 1.0) if total > 0 else 0.0
+        if frac <= 0:
+            return f"{self.label}: starting ..."
+        left = elapsed / frac * (1 - frac)
+        return f"{self.label}: {frac:.0%} · {format_seconds(elapsed)} elapsed · about {format_seconds(left)} left"
+
+    def __call__(self, done: int, total: int, *_info) -> None:
+        if self.state.get(self.stop_key):
+            raise Stopped
+        self.fraction = min(max(done / total, 0.0), 1.0) if total > 0 else 0.0
+        now = self.clock()
+        if self.bar is not None and (now - self.last_draw >= REDRAW_S or done >= total):
+            self.last_draw = now
+            self.bar.progress(self.fraction, text=self.text(done, total))
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What a section shows: ``result`` (``None`` when nothing has run), whether it belongs to the current
+    configuration (``current``), and a sentence when the last attempt was stopped or failed."""
+
+    result: Any = None
+    current: bool = False
+    stopped: bool = False
+    error: str | None = None
+    seconds: float | None = None
+
+
+def _keys(section: str) -> dict[str, str]:
+    return {
+        "results": f"{section}._results",
+        "errors": f"{section}._errors",
+        "stopped": f"{section}._stopped",
+        "stop_now": f"{section}._stop_now",
+        "last": f"{section}._last",
+        "run": f"{section}.run",
+        "stop": f"{section}.stop",
+    }
+
+
+def _on_run(section: str) -> None:
+    k = _keys(section)
+    ss = st.session_state
+    ss[k["stopped"]] = None
+    ss[k["stop_now"]] = False
+    ss.get(k["errors"], {}).clear()
+
+
+def _on_stop(section: str, config_key: Hashable) -> None:
+    k = _keys(section)
+    st.session_state[k["stopped"]] = config_key
+    st.session_state[k["stop_now"]] = True
+
+
+def run_section(
+    section: str,
+    config_key: Hashable,
+    compute: Callable[[Callable[[int, int], None]], Any],
+    cost: Estimate,
+    *,
+    label: str = "Computing",
+    run_label: str = "Run",
+    auto: bool | None = None,
+    help: str | None = None,
+) -> Outcome:
+    """Draw the Run button and cost, run ``compute`` when asked (or automatically), keep and return the result.
+
+    Args:
+        section: the page's key prefix (``"lab"``, ``"sweep.table"``); its session-state keys derive from it.
+        config_key: a hashable digest of everything the result depends on.
+        compute: ``compute(progress) -> result``; ``progress(done, total)`` updates the bar and may raise
+            :class:`Stopped`. A ``ValueError`` / ``RuntimeError`` / ``FileNotFoundError`` it raises is shown
+            as a sentence (never a traceback) and remembered for this configuration.
+        cost: the estimate shown beside the button; it decides whether the section runs by itself.
+        auto: run without a click when nothing is kept for this configuration (default: the estimate is
+            below ``AUTO_RUN_S``).
+    """
+    k = _keys(section)
+    ss = st.session_state
+    results: dict = ss.setdefault(k["results"], {})
+    errors: dict = ss.setdefault(k["errors"], {})
+    left, right = st.columns([1, 4], vertical_alignment="center")
+    clicked = left.button(
+        run_label,
+        key=k["run"],
+        type="primary",
+        on_click=_on_run,
+        args=(section,),
+        help=help or "Start the computation with the settings above. Cheap settings run by themselves.",
+        width="stretch",
+    )
+    right.caption(f"Cost: {cost.text()}.")
+    if auto is None:
+        auto = cost.seconds <= AUTO_RUN_S
+    if not clicked:
+        if config_key in results:
+            results[config_key] = results.pop(config_key)  # most recent last
+            entry = results[config_key]
+            return Outcome(entry["result"], True, seconds=entry["seconds"])
+        if config_key in errors:
+            return _previous(results, error=errors[config_key])
+        if ss.get(k["stopped"]) == config_key:
+            return _previous(results, stopped=True)
+        if not auto:
+            return _previous(results)
+    ss[k["stop_now"]] = False
+    box = st.empty()
+    with box.container():
+        bar = st.progress(0.0, text=f"{label}: starting ...")
+        st.button(
+            "Stop",
+            key=k["stop"],
+            on_click=_on_stop,
+            args=(section, config_key),
+            help="Stop this computation; the settings stay as they are, and Run starts it again.",
+        )
+    reporter = ProgressReporter(ss, k["stop_now"], label, bar)
+    try:
+        result = compute(reporter)
+    except Stopped:
+        ss[k["stopped"]] = config_key
+        box.empty()
+        return _previous(results, stopped=True)
+    except (ValueError, RuntimeError, FileNotFoundError, MemoryError) as exc:
+        errors[config_key] = str(exc) or type(exc).__name__
+        box.empty()
+        return _previous(results, error=errors[config_key])
+    seconds = reporter.clock() - reporter.start
+    box.empty()
+    results[config_key] = {"result": result, "seconds": seconds}
+    while len(results) > KEEP:
+        results.pop(next(iter(results)))
+    return Outcome(result, True, seconds=seconds)
+
+
+def _previous(results: dict, *, stopped: bool = False, error: str | None = None) -> Outcome:
+    """The most recent kept result (of another configuration), with the reason nothing new is shown."""
+    if results:
+        entry = results[next(reversed(results))]
+        return Outcome(entry["result"], False, stopped, error, entry["seconds"])
+    return Outcome(None, False, stopped, error)
+
+
+def show_status(outcome: Outcome, what: str = "The results below") -> None:
+    """One line about the outcome: stopped, failed, or showing an older configuration's result."""
+    if outcome.error:
+        st.error(outcome.error)
+    if outcome.stopped:
+        st.info("Stopped. Press Run to start again.")
+    if outcome.result is not None and not outcome.current:
+        st.caption(f"{what} belong to the last run, whose settings differ from those above; press Run to update.")
+    elif outcome.result is None and not outcome.error and not outcome.stopped:
+        st.info("Press Run to compute with these settings.")

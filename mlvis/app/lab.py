@@ -1,0 +1,516 @@
+"""The Attack Lab's glue (pages/attack_lab.py): controls bound to the URL, the one-job run, downloads.
+
+- ``lab_controls(model)``: the images (sample scenes or uploads, validated by ``mlvis.data.images``),
+  methods, eps (slider + exact entry, the 8-bit level marked), alpha, norm (with appendix C's
+  equal-volume L2 radius), q, gamma and the transfer option; returns a :class:`LabControls` whose
+  ``recipe`` (``mlvis.app.recipe.Recipe``) is what runs;
+- ``run_lab(...)``: every chosen method on every image as ONE ``run_job`` (through ``recipe.run_recipe``),
+  plus the optional transfer to another model; returns a :class:`LabRun` of numpy results;
+- ``summary_frame`` / ``image_frame`` / ``transfer_frame``: tables of a run;
+- ``*_bytes``: the downloads (lossless 16-bit PNG and ``.npy``, 8-bit PNG, CSV, JSON, the recipe).
+
+Widget keys start with ``lab.``; the bound ones are also the URL query parameter names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import streamlit as st
+
+import mlvis
+from mlvis.app import cache, jobs, state
+from mlvis.app import recipe as rc
+from mlvis.attacks import equal_volume_l2_radius
+from mlvis.data import images as uploads
+
+LAB_SOURCE = "lab.source"
+LAB_START = "lab.scene"
+LAB_COUNT = "lab.n"
+LAB_UPLOAD = "lab.upload"
+LAB_FIT = "lab.fit"
+LAB_METHODS = "lab.methods"
+LAB_EPS = "lab.eps"
+LAB_EPS_SLIDER = "lab.eps_slider"  # not bound: it mirrors lab.eps
+LAB_ALPHA = "lab.alpha"
+LAB_NORM = "lab.norm"
+LAB_Q = "lab.q"
+LAB_GAMMA = "lab.gamma"
+LAB_TRANSFER = "lab.transfer"
+LAB_SHOW = "lab.show"
+SECTION = "lab"
+
+SOURCES = {"demo": "Sample scenes", "upload": "Upload images"}
+FITS = {"crop": "Centre crop", "stretch": "Stretch"}
+DEFAULT_METHODS = ("bce", "slam", "class")
+DEFAULT_EPS = 0.01
+EPS_SLIDER_MAX = 0.05
+EPS_SLIDER_STEP = 0.0005
+EIGHT_BIT = 1.0 / 255.0
+MAX_SCENES = 8
+MAX_UPLOADS = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class LabControls:
+    """What the Lab's controls return: the recipe to run (``None`` when it cannot run yet), the images
+    as a ``(N, 3, H, W)`` batch with their names, notes on the uploads, and sentences to show as errors."""
+
+    recipe: rc.Recipe | None
+    images: np.ndarray | None
+    names: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    errors: tuple[str, ...] = ()
+    transfer_to: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class LabRun:
+    """One Lab run: the recipe, one ``AttackResult`` per method (K = 1), the image names, and the transfer
+    of every method's adversarial images to ``transfer_model`` (``mlvis.transfer``), if asked."""
+
+    recipe: rc.Recipe
+    results: tuple
+    names: tuple[str, ...]
+    transfer_model: str | None = None
+    transfers: tuple = ()
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        return tuple(r.name for r in self.results)
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.results[0].labels)
+
+
+# ---------------------------------------------------------------------------------------------------- controls
+
+
+def _sync_from_slider() -> None:
+    st.session_state[LAB_EPS] = float(st.session_state[LAB_EPS_SLIDER])
+
+
+def _sync_from_number() -> None:
+    st.session_state[LAB_EPS_SLIDER] = _slider_value(st.session_state[LAB_EPS])
+
+
+def _set_eight_bit() -> None:
+    st.session_state[LAB_EPS] = EIGHT_BIT
+    st.session_state[LAB_EPS_SLIDER] = _slider_value(EIGHT_BIT)
+
+
+def _slider_value(eps) -> float:
+    return float(min(max(float(eps or DEFAULT_EPS), EPS_SLIDER_STEP), EPS_SLIDER_MAX))
+
+
+def other_model(current: str, models: Sequence[str]) -> str | None:
+    """The model a run transfers to: the other demo model when there is one, else the next registered model."""
+    others = [m for m in models if m != current]
+    demos = [m for m in others if m.startswith("demo-")]
+    return (demos or others or [None])[0]
+
+
+def eps_controls() -> float:
+    """The budget: a slider for quick moves, an exact number entry (bound to ``?lab.eps=``), and a button
+    that sets one 8-bit level; returns the exact value."""
+    ss = st.session_state
+    c_slider, c_number, c_button = st.columns([4, 2, 1], vertical_alignment="bottom")
+    eps = c_number.number_input(
+        "ε exactly",
+        min_value=0.0001,
+        max_value=rc.MAX_EPS,
+        value=DEFAULT_EPS,
+        step=0.0005,
+        format="%.6f",
+        key=LAB_EPS,
+        bind="query-params",
+        on_change=_sync_from_number,
+        help="The exact L∞ budget in [0, 1] pixel units (the paper's ε = 0.001 ... 0.234).",
+    )
+    if LAB_EPS_SLIDER not in ss:
+        ss[LAB_EPS_SLIDER] = _slider_value(eps)
+    c_slider.slider(
+        "Budget ε (L∞)",
+        min_value=EPS_SLIDER_STEP,
+        max_value=EPS_SLIDER_MAX,
+        step=EPS_SLIDER_STEP,
+        format="%.4f",
+        key=LAB_EPS_SLIDER,
+        on_change=_sync_from_slider,
+        help=(
+            "The most any pixel may change. One 8-bit level is 1/255 ≈ 0.00392: a perturbation smaller than "
+            "half a level is rounded away when the image is saved as an ordinary 8-bit PNG. Type larger or "
+            "finer values into 'ε exactly'."
+        ),
+    )
+    c_button.button(
+        "1/255",
+        on_click=_set_eight_bit,
+        help="Set ε to one 8-bit level, 1/255 ≈ 0.003922.",
+        key="lab.eight_bit",
+        width="stretch",
+    )
+    eps = float(eps)
+    tail = "."
+    if eps < EIGHT_BIT / 2:
+        tail = ": below half a level (ε < 1/510) saving as 8 bits rounds every pixel back, so the 8-bit flips are 0."
+    st.caption(f"ε = {eps:.6g} is {eps / EIGHT_BIT:.2f} × the 8-bit level 1/255 ≈ 0.003922{tail}")
+    return eps
+
+
+def image_controls(
+    model: mlvis.MultiLabelModel,
+) -> tuple[rc.ImageSource | None, np.ndarray | None, tuple, tuple, tuple]:
+    """Sample scenes or uploads: ``(source, images, names, notes, errors)``."""
+    h, w = (int(v) for v in model.spec.input_size)
+    source = st.radio(
+        "Images",
+        list(SOURCES),
+        format_func=SOURCES.get,
+        horizontal=True,
+        key=LAB_SOURCE,
+        bind="query-params",
+        help="Attack held-out scenes of the demo world (the sidebar's seed picks the block), or your own images.",
+    )
+    if source == "demo":
+        c1, c2 = st.columns(2)
+        start = c1.number_input(
+            "First scene",
+            min_value=0,
+            max_value=999,
+            value=0,
+            step=1,
+            key=LAB_START,
+            bind="query-params",
+            help="Index of the first scene within the seed's block of test scenes.",
+        )
+        count = c2.number_input(
+            "Scenes",
+            min_value=1,
+            max_value=MAX_SCENES,
+            value=1,
+            step=1,
+            key=LAB_COUNT,
+            bind="query-params",
+            help=f"How many consecutive scenes to attack at once (1-{MAX_SCENES}); the cost grows with it.",
+        )
+        src = rc.ImageSource(kind="demo", split="test", seed=state.seed(), start=int(start), count=int(count))
+        if h != w:
+            return (
+                src,
+                None,
+                (),
+                (),
+                (f"The demo scenes are square; {model.spec.name} expects {h}×{w}: upload images.",),
+            )
+        images = cache.lab_scenes(src.split, src.seed, src.start, src.count, h)
+        names = tuple(f"scene {src.seed * mlvis.data.BLOCK + src.start + i}" for i in range(src.count))
+        return src, images, names, (), ()
+    files = st.file_uploader(
+        "Images to attack (PNG, JPEG or WebP)",
+        type=list(uploads.EXTENSIONS),
+        accept_multiple_files=True,
+        key=LAB_UPLOAD,
+        help=(
+            f"Up to {MAX_UPLOADS} images of at most {uploads.MAX_BYTES // 2**20} MB each; they are converted to RGB "
+            f"and resized to the model's {w}×{h}. A 16-bit PNG (the Lab's lossless download) keeps all 16 bits."
+        ),
+    )
+    fit = st.radio(
+        "Fit to the model's input",
+        list(FITS),
+        format_func=FITS.get,
+        horizontal=True,
+        key=LAB_FIT,
+        bind="query-params",
+        help="Centre crop keeps the proportions (cuts the sides); Stretch keeps the whole picture (distorts it).",
+    )
+    if not files:
+        return None, None, (), (), ()
+    payload = tuple((f.name, f.getvalue()) for f in files)
+    loaded, errors = cache.lab_uploads(payload, h, w, fit, MAX_UPLOADS)
+    if not loaded:
+        return None, None, (), (), tuple(errors)
+    notes = tuple(f"{im.name}: {', '.join(im.notes)}." for im in loaded if im.notes)
+    src = rc.ImageSource(kind="files", files=tuple(im.name for im in loaded), fit=fit)
+    return src, uploads.to_batch(loaded), tuple(im.name for im in loaded), notes, tuple(errors)
+
+
+def method_controls(methods: Sequence[str]) -> list[str]:
+    lines = "\n".join(f"- **{rc.method_title(m)}**: {rc.method_description(m)}" for m in methods)
+    chosen = st.pills(
+        "Methods (run side by side)",
+        list(methods),
+        selection_mode="multi",
+        default=[m for m in DEFAULT_METHODS if m in methods],
+        format_func=rc.method_title,
+        key=LAB_METHODS,
+        bind="query-params",
+        help="Every chosen method attacks the same images in one batched job.\n\n" + lines,
+    )
+    return list(chosen or [])
+
+
+def lab_controls(model_name: str, model: mlvis.MultiLabelModel, models: Sequence[str]) -> LabControls:
+    """All of the Lab's controls; returns what to run."""
+    errors: list[str] = []
+    with st.container(border=True):
+        source, images, names, notes, image_errors = image_controls(model)
+        errors += image_errors
+        methods = method_controls(rc.lab_methods())
+        eps = eps_controls()
+        c1, c2, c3, c4 = st.columns(4)
+        alpha = c1.number_input(
+            "Step α",
+            min_value=0.00001,
+            max_value=0.05,
+            value=1.0 / 2560.0,
+            step=0.0001,
+            format="%.7f",
+            key=LAB_ALPHA,
+            bind="query-params",
+            help="Each MI-FGSM step moves every pixel by α (section VI-C: 1/2560, a tenth of an 8-bit level); "
+            "the attack takes floor(ε / α) steps.",
+        )
+        norm = c2.radio(
+            "Norm",
+            list(rc.NORM_TITLES),
+            format_func=rc.NORM_TITLES.get,
+            horizontal=True,
+            key=LAB_NORM,
+            bind="query-params",
+            help="L∞ bounds every pixel's change by ε (the paper's setting). L2 bounds the length of the whole "
+            "perturbation by the radius of the L2 ball with the same volume as the L∞ cube (appendix C), and "
+            "steps without the sign (appendix B).",
+        )
+        q = c3.slider(
+            "SLAM's q",
+            min_value=0.0,
+            max_value=1.0,
+            value=0.5,
+            step=0.05,
+            key=LAB_Q,
+            bind="query-params",
+            disabled="slam" not in methods,
+            help="The largest share of BCE in SLAM's loss p·q·BCE + (1 − p·q)·linear (equation 6; 0.5 in the paper).",
+        )
+        gamma = c4.slider(
+            "CLASS's γ",
+            min_value=0.0,
+            max_value=1.0,
+            value=0.5,
+            step=0.05,
+            key=LAB_GAMMA,
+            bind="query-params",
+            disabled="class" not in methods,
+            help="How CLASS picks its subset (equation 8): 0 = the labels closest to flipping, 1 = the labels whose "
+            "flips help each other most (label correlations).",
+        )
+        dims = 3 * int(np.prod(model.spec.input_size))
+        if norm == "l2":
+            radius = equal_volume_l2_radius(float(eps), dims)
+            st.caption(
+                f"L2 budget: radius {radius:.4f} for {dims:,} values, the L2 ball with the volume of the L∞ cube of "
+                f"half-width ε = {eps:.6g} (appendix C); the L2 step is α·√d = {float(alpha) * math.sqrt(dims):.4f}."
+            )
+        other = other_model(model_name, models)
+        transfer = st.checkbox(
+            f"Also test the adversarial images on {other}" if other else "Also test on another model",
+            value=False,
+            key=LAB_TRANSFER,
+            bind="query-params",
+            disabled=other is None,
+            help="Transfer: feed each method's adversarial images to the other model and count its flips "
+            "(against its own clean prediction), exact and after 8-bit rounding.",
+        )
+    if not methods:
+        errors.append("Choose at least one attack method.")
+    if images is None or not methods:
+        return LabControls(None, images, names, notes, tuple(errors))
+    try:
+        recipe = rc.Recipe(
+            model=model_name,
+            methods=tuple(methods),
+            eps=float(eps),
+            images=source,
+            alpha=float(alpha),
+            norm=str(norm),
+            q=float(q),
+            gamma=float(gamma),
+            seed=state.seed(),
+        )
+    except ValueError as exc:
+        return LabControls(None, images, names, notes, (*errors, str(exc)))
+    return LabControls(recipe, images, names, notes, tuple(errors), other if transfer else None)
+
+
+# ---------------------------------------------------------------------------------------------------- running
+
+
+def run_lab(
+    model: mlvis.MultiLabelModel,
+    recipe: rc.Recipe,
+    images: np.ndarray,
+    names: Sequence[str],
+    transfer_model: mlvis.MultiLabelModel | None = None,
+    progress=None,
+) -> LabRun:
+    """Run the recipe as one job (``recipe.run_recipe``), compute PSNR/SSIM, and transfer if asked."""
+    results = rc.run_recipe(recipe, model, images, progress=progress, artifacts=cache.lab_artifacts(recipe.model))
+    for r in results:
+        _ = r.psnr, r.ssim  # computed once here, so the page and the downloads only read them
+    transfers: tuple = ()
+    if transfer_model is not None:
+        transfers = tuple(mlvis.transfer(r, transfer_model) for r in results)
+    return LabRun(
+        recipe=recipe,
+        results=tuple(results),
+        names=tuple(names),
+        transfer_model=transfer_model.spec.name if transfer_model is not None else None,
+        transfers=transfers,
+    )
+
+
+def lab_cost(model_name: str, recipe: rc.Recipe, num_images: int, dims: int) -> jobs.Estimate:
+    return jobs.estimate(model_name, rc.image_steps(recipe, num_images, dims))
+
+
+def run_section(controls: LabControls, model_name: str, model: mlvis.MultiLabelModel) -> jobs.Outcome:
+    """The Lab's Run button, progress and kept results for the current controls."""
+    recipe, images = controls.recipe, controls.images
+    digest = uploads.image_digest(images)
+    key = (recipe, digest, controls.names, controls.transfer_to)
+    dims = int(np.prod(images.shape[1:]))
+    other = controls.transfer_to
+
+    def compute(progress):
+        target = None
+        if other is not None:
+            target, error = cache.try_load_model(other)
+            if target is None:
+                raise ValueError(error)
+        return run_lab(model, recipe, images, controls.names, target, progress)
+
+    return jobs.run_section(
+        SECTION,
+        key,
+        compute,
+        lab_cost(model_name, recipe, len(images), dims),
+        label="Attacking",
+        run_label="Run attack",
+        help="Run every chosen method on the images as one batched job.",
+    )
+
+
+# ---------------------------------------------------------------------------------------------------- tables
+
+
+def summary_frame(run: LabRun):
+    """One row per method: flips (exact, 8-bit; mean over the images), L∞, L2, PSNR, SSIM, steps."""
+    import pandas as pd
+
+    rows = []
+    for r in run.results:
+        rows.append(
+            {
+                "method": r.name,
+                "flips": float(r.flips[0].mean()),
+                "flips (8-bit)": float(r.flips_8bit[0].mean()),
+                "L∞": float(r.linf[0].mean()),
+                "L2": float(r.l2[0].mean()),
+                "PSNR (dB)": float(np.mean(r.psnr[0])),
+                "SSIM": float(np.mean(r.ssim[0])),
+                "steps": int(r.steps[0].max()),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def transfer_frame(run: LabRun):
+    """One row per method: flips on the attacked model and on the transfer model (means over the images)."""
+    import pandas as pd
+
+    return pd.DataFrame(
+        [
+            {
+                "method": t.method,
+                f"flips on {run.recipe.model}": float(t.source_flips[0].mean()),
+                f"flips on {t.target}": float(t.flips[0].mean()),
+                f"flips on {t.target} (8-bit)": float(t.flips_8bit[0].mean()),
+            }
+            for t in run.transfers
+        ]
+    )
+
+
+def results_frame(run: LabRun):
+    """Every (method, image) row of every result (``AttackResult.to_frame``), with the image names."""
+    import pandas as pd
+
+    frames = []
+    for i, r in enumerate(run.results):
+        f = r.to_frame()
+        f.insert(2, "image_name", [run.names[j] for j in f["image"]])
+        if run.transfers:
+            t = run.transfers[i]
+            f[f"flips_on_{t.target}"] = t.flips.reshape(-1)
+            f[f"flips_8bit_on_{t.target}"] = t.flips_8bit.reshape(-1)
+        frames.append(f)
+    return pd.concat(frames, ignore_index=True)
+
+
+# ---------------------------------------------------------------------------------------------------- downloads
+
+
+def png16_bytes(result, image: int) -> bytes:
+    """The adversarial image, lossless: a 16-bit RGB PNG (``mlvis.attacks.load_png16`` reads it back)."""
+    from mlvis.attacks.export import encode_png16
+
+    return encode_png16(result.adv[0, image])
+
+
+def png8_bytes(result, image: int) -> bytes:
+    """The adversarial image on the 8-bit grid (``adv_8bit``, kept in the budget) as an ordinary PNG."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(result.adv_8bit[0, image].transpose(1, 2, 0)), "RGB").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def npy_bytes(result) -> bytes:
+    """Every adversarial image of the method, bit-exact: float32 ``(N, 3, H, W)`` as ``.npy``."""
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(result.adv[0]), allow_pickle=False)
+    return buf.getvalue()
+
+
+def csv_bytes(run: LabRun) -> bytes:
+    return results_frame(run).to_csv(index=False).encode()
+
+
+def json_bytes(run: LabRun) -> bytes:
+    doc = {
+        "recipe": run.recipe.to_dict(),
+        "images": list(run.names),
+        "results": [json.loads(r.to_json()) for r in run.results],
+        "transfer": [t.summary() for t in run.transfers],
+    }
+    return json.dumps(doc).encode()
+
+
+def recipe_bytes(run: LabRun) -> bytes:
+    return (run.recipe.to_json() + "\n").encode()
+
+
+def file_stem(run: LabRun, method: str, image: int | None = None) -> str:
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in method)
+    eps = f"{run.recipe.eps:.6g}"
+    base = f"{run.recipe.model}_{safe}_eps{eps}"
+    return base if image is None else f"{base}_img{image}"

@@ -1,0 +1,245 @@
+"""Attack Lab: attack sample scenes or uploaded images with several methods side by side, look, download."""
+
+import numpy as np
+import streamlit as st
+
+import mlvis
+from mlvis.app import cache, jobs, lab, state
+from mlvis.viz import (
+    amplified_perturbation,
+    confidence_change_figure,
+    flips_figure,
+    perturbation_heatmaps,
+    upscale_image,
+)
+
+IMAGE_SCALE = 3
+PER_ROW = 4  # methods per row of images and charts
+
+st.title("Attack Lab")
+st.markdown(
+    """
+Pick images and attack methods, set the budget, and compare what each method does to the **same**
+images. Every method is the paper's MI-FGSM loop (Algorithm 2, fixed step α, ⌊ε/α⌋ steps, section VI-C)
+with a different loss or label weights: **BCE** pushes all labels at once (the baseline), **Linear**
+is greedy (section IV-D), **SLAM** blends the two by how many flips the budget buys (section V-A,
+equations 6-7, using the model's flip profile), and **CLASS** spends the budget on a subset of labels
+chosen by how close they are to flipping and how they move together (section V-B, Algorithm 3, using
+the model's label correlations); the **random subset** of the same length is its control. A *flip* is
+a label whose prediction differs from the clean one (equation 3). Because α is a tenth of an 8-bit level,
+an ordinary 8-bit PNG rounds part of the attack away: the flips are shown exact and after 8-bit rounding,
+and the lossless downloads keep every bit.
+"""
+)
+
+name = state.model_name()
+model, error = cache.try_load_model(name)
+if model is None:
+    st.error(error)
+    st.stop()
+
+controls = lab.lab_controls(name, model, mlvis.list_models())
+for note in controls.notes:
+    st.caption(note)
+for message in controls.errors:
+    st.error(message)
+if controls.recipe is None:
+    if controls.images is None and not controls.errors:
+        st.info("Upload one or more images to attack (or switch to the sample scenes).")
+    st.stop()
+
+outcome = lab.run_section(controls, name, model)
+jobs.show_status(outcome)
+run = outcome.result
+if run is None:
+    st.stop()
+
+results = run.results
+c = run.num_labels
+recipe = run.recipe
+st.header("Results")
+st.caption(
+    f"{recipe.model}, ε = {recipe.eps:.6g} ({lab.rc.NORM_TITLES[recipe.norm]}"
+    + (f", L2 radius {results[0].eps[0]:.4f}" if recipe.norm == "l2" else "")
+    + f"), α = {recipe.alpha:.6g}, {int(results[0].steps[0].max())} steps, {len(run.names)} image"
+    + ("s" if len(run.names) != 1 else "")
+    + (f"; computed in {jobs.format_seconds(outcome.seconds)}" if outcome.seconds is not None else "")
+    + "."
+)
+summary = lab.summary_frame(run)
+left, right = st.columns([3, 2])
+left.dataframe(
+    summary,
+    hide_index=True,
+    key="lab.summary",
+    column_config={
+        "flips": st.column_config.NumberColumn(format="%.2f", help=f"Labels flipped (of {c}), mean over the images."),
+        "flips (8-bit)": st.column_config.NumberColumn(
+            format="%.2f", help="Flips of the image an 8-bit file holds (rounded inside the budget)."
+        ),
+        "L∞": st.column_config.NumberColumn(format="%.5f", help="Largest change of any pixel."),
+        "L2": st.column_config.NumberColumn(format="%.4f", help="Length of the whole perturbation."),
+        "PSNR (dB)": st.column_config.NumberColumn(
+            format="%.1f", help="Peak signal-to-noise ratio: higher is subtler."
+        ),
+        "SSIM": st.column_config.NumberColumn(
+            format="%.4f", help="Structural similarity to the clean image (1 = same)."
+        ),
+    },
+)
+right.plotly_chart(
+    flips_figure(summary["method"], summary["flips"], summary["flips (8-bit)"], c),
+    key="lab.fig.flips",
+    config={"displayModeBar": False},
+)
+
+if len(run.names) > 1:
+    shown = st.selectbox(
+        "Image to show",
+        list(range(len(run.names))),
+        format_func=lambda i: run.names[i],
+        key=lab.LAB_SHOW,
+        bind="query-params",
+        help="The images, perturbations and confidences below are of this image; the table above averages all.",
+    )
+else:
+    shown = 0
+i = int(shown or 0)
+if i >= len(run.names):
+    i = 0
+
+st.subheader(f"Image: {run.names[i]}")
+clean = results[0].clean[i]
+for row in range(0, len(results), PER_ROW):
+    chunk = results[row : row + PER_ROW]
+    cols = st.columns(PER_ROW + 1)
+    if row == 0:
+        cols[0].image(upscale_image(clean, IMAGE_SCALE), caption="clean")
+    for col, r in zip(cols[1:], chunk):
+        with col:
+            st.metric(
+                f"{r.name}: flips",
+                f"{int(r.flips[0, i])} / {c}",
+                help=f"Labels flipped by {r.name} on this image; after 8-bit rounding: {int(r.flips_8bit[0, i])}.",
+            )
+            f8 = int(r.flips_8bit[0, i])
+            st.caption(f"8-bit: {f8} flip{'s' * (f8 != 1)} · PSNR {r.psnr[0, i]:.1f} dB · SSIM {r.ssim[0, i]:.4f}")
+            st.image(upscale_image(r.adv[0, i], IMAGE_SCALE), caption=f"{r.name}: adversarial")
+            amp, factor = amplified_perturbation(clean, r.adv[0, i])
+            st.image(upscale_image(amp, IMAGE_SCALE), caption=f"{r.name}: perturbation × {factor:g}")
+
+st.markdown(
+    "**Where each method spent its budget**: the largest change of each pixel over the three colour channels, "
+    "in 8-bit levels (ε is "
+    f"{recipe.eps * 255:.2f} levels). Grey in the amplified images above means unchanged."
+)
+st.plotly_chart(
+    perturbation_heatmaps(clean, [r.adv[0, i] for r in results], [r.name for r in results], eps=recipe.eps),
+    key="lab.fig.heatmaps",
+    config={"displayModeBar": False},
+)
+
+st.markdown(
+    "**Confidences before and after**: grey bars before the attack, blue after, red where the label "
+    "flipped (⇄); the dashed line is the threshold and the orange ticks the confidences after 8-bit rounding. "
+    "Shown: every flipped or present label and the largest changes."
+)
+for row in range(0, len(results), PER_ROW):
+    cols = st.columns(PER_ROW)
+    for col, r in zip(cols, results[row : row + PER_ROW]):
+        col.plotly_chart(
+            confidence_change_figure(
+                r.clean_probs[i], r.adv_probs[0, i], r.labels, r.threshold, r.adv_probs_8bit[0, i], title=r.name
+            ),
+            key=f"lab.fig.conf.{row}.{r.name}",
+            config={"displayModeBar": False},
+        )
+
+if run.transfers:
+    st.subheader(f"Transfer to {run.transfer_model}")
+    st.caption(
+        "The same adversarial images fed to the other model; its flips are counted against its own clean "
+        "prediction. Attacks made for one model usually transfer poorly to another."
+    )
+    st.dataframe(lab.transfer_frame(run), hide_index=True, key="lab.transfer_table")
+
+st.subheader("Downloads")
+st.caption(
+    "The 16-bit PNG and the .npy keep the attack exactly (reload them with mlvis.attacks.load_png16 / load_npy). "
+    "The config reruns this attack with `mlvis attack --config FILE`."
+)
+for row in range(0, len(results), PER_ROW):
+    cols = st.columns(PER_ROW)
+    for col, r in zip(cols, results[row : row + PER_ROW]):
+        with col.container(border=True):
+            st.markdown(f"**{r.name}**")
+            st.download_button(
+                "16-bit PNG (lossless)",
+                lab.png16_bytes(r, i),
+                file_name=lab.file_stem(run, r.name, i) + "_16bit.png",
+                mime="image/png",
+                key=f"lab.dl.png16.{r.name}",
+                on_click="ignore",
+                help="This image's adversarial version as a 16-bit RGB PNG: no flip is lost.",
+                width="stretch",
+            )
+            st.download_button(
+                ".npy (all images)",
+                lambda r=r: lab.npy_bytes(r),
+                file_name=lab.file_stem(run, r.name) + ".npy",
+                mime="application/octet-stream",
+                key=f"lab.dl.npy.{r.name}",
+                on_click="ignore",
+                help="Every adversarial image of this method, float32 (N, 3, H, W), bit-exact.",
+                width="stretch",
+            )
+            lost = int(r.flips[0, i]) - int(r.flips_8bit[0, i])
+            st.download_button(
+                "8-bit PNG (lossy)",
+                lab.png8_bytes(r, i),
+                file_name=lab.file_stem(run, r.name, i) + "_8bit.png",
+                mime="image/png",
+                key=f"lab.dl.png8.{r.name}",
+                on_click="ignore",
+                help="Rounded to 8-bit levels inside the budget: what an ordinary image file can hold.",
+                width="stretch",
+            )
+            if lost > 0:
+                st.warning(f"8 bits lose {lost} of this image's {int(r.flips[0, i])} flips.", icon=":material/warning:")
+            elif lost < 0:
+                st.caption(f"8-bit rounding happens to add {-lost} flip{'s' * (lost != -1)} here.")
+            else:
+                st.caption("8-bit rounding keeps this image's flips, but not the exact perturbation.")
+c1, c2, c3 = st.columns(3)
+c1.download_button(
+    "Results (CSV)",
+    lambda: lab.csv_bytes(run),
+    file_name=f"{recipe.model}_attack_lab.csv",
+    mime="text/csv",
+    key="lab.dl.csv",
+    on_click="ignore",
+    help="One row per method and image: flips, 8-bit flips, L∞, L2, PSNR, SSIM, steps (and transfer flips).",
+    width="stretch",
+)
+c2.download_button(
+    "Results (JSON)",
+    lambda: lab.json_bytes(run),
+    file_name=f"{recipe.model}_attack_lab.json",
+    mime="application/json",
+    key="lab.dl.json",
+    on_click="ignore",
+    help="The recipe, every method's engine config and per-image numbers, and the transfer summary.",
+    width="stretch",
+)
+c3.download_button(
+    "Config (JSON, rerunnable)",
+    lab.recipe_bytes(run),
+    file_name=f"{recipe.model}_attack_recipe.json",
+    mime="application/json",
+    key="lab.dl.recipe",
+    on_click="ignore",
+    help="`mlvis attack --config FILE` reruns exactly this attack (uploaded images: give their folder with --images).",
+    width="stretch",
+)
+if not np.isfinite(summary["flips"]).all():  # never expected; keeps the page honest if the engine changes
+    st.warning("Some flip counts are not finite numbers.")

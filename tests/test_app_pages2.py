@@ -1,0 +1,308 @@
+"""AppTests of the Attack Lab, Profiles, Label landscape, Budget sweep and Confidence histograms pages.
+
+Real interactions (widgets set, Run pressed), and every number the page shows is compared with the
+library's own result for the same settings, computed here. The models' profile and correlation
+matrices are the shipped ones when they exist; otherwise tiny ones are computed once for this module
+into its own cache folder (the page and the test then read the same files).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import streamlit as st
+import torch
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+import mlvis
+from mlvis import cli
+from mlvis.app import cache, jobs, lab
+from mlvis.app import recipe as rc
+from mlvis.data import images as mi
+
+APP = Path(__file__).resolve().parents[1] / "app.py"
+LAB = "pages/attack_lab.py"
+MODEL = "demo-asl"
+
+
+@pytest.fixture(scope="module")
+def artifact_folder(tmp_path_factory):
+    """A cache folder with the model's artifacts: shipped ones are used as they are, missing ones computed
+    small (3 scenes)."""
+    folder = tmp_path_factory.mktemp("mlvis-artifacts")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLVIS_CACHE", str(folder))
+        model = mlvis.create_model(MODEL, device="cpu")
+        x, _ = mlvis.data.demo_batch(3, seed=7)
+        try:
+            mlvis.profile(model)
+        except ValueError:
+            mlvis.profile(model, x, max_eps=0.05, interval=5)
+        for d in ("up", "down"):
+            try:
+                mlvis.correlations(model, direction=d)
+            except ValueError:
+                mlvis.correlations(model, x, eps=0.002, direction=d)
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(artifact_folder, monkeypatch):
+    """Overrides conftest's: every test of this module reads (and writes) the module's artifact folder."""
+    monkeypatch.setenv("MLVIS_CACHE", str(artifact_folder))
+
+
+@pytest.fixture(autouse=True)
+def fresh_caches():
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    yield
+    st.cache_resource.clear()
+    st.cache_data.clear()
+
+
+@pytest.fixture(scope="module")
+def model():
+    return mlvis.create_model(MODEL, device="cpu")
+
+
+def open_page(page: str, query: dict | None = None) -> AppTest:
+    """The app opened at its root with ``query`` in the URL, then on ``page`` (as a shared link does once the
+    frame is up; a cold deep link runs the page without app.py's frame, a Streamlit quirk with ``pages/``)."""
+    at = AppTest.from_file(str(APP), default_timeout=120)
+    for key, value in (query or {}).items():
+        at.query_params[key] = value
+    at.run()
+    at.switch_page(page)
+    return at.run()
+
+
+def _array(value) -> np.ndarray:
+    if isinstance(value, dict) and "bdata" in value:
+        arr = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+        return arr.reshape(value["shape"]) if "shape" in value else arr
+    return np.asarray(value)
+
+
+def charts(at: AppTest) -> dict[str, dict]:
+    return {c.proto.id and c.key or str(i): json.loads(c.proto.spec) for i, c in enumerate(at.get("plotly_chart"))}
+
+
+def chart_list(at: AppTest) -> list[dict]:
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+
+
+def expected(model, recipe: rc.Recipe, images: np.ndarray):
+    return rc.run_recipe(recipe, model, images, artifacts=rc.model_artifacts(model))
+
+
+def lab_run(at: AppTest) -> lab.LabRun:
+    """The run the page keeps in session state (the most recent one)."""
+    results = at.session_state[f"{lab.SECTION}._results"]
+    return results[next(reversed(results))]["result"]
+
+
+def assert_lab_shows(at: AppTest, want, image: int = 0) -> None:
+    """The metrics, summary table and confidence charts are the library's numbers for ``want``."""
+    c = len(want[0].labels)
+    m = metrics(at)
+    for r in want:
+        assert m[f"{r.name}: flips"] == f"{int(r.flips[0, image])} / {c}"
+    table = at.dataframe[0].value
+    assert table["method"].tolist() == [r.name for r in want]
+    np.testing.assert_allclose(table["flips"], [r.flips[0].mean() for r in want])
+    np.testing.assert_allclose(table["flips (8-bit)"], [r.flips_8bit[0].mean() for r in want])
+    np.testing.assert_allclose(table["L∞"], [r.linf[0].mean() for r in want], rtol=1e-6)
+    np.testing.assert_allclose(table["SSIM"], [r.ssim[0].mean() for r in want], rtol=1e-6)
+    conf = [f for f in chart_list(at) if any((t.get("meta") or {}).get("kind") == "after" for t in f["data"])]
+    assert len(conf) == len(want)
+    for fig, r in zip(conf, want):
+        after = next(t for t in fig["data"] if t["meta"]["kind"] == "after")
+        flipped = [r.labels[j] for j in np.flatnonzero(r.adv_pred[0, image] != r.clean_pred[image])]
+        assert after["meta"]["flipped"] == flipped
+        assert fig["layout"]["title"]["text"] == r.name
+        shown = [y.removeprefix("⇄ ") for y in after["y"]]
+        idx = [r.labels.index(n) for n in shown]
+        np.testing.assert_allclose(_array(after["x"]), r.adv_probs[0, image, idx], rtol=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Attack Lab
+
+
+def test_lab_runs_its_defaults_at_once_and_matches_the_library(model):
+    at = AppTest.from_file(str(APP), default_timeout=120).run()
+    at.switch_page(LAB).run()
+    assert_clean(at)
+    assert at.title[0].value == "Attack Lab"
+    text = " ".join(m.value for m in at.markdown)
+    assert "section V-A" in text and "section V-B" in text and "Algorithm 2" in text
+    assert at.button_group(key=lab.LAB_METHODS).value == list(lab.DEFAULT_METHODS)
+    assert at.number_input(key=lab.LAB_EPS).value == lab.DEFAULT_EPS
+    recipe = rc.Recipe(MODEL, lab.DEFAULT_METHODS, lab.DEFAULT_EPS)
+    images = rc.demo_images(recipe.images, model.spec.input_size)
+    want = expected(model, recipe, images)
+    assert_lab_shows(at, want)
+    assert lab_run(at).recipe == recipe
+    # the other views of the same run: flips bars, heatmaps, downloads
+    figs = chart_list(at)
+    flips = next(f for f in figs if f["data"][0].get("meta", {}).get("kind") == "flips")
+    np.testing.assert_allclose(_array(flips["data"][0]["y"]), [r.flips[0].mean() for r in want])
+    heat = next(f for f in figs if f["data"][0].get("meta", {}).get("kind") == "heatmap")
+    assert [t["meta"]["method"] for t in heat["data"]] == [r.name for r in want]
+    assert len(at.get("download_button")) == 3 * len(want) + 3
+    captions = " ".join(c.value for c in at.caption)
+    assert "8-bit level 1/255" in captions and "image-steps" in captions
+    for w in (*at.radio, *at.slider, *at.number_input, *at.button_group, *at.checkbox):
+        assert w.help, f"{w.label} has no tooltip"
+
+
+def test_lab_follows_its_controls_and_keeps_the_result(model):
+    at = AppTest.from_file(str(APP), default_timeout=120).run()
+    at.switch_page(LAB).run()
+    at.button_group(key=lab.LAB_METHODS).set_value(["bce", "linear", "random"])
+    at.number_input(key=lab.LAB_EPS).set_value(0.006)
+    at.number_input(key=lab.LAB_COUNT).set_value(2)
+    at.radio(key=lab.LAB_NORM).set_value("l2")
+    at.run()
+    assert_clean(at)
+    assert at.slider(key=lab.LAB_EPS_SLIDER).value == pytest.approx(0.006)  # the slider follows the exact entry
+    at.button(key="lab.run").click().run()
+    assert_clean(at)
+    recipe = rc.Recipe(MODEL, ("bce", "linear", "random"), 0.006, rc.ImageSource(count=2), norm="l2")
+    want = expected(model, recipe, rc.demo_images(recipe.images, model.spec.input_size))
+    assert_lab_shows(at, want)
+    radius = mlvis.attacks.equal_volume_l2_radius(0.006, 3 * 64 * 64)
+    assert f"radius {radius:.4f}" in " ".join(c.value for c in at.caption)
+    np.testing.assert_allclose(lab_run(at).results[0].eps, [radius])
+    assert all((r.l2[0] <= radius + 1e-5).all() for r in want)
+    # the second image
+    at.selectbox(key=lab.LAB_SHOW).set_value(1).run()
+    assert_clean(at)
+    assert_lab_shows(at, want, image=1)
+    # the one-level button sets ε, both widgets follow, and the last result stays until Run
+    at.button(key="lab.eight_bit").click().run()
+    assert at.number_input(key=lab.LAB_EPS).value == pytest.approx(1 / 255)
+    assert at.slider(key=lab.LAB_EPS_SLIDER).value == pytest.approx(lab._slider_value(1 / 255))
+    assert not at.exception
+
+
+def test_lab_uploads_validate_and_attack(model):
+    good = mlvis.data.world(0, 96).batch_uint8("test", range(1))[0][0]  # a 96x96 scene: resized to 64x64
+    buf = io.BytesIO()
+    Image.fromarray(good).save(buf, format="JPEG", quality=95)
+    data = buf.getvalue()
+    at = open_page(LAB, {lab.LAB_SOURCE: "Upload images", lab.LAB_METHODS: ["BCE", "Linear"]})
+    assert not at.exception
+    assert "Upload one or more images" in at.info[0].value
+    at.file_uploader(key=lab.LAB_UPLOAD).set_value(
+        [("scene.jpg", data, "image/jpeg"), ("broken.png", b"\x89PNG\r\n\x1a\nnot really", "image/png")]
+    ).run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [
+        "broken.png: the image is corrupt or truncated and could not be decoded (Truncated File Read)."
+    ]
+    assert "scene.jpg: resized from 96×96 to 64×64." in [c.value for c in at.caption]
+    loaded = mi.load_image(data, (64, 64), name="scene.jpg")
+    recipe = rc.Recipe(MODEL, ("bce", "linear"), lab.DEFAULT_EPS, rc.ImageSource(kind="files", files=("scene.jpg",)))
+    want = expected(model, recipe, loaded.array[None])
+    m = metrics(at)
+    assert (
+        m["BCE: flips"] == f"{int(want[0].flips[0, 0])} / 24"
+        and m["Linear: flips"] == f"{int(want[1].flips[0, 0])} / 24"
+    )
+    run = lab_run(at)
+    assert run.recipe == recipe and run.names == ("scene.jpg",)
+    # the lossless download reloads to the same flips
+    png = lab.png16_bytes(run.results[0], 0)
+    x = mi.load_image(png, (64, 64)).array
+    probs = model.predict_proba(torch.from_numpy(x[None])).numpy()
+    assert int(((probs >= 0.5) != run.results[0].clean_pred).sum()) == int(want[0].flips[0, 0])
+
+
+def test_lab_transfer_and_the_recipe_reruns_from_the_cli(model, tmp_path, capsys):
+    at = open_page(LAB, {lab.LAB_TRANSFER: "true", lab.LAB_METHODS: ["BCE", "SLAM"]})
+    assert_clean(at)
+    run = lab_run(at)
+    other = lab.other_model(MODEL, mlvis.list_models())
+    assert run.transfer_model == other
+    table = at.dataframe[1].value
+    for row, r in zip(table.to_dict("records"), run.results):
+        t = mlvis.transfer(r, mlvis.create_model(other, device="cpu"))
+        assert row[f"flips on {other}"] == pytest.approx(t.flips[0].mean())
+        assert row[f"flips on {MODEL}"] == pytest.approx(r.flips[0].mean())
+    # downloads: the CSV and JSON carry the numbers; the config reruns to the same flips
+    frame = lab.results_frame(run)
+    assert frame["flips"].tolist() == [int(r.flips[0, 0]) for r in run.results]
+    assert f"flips_on_{other}" in frame.columns
+    doc = json.loads(lab.json_bytes(run))
+    assert doc["recipe"] == run.recipe.to_dict() and len(doc["results"]) == 2
+    config = tmp_path / "recipe.json"
+    config.write_bytes(lab.recipe_bytes(run))
+    assert cli.main(["attack", "--config", str(config), "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    for r in run.results:
+        assert f"per image {r.flips[0].tolist()}" in out
+    csv = (tmp_path / "out" / "results.csv").read_text().splitlines()
+    assert csv[0].startswith("method,eps,image,flips") and len(csv) == 3
+
+
+def test_lab_explains_what_cannot_run(monkeypatch):
+    at = open_page(LAB)
+    at.button_group(key=lab.LAB_METHODS).set_value([]).run()
+    assert not at.exception
+    assert [e.value for e in at.error] == ["Choose at least one attack method."]
+    monkeypatch.setattr(cache, "lab_artifacts", lambda name: rc.Artifacts(name))  # a model without artifacts
+    at = open_page(LAB, {lab.LAB_METHODS: ["BCE", "CLASS"]})
+    assert not at.exception
+    assert [e.value for e in at.error] == [
+        f"CLASS cannot run: {MODEL} has no flip profile and no flip-up correlation matrix yet. Compute it on the "
+        f"Profiles and Label landscape page (or with `mlvis profile --model {MODEL}` / "
+        f"`mlvis correlations --model {MODEL}`)."
+    ]
+
+
+def test_recipe_round_trip_and_validation():
+    r = rc.Recipe(MODEL, ("bce", "class"), 0.02, rc.ImageSource(kind="files", files=("a.png",)), norm="l2", q=0.25)
+    assert rc.Recipe.from_json(r.to_json()) == r
+    for bad, message in [
+        ({"recipe": "x"}, "This is not an mlvis attack recipe"),
+        ({**r.to_dict(), "eps": "big"}, "The recipe's eps must be a number"),
+        ({**r.to_dict(), "eps": 2.0}, "ε must be a number above 0 and at most 0.5"),
+        ({**r.to_dict(), "methods": []}, "Choose at least one attack method."),
+        ({**r.to_dict(), "norm": "l1"}, "The norm must be linf or l2"),
+        ({**r.to_dict(), "images": {"source": "web"}}, "images.source must be 'demo' or 'files'"),
+        ({**r.to_dict(), "images": {"source": "demo", "count": 99}}, "images.count must lie in 1..16"),
+    ]:
+        with pytest.raises(ValueError) as e:
+            rc.Recipe.from_dict(bad)
+        assert message in str(e.value)
+    assert "single-label" not in rc.lab_methods() and rc.lab_methods()[:3] == ["bce", "linear", "slam"]
+
+
+def test_progress_reporter_eta_and_stop():
+    clock = iter([0.0, 2.0, 2.0, 4.0, 4.0]).__next__
+    state: dict = {}
+    rep = jobs.ProgressReporter(state, "stop", "Attacking", clock=clock)
+    rep(25, 100)
+    assert rep.fraction == 0.25
+    assert rep.text(25, 100) == "Attacking: 25% · 2.0 s elapsed · about 6.0 s left"
+    state["stop"] = True
+    with pytest.raises(jobs.Stopped):
+        rep(50, 100)
+    assert [jobs.format_seconds(s) for s in (0.42, 12.4, 185, 3720)] == ["0.4 s", "12 s", "3 min 5 s", "1 h 2 min"]
