@@ -160,3 +160,64 @@ def test_models_page_lists_the_registry(page: Page, app_url: str, screenshot_dir
         expect(page.get_by_role("heading", name=name, exact=True)).to_be_visible()
     expect(page.get_by_role("heading", name="The paper's own models")).to_be_visible()
     page.screenshot(path=str(screenshot_dir / "models.png"))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Attack Lab and the analysis pages (issue 6)
+
+
+def lab_upload_image() -> bytes:
+    """A 96x72 JPEG of a demo scene: the Lab centre-crops it to 72x72 and resizes it to 64x64."""
+    import mlvis.data
+
+    scene = mlvis.data.world(0, 96).batch_uint8("test", range(3, 4))[0][0]
+    buf = io.BytesIO()
+    Image.fromarray(scene[12:84]).save(buf, format="JPEG", quality=92)  # 96 wide, 72 high
+    return buf.getvalue()
+
+
+def test_attack_lab_upload_three_methods_and_the_lossless_download(
+    page: Page, app_url: str, screenshot_dir: Path, tmp_path: Path
+):
+    import numpy as np
+    import torch
+
+    from mlvis.app import recipe as rc
+    from mlvis.attacks import load_png16
+    from mlvis.data.images import load_image
+
+    open_from_sidebar(page, app_url, "Attack Lab")
+    wait_idle(page)
+    page.get_by_test_id("stRadio").first.get_by_text("Upload images", exact=True).click()
+    wait_idle(page)
+    data = lab_upload_image()
+    upload = tmp_path / "street.jpg"
+    upload.write_bytes(data)
+    page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(upload))
+    wait_idle(page)
+
+    # the page attacks with BCE, SLAM and CLASS side by side (its defaults; cheap, so it runs at once)
+    model = mlvis.create_model(DEFAULT, device="cpu")
+    loaded = load_image(data, model.spec.input_size, name="street.jpg")
+    recipe = rc.Recipe(DEFAULT, ("bce", "slam", "class"), 0.01, rc.ImageSource(kind="files", files=("street.jpg",)))
+    want = rc.run_recipe(recipe, model, loaded.array[None])
+    c = len(model.labels)
+    for r in want:
+        expect_metric(page, f"{r.name}: flips", f"{int(r.flips[0, 0])} / {c}")
+    expect(page.get_by_text("street.jpg: centre-cropped to 72×72, resized from 96×72 to 64×64.")).to_be_visible()
+    page.screenshot(path=str(screenshot_dir / "attack-lab-upload.png"))
+
+    # the lossless download of each method reloads to the flips the page shows
+    clean_pred = model.predict_proba(torch.from_numpy(loaded.array[None])).numpy() >= model.threshold
+    buttons = page.get_by_role("button", name="16-bit PNG (lossless)", exact=True)
+    expect(buttons).to_have_count(3)
+    for k, r in enumerate(want):
+        with page.expect_download(timeout=TIMEOUT_MS) as info:
+            buttons.nth(k).click()
+        path = tmp_path / info.value.suggested_filename
+        info.value.save_as(path)
+        assert path.name == f"{DEFAULT}_{r.name}_eps0.01_img0_16bit.png"
+        x = load_png16(path)
+        np.testing.assert_allclose(x, r.adv[0, 0], atol=1 / 65535)
+        probs = model.predict_proba(torch.from_numpy(x[None])).numpy()
+        assert int(((probs >= model.threshold) != clean_pred).sum()) == int(r.flips[0, 0])
