@@ -23,6 +23,10 @@ widgets.sidebar(models, device=cache.device_label())
 pages = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
     st.Page("pages/attack_lab.py", title="Attack Lab", icon=":material/science:"),
+    st.Page("pages/histograms.py", title="Confidence histograms", icon=":material/bar_chart:"),
+    st.Page("pages/landscape.py", title="Label landscape", icon=":material/grid_on:"),
+    st.Page("pages/profiles.py", title="Profiles", icon=":material/show_chart:"),
+    st.Page("pages/sweep.py", title="Budget sweep", icon=":material/table_chart:"),
     st.Page("pages/hyperplane.py", title="Hyperplane simulation", icon=":material/timeline:"),
     st.Page("pages/models.py", title="Models", icon=":material/model_training:"),
 ]

@@ -22,9 +22,10 @@ from streamlit.testing.v1 import AppTest
 
 import mlvis
 from mlvis import cli
-from mlvis.app import cache, jobs, lab
+from mlvis.app import cache, jobs, lab, studies
 from mlvis.app import recipe as rc
 from mlvis.data import images as mi
+from mlvis.viz import histograms as vh
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
 LAB = "pages/attack_lab.py"
@@ -86,8 +87,13 @@ def open_page(page: str, query: dict | None = None) -> AppTest:
 def _array(value) -> np.ndarray:
     if isinstance(value, dict) and "bdata" in value:
         arr = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
-        return arr.reshape(value["shape"]) if "shape" in value else arr
-    return np.asarray(value)
+        shape = value.get("shape")
+        if isinstance(shape, str):
+            shape = tuple(int(v) for v in shape.split(","))
+        return arr.reshape(shape) if shape else arr
+    if isinstance(value, list) and value and isinstance(value[0], dict):
+        return np.stack([_array(v) for v in value])
+    return np.asarray(value, dtype=float) if isinstance(value, list) else np.asarray(value)
 
 
 def charts(at: AppTest) -> dict[str, dict]:
@@ -306,3 +312,168 @@ def test_progress_reporter_eta_and_stop():
     with pytest.raises(jobs.Stopped):
         rep(50, 100)
     assert [jobs.format_seconds(s) for s in (0.42, 12.4, 185, 3720)] == ["0.4 s", "12 s", "3 min 5 s", "1 h 2 min"]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Profiles
+
+PROFILES = "pages/profiles.py"
+LANDSCAPE = "pages/landscape.py"
+SWEEP = "pages/sweep.py"
+HISTOGRAMS = "pages/histograms.py"
+
+
+def figure(at: AppTest, kind: str) -> dict:
+    """The first chart with a trace of ``meta.kind == kind``."""
+    for fig in chart_list(at):
+        if any((t.get("meta") or {}).get("kind") == kind for t in fig["data"]):
+            return fig
+    raise AssertionError(f"no chart with a {kind!r} trace")
+
+
+def trace(fig: dict, kind: str) -> dict:
+    return next(t for t in fig["data"] if (t.get("meta") or {}).get("kind") == kind)
+
+
+def test_profiles_page_shows_the_profile_and_measures_a_new_one(model):
+    shipped = mlvis.profile(model)
+    at = open_page(PROFILES, {studies.PROF_EPS: "0.02"})
+    assert_clean(at)
+    m = metrics(at)
+    assert m["ε_max"] == f"{shipped.eps_max:.4f}"
+    assert m["E(ε_max)"] == f"{shipped.expected_flips(shipped.eps_max):.2f} / 24"
+    fig = figure(at, "fit")
+    np.testing.assert_allclose(_array(trace(fig, "points")["y"]), shipped.points)
+    np.testing.assert_allclose(_array(trace(fig, "bce")["y"]), shipped.flips_bce)
+    grid = at.dataframe[0].value
+    np.testing.assert_allclose(grid["ε"], shipped.grid())
+    np.testing.assert_allclose(grid["E(ε)"], shipped.expected_flips(shipped.grid()))
+    text = " ".join(md.value for md in at.markdown)
+    assert f"**E = {shipped.expected_flips(0.02):.2f}** flips" in text and "equation 19" in text
+    # measure a small profile on one scene
+    at.number_input(key=studies.PROF_N).set_value(1)
+    at.number_input(key=studies.PROF_MAX_EPS).set_value(0.05)
+    at.number_input(key=studies.PROF_INTERVAL).set_value(5)
+    at.run()
+    at.button(key=f"{studies.PROF_SECTION}.run").click().run()
+    assert_clean(at)
+    x, _ = mlvis.data.demo_batch(1)
+    mine = mlvis.profile(model, x, max_eps=0.05, interval=5, cache=False)
+    if at.radio(key="prof.which") is not None:
+        assert at.radio(key="prof.which").value == "computed"
+    assert metrics(at)["ε_max"] == f"{mine.eps_max:.4f}"
+    np.testing.assert_allclose(_array(trace(figure(at, "fit"), "linear")["y"]), mine.flips_linear)
+    cost = at.dataframe[1].value.set_index("passes per image")
+    assert cost.loc["backward", "measured (both probes)"] == mine.cost["measured"]["backward"]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Label landscape
+
+
+def test_landscape_page_shows_the_matrices_table_ii_and_measures(model):
+    up, down = mlvis.correlations(model, direction="up"), mlvis.correlations(model, direction="down")
+    at = open_page(LANDSCAPE, {studies.LAND_SCENES: "1000", studies.LAND_MEASURE: "P(column | row)"})
+    assert_clean(at)
+    for cm in (up, down):
+        t = trace(figure(at, f"correlations_{cm.direction}"), f"correlations_{cm.direction}")
+        z = _array(t["z"]).astype(float)
+        off = ~np.eye(24, dtype=bool)
+        np.testing.assert_allclose(z[off], cm.matrix[off])
+    stats = mlvis.data.scene_statistics("train", 1000)
+    t = trace(figure(at, "cooccurrence_conditional"), "cooccurrence_conditional")
+    off = ~np.eye(24, dtype=bool)
+    np.testing.assert_allclose(_array(t["z"]).astype(float)[off], stats.conditional[off])
+    att = figure(at, "attackability_up")
+    np.testing.assert_allclose(_array(trace(att, "attackability_up")["y"]), up.attackability)
+    frames = {tuple(d.value.columns)[0]: d.value for d in at.dataframe}
+    table = frames["correlation"]
+    want = mlvis.analysis.table_ii(up, down, stats.frequencies)
+    r = want["flip up"]["attackability vs confidence"]
+    assert table.loc[0, "flip up"] == f"{r.r:+.3f}" + ("" if r.significant else "*")
+    assert table.loc[0, "flip up p-value"] == pytest.approx(r.p_value)
+    # measure both matrices on one scene
+    at.number_input(key=studies.LAND_N).set_value(1)
+    at.number_input(key=studies.LAND_EPS).set_value(0.001)
+    at.run()
+    assert "24 labels × 1 images × 2 steps = 48 forward + 48 backward" in " ".join(c.value for c in at.caption)
+    at.button(key=f"{studies.LAND_SECTION}.run").click().run()
+    assert_clean(at)
+    x, _ = mlvis.data.demo_batch(1)
+    mine = mlvis.correlations(model, x, eps=0.001, direction="down", cache=False)
+    z = _array(trace(figure(at, "correlations_down"), "correlations_down")["z"]).astype(float)
+    np.testing.assert_allclose(z[off], mine.matrix[off], rtol=1e-6, atol=1e-9)
+    assert "measured on this page (1 images" in " ".join(c.value for c in at.caption)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Budget sweep
+
+
+def test_sweep_page_tables_iv_vi_and_the_other_experiments(model, monkeypatch):
+    monkeypatch.setattr(jobs, "AUTO_RUN_S", 0.0)  # only what the test runs
+    at = open_page(SWEEP)
+    assert_clean(at)
+    assert [i.value for i in at.info][:1] == ["Press Run to compute with these settings."]
+    at.number_input(key=studies.SWEEP_N).set_value(2)
+    at.text_input(key=studies.SWEEP_FRACTIONS).set_value("0.1, 0.05")
+    at.button_group(key=studies.SWEEP_METHODS).set_value(["bce", "slam", "class"])
+    at.run()
+    at.button(key="sweep.table.run").click().run()
+    assert_clean(at)
+    x, _ = mlvis.data.demo_batch(2)
+    arts = rc.model_artifacts(model)
+    table = mlvis.evaluate(
+        model,
+        x,
+        ["bce", "slam", ("class", {"gamma": 0.5})],
+        (0.05, 0.1),
+        profile=arts.profile,
+        correlations=arts.correlations(),
+    )
+    assert table.to_markdown() in [m.value for m in at.markdown]
+    fig = figure(at, "method")
+    np.testing.assert_allclose(_array(trace(fig, "method")["y"]), table.mean[0])
+    # Fig. 8 on its tab
+    at.text_input(key=studies.SWEEP_BL_EPS).set_value("0.004, 0.008").run()
+    at.button(key="sweep.bl.run").click().run()
+    assert_clean(at)
+    want = mlvis.analysis.bce_vs_linear(model, x, [0.004, 0.008])
+    fig = figure(at, "mean")
+    for method in ("bce", "linear"):
+        t = next(t for t in fig["data"] if t["meta"] == {"kind": "mean", "method": method})
+        np.testing.assert_allclose(_array(t["y"]), want[method][0])
+    # a bad list gets a sentence
+    at.text_input(key=studies.SWEEP_FRACTIONS).set_value("0.1, lots").run()
+    assert not at.exception
+    assert "the fractions must be numbers separated by commas, not '0.1, lots'." in [e.value for e in at.error]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Confidence histograms
+
+
+def test_histograms_page_counts_the_confidences(model):
+    at = open_page(HISTOGRAMS)
+    assert not at.exception
+    at.number_input(key=studies.HIST_N).set_value(3)
+    at.radio(key=studies.HIST_DIRECTION).set_value("down")
+    at.button_group(key=studies.HIST_METHODS).set_value(["bce", "linear"])
+    at.run()
+    at.button(key=f"{studies.HIST_SECTION}.run").click().run()
+    assert_clean(at)
+    x, _ = mlvis.data.demo_batch(3)
+    want = rc.run_recipe(rc.Recipe(MODEL, ("bce", "linear"), 0.01, rc.ImageSource(count=3)), model, x)
+    fig = figure(at, "before")
+    before = trace(fig, "before")
+    assert (
+        before["meta"]["counts"]
+        == vh.histogram_counts(want[0].clean_probs, want[0].clean_pred, 0.5, "down")["counts"].tolist()
+    )
+    afters = [t for t in fig["data"] if t["meta"]["kind"] == "after"]
+    assert [t["meta"]["method"] for t in afters] == ["BCE", "Linear"]
+    for t, r in zip(afters, want):
+        h = vh.histogram_counts(r.adv_probs[0], r.clean_pred, 0.5, "down")
+        assert t["meta"]["counts"] == h["counts"].tolist() and t["meta"]["flipped"] == h["flipped"]
+    rows = at.dataframe[0].value
+    np.testing.assert_allclose(rows["mean flips per scene (all labels)"], [r.flips[0].mean() for r in want])

@@ -28,7 +28,7 @@ from typing import Any
 import streamlit as st
 
 #: estimated seconds below which a section runs without waiting for its Run button
-AUTO_RUN_S = 2.0
+AUTO_RUN_S = 3.0
 #: results kept per section (the most recent configurations)
 KEEP = 4
 #: the progress bar is redrawn at most this often (seconds)
@@ -67,7 +67,7 @@ def format_seconds(s: float) -> str:
 
 @st.cache_resource(max_entries=8, show_spinner=False)
 def step_seconds(model_name: str) -> float:
-    """Measured seconds for one image-step of ``model_name`` (forward + backward w.r.t. the input, batch 8).
+    """Measured seconds for one image-step of ``model_name`` (forward + backward w.r.t. the input, batch 16).
 
     Measured once per model and process; the estimates multiply it by the image-steps.
     """
@@ -77,7 +77,7 @@ def step_seconds(model_name: str) -> float:
 
     model = cache.load_model(model_name)
     h, w = (int(v) for v in model.spec.input_size)
-    x = torch.rand(8, 3, h, w, generator=torch.Generator().manual_seed(0)).to(model.device)
+    x = torch.rand(16, 3, h, w, generator=torch.Generator().manual_seed(0)).to(model.device)
     times = []
     for _ in range(4):
         xx = x.clone().requires_grad_(True)
@@ -85,12 +85,32 @@ def step_seconds(model_name: str) -> float:
         (g,) = torch.autograd.grad(model(xx).sum(), xx)
         g.sum().item()
         times.append(time.perf_counter() - t)
-    return max(statistics.median(times[1:]) / 8, 1e-5)
+    return max(statistics.median(times[1:]) / 16, 1e-5)
+
+
+@st.cache_resource(show_spinner=False)
+def _observed() -> dict:
+    """Seconds per image-step seen in finished runs, per model (shared by the sessions of this process)."""
+    return {}
+
+
+def observe(model_name: str, image_steps: int, seconds: float) -> None:
+    """Fold a finished run (at least 50 image-steps) into the model's observed seconds per image-step
+    (an exponential average), which then replaces the one-off measurement in the estimates."""
+    if image_steps < 50 or not (seconds > 0 and math.isfinite(seconds)):
+        return
+    seen = _observed()
+    rate = seconds / image_steps
+    seen[model_name] = rate if model_name not in seen else 0.5 * seen[model_name] + 0.5 * rate
 
 
 def estimate(model_name: str, image_steps: int) -> Estimate:
-    """The cost of ``image_steps`` image-steps on ``model_name``, in seconds on this machine."""
-    return Estimate(int(image_steps), float(image_steps) * step_seconds(model_name))
+    """The cost of ``image_steps`` image-steps on ``model_name``, in seconds on this machine: the rate seen in
+    recent runs of this model, else one measured forward + backward."""
+    rate = _observed().get(model_name)
+    if rate is None:
+        rate = step_seconds(model_name)
+    return Estimate(int(image_steps), float(image_steps) * rate)
 
 
 class ProgressReporter:
@@ -170,6 +190,7 @@ def run_section(
     run_label: str = "Run",
     auto: bool | None = None,
     help: str | None = None,
+    model_name: str | None = None,
 ) -> Outcome:
     """Draw the Run button and cost, run ``compute`` when asked (or automatically), keep and return the result.
 
@@ -182,6 +203,7 @@ def run_section(
         cost: the estimate shown beside the button; it decides whether the section runs by itself.
         auto: run without a click when nothing is kept for this configuration (default: the estimate is
             below ``AUTO_RUN_S``).
+        model_name: when given, the run's measured speed refines this model's later estimates (:func:`observe`).
     """
     k = _keys(section)
     ss = st.session_state
@@ -235,6 +257,8 @@ def run_section(
         return _previous(results, error=errors[config_key])
     seconds = reporter.clock() - reporter.start
     box.empty()
+    if model_name is not None:
+        observe(model_name, cost.image_steps, seconds)
     results[config_key] = {"result": result, "seconds": seconds}
     while len(results) > KEEP:
         results.pop(next(iter(results)))

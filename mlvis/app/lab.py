@@ -403,6 +403,7 @@ def run_section(controls: LabControls, model_name: str, model: mlvis.MultiLabelM
         compute,
         lab_cost(model_name, recipe, len(images), dims),
         label="Attacking",
+        model_name=model_name,
         run_label="Run attack",
         help="Run every chosen method on the images as one batched job.",
     )

@@ -19,3 +19,19 @@ from mlvis.viz.attack import (  # noqa: E402
 )
 
 __all__ += ["amplified_perturbation", "confidence_change_figure", "flips_figure", "perturbation_heatmaps"]
+
+from mlvis.viz.profiles import profile_figure, profiles_figure  # noqa: E402
+
+__all__ += ["profile_figure", "profiles_figure"]
+
+from mlvis.viz.landscape import attackability_figure, matrix_heatmap  # noqa: E402
+
+__all__ += ["attackability_figure", "matrix_heatmap"]
+
+from mlvis.viz.sweep import bce_linear_figure, q_totals_figure, sweep_flips_figure, targets_figure  # noqa: E402
+
+__all__ += ["bce_linear_figure", "q_totals_figure", "sweep_flips_figure", "targets_figure"]
+
+from mlvis.viz.histograms import confidence_histograms, histogram_counts  # noqa: E402
+
+__all__ += ["confidence_histograms", "histogram_counts"]
