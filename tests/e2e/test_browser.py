@@ -221,3 +221,58 @@ def test_attack_lab_upload_three_methods_and_the_lossless_download(
         np.testing.assert_allclose(x, r.adv[0, 0], atol=1 / 65535)
         probs = model.predict_proba(torch.from_numpy(x[None])).numpy()
         assert int(((probs >= model.threshold) != clean_pred).sum()) == int(r.flips[0, 0])
+
+
+def run_section(page: Page, button: str = "Run") -> None:
+    """Press a page's Run button and wait until the run is over."""
+    page.get_by_role("button", name=button, exact=True).first.click()
+    wait_idle(page)
+
+
+def test_every_analysis_page_renders_and_is_screenshotted(page: Page, app_url: str, screenshot_dir: Path):
+    # Profiles: the shipped profile (Fig. 20) with its grid and cost tables
+    open_from_sidebar(page, app_url, "Profiles")
+    expect(page.get_by_role("heading", name=f"{DEFAULT}: E(ε)")).to_be_visible(timeout=TIMEOUT_MS)
+    eps_max = page.get_by_test_id("stMetric").first.get_by_test_id("stMetricValue")
+    expect(eps_max).to_have_text(re.compile(r"^0\.\d{4}$"), timeout=TIMEOUT_MS)
+    expect(page.get_by_test_id("stPlotlyChart").first.locator("g.trace").first).to_be_attached(timeout=TIMEOUT_MS)
+    page.screenshot(path=str(screenshot_dir / "profiles.png"))
+
+    # Label landscape: both matrices, the co-occurrence, attackability and Table II
+    open_from_sidebar(page, app_url, "Label landscape")
+    expect(page.get_by_role("heading", name="Table II: what attackability goes with")).to_be_visible(timeout=TIMEOUT_MS)
+    expect(page.get_by_test_id("stPlotlyChart")).to_have_count(4, timeout=TIMEOUT_MS)
+    page.screenshot(path=str(screenshot_dir / "landscape.png"))
+
+    # Confidence histograms: a small batch, run from the page
+    open_from_sidebar(page, app_url, "Confidence histograms")
+    scenes = page.get_by_test_id("stNumberInput").filter(has_text="Scenes").locator("input")
+    scenes.fill("3")
+    scenes.press("Enter")
+    wait_idle(page)
+    if page.get_by_test_id("stPlotlyChart").count() == 0:
+        run_section(page)
+    expect(page.get_by_test_id("stPlotlyChart")).to_have_count(1, timeout=TIMEOUT_MS)
+    expect(page).to_have_url(re.compile(r"[?&]hist\.n=3(&|$)"))
+    page.screenshot(path=str(screenshot_dir / "histograms.png"))
+
+    # Budget sweep: Tables IV-VI on two scenes and two budgets
+    open_from_sidebar(page, app_url, "Budget sweep")
+    images = page.get_by_test_id("stNumberInput").filter(has_text="Images").locator("input")
+    images.fill("2")
+    images.press("Enter")
+    wait_idle(page)
+    fractions = page.get_by_test_id("stTextInput").filter(has_text="fractions of ε_max").locator("input")
+    fractions.fill("0.05, 0.1")
+    fractions.press("Enter")
+    wait_idle(page)
+    run_section(page)
+    expect(page.get_by_test_id("stMarkdownContainer").locator("table")).to_have_count(1, timeout=TIMEOUT_MS)
+    expect(page.get_by_test_id("stMarkdownContainer").locator("table")).to_contain_text("BCE")
+    expect(page).to_have_url(re.compile(r"[?&]sweep\.n=2(&|$)"))
+    page.screenshot(path=str(screenshot_dir / "sweep.png"))
+
+    # the Attack Lab's defaults, and the two older pages
+    open_from_sidebar(page, app_url, "Attack Lab")
+    expect(page.get_by_role("heading", name="Results")).to_be_visible(timeout=TIMEOUT_MS)
+    page.screenshot(path=str(screenshot_dir / "attack-lab.png"))
