@@ -83,7 +83,7 @@ outcome = jobs.run_section(
     studies.HIST_SECTION,
     (name, settings),
     lambda progress: studies.compute_histograms(name, settings, progress),
-    jobs.estimate(name, studies.histogram_steps(settings)),
+    studies.histogram_cost(name, settings),
     label="Attacking",
     model_name=name,
     help="Attack the scenes with every chosen method (one job).",

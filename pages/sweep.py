@@ -91,7 +91,7 @@ with table_tab:
         "sweep.table",
         (name, settings),
         lambda progress: studies.compute_sweep(name, settings, progress),
-        jobs.estimate(name, studies.sweep_steps(settings, profile.eps_max)),
+        studies.sweep_cost(name, settings, profile.eps_max),
         label="Evaluating",
         model_name=name,
         help="Run every method at every budget on the images (one job).",

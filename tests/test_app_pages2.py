@@ -477,3 +477,15 @@ def test_histograms_page_counts_the_confidences(model):
         assert t["meta"]["counts"] == h["counts"].tolist() and t["meta"]["flipped"] == h["flipped"]
     rows = at.dataframe[0].value
     np.testing.assert_allclose(rows["mean flips per scene (all labels)"], [r.flips[0].mean() for r in want])
+
+
+def test_lab_waits_for_run_with_methods_it_cannot_estimate():
+    others = rc.unestimated(rc.lab_methods())
+    if not others:
+        pytest.skip("no related-work method is registered")
+    at = open_page(LAB)
+    at.button_group(key=lab.LAB_METHODS).set_value(["bce", others[0]]).run()
+    assert not at.exception
+    cost = next(c.value for c in at.caption if c.value.startswith("Cost:"))
+    assert f"{rc.method_title(others[0])} runs its own optimiser, not counted" in cost
+    assert "belong to the last run" in " ".join(c.value for c in at.caption)  # the default run stays shown

@@ -45,9 +45,11 @@ class Estimate:
 
     image_steps: int
     seconds: float
+    note: str = ""
 
     def text(self) -> str:
-        return f"about {self.image_steps:,} image-steps, {format_seconds(self.seconds)} on this machine"
+        text = f"about {self.image_steps:,} image-steps, {format_seconds(self.seconds)} on this machine"
+        return f"{text}; {self.note}" if self.note else text
 
 
 def format_seconds(s: float) -> str:
@@ -221,7 +223,7 @@ def run_section(
     )
     right.caption(f"Cost: {cost.text()}.")
     if auto is None:
-        auto = cost.seconds <= AUTO_RUN_S
+        auto = cost.seconds <= AUTO_RUN_S and not cost.note
     if not clicked:
         if config_key in results:
             results[config_key] = results.pop(config_key)  # most recent last

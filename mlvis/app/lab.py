@@ -378,7 +378,12 @@ def run_lab(
 
 
 def lab_cost(model_name: str, recipe: rc.Recipe, num_images: int, dims: int) -> jobs.Estimate:
-    return jobs.estimate(model_name, rc.image_steps(recipe, num_images, dims))
+    """The MI-FGSM family's image-steps; methods with their own optimisers are named in the note (and make
+    the run wait for the button)."""
+    loop = [m for m in recipe.methods if m in rc.LOOP_METHODS]
+    steps = len(loop) * int(num_images) * recipe.steps(dims)
+    est = jobs.estimate(model_name, steps)
+    return dataclasses.replace(est, note=rc.cost_note(recipe.methods))
 
 
 def run_section(controls: LabControls, model_name: str, model: mlvis.MultiLabelModel) -> jobs.Outcome:

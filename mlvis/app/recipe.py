@@ -367,6 +367,26 @@ def run_recipe(recipe: Recipe, model, images: np.ndarray, *, progress=None, arti
     )
 
 
+#: methods that run the engine's MI-FGSM loop, whose cost is images x steps; the others (ML-CW, ML-DeepFool,
+#: MLA-LP, ...) run their own optimisers, often far longer
+LOOP_METHODS = ("bce", "linear", "slam", "class", "random")
+
+
+def unestimated(methods: Sequence[str]) -> list[str]:
+    """The methods whose cost ``image_steps`` cannot estimate (their own optimisers)."""
+    return [m for m in methods if m not in LOOP_METHODS]
+
+
+def cost_note(methods: Sequence[str]) -> str:
+    """A sentence for the cost caption when some methods are not estimated ('' otherwise)."""
+    others = unestimated(methods)
+    if not others:
+        return ""
+    names = ", ".join(method_title(m) for m in others)
+    verb, own = ("runs", "its") if len(others) == 1 else ("run", "their")
+    return f"{names} {verb} {own} own optimiser, not counted (often many seconds per image), so this waits for Run"
+
+
 def image_steps(recipe: Recipe, num_images: int, dims: int) -> int:
     """Image-steps (one forward + backward of one image) the recipe's job takes: methods x images x steps."""
     return len(recipe.methods) * int(num_images) * recipe.steps(dims)

@@ -343,6 +343,12 @@ def sweep_steps(s: SweepSettings, eps_max: float) -> int:
     return total * s.images
 
 
+def sweep_cost(model_name: str, s: SweepSettings, eps_max: float) -> jobs.Estimate:
+    loop = dataclasses.replace(s, methods=tuple(m for m in s.methods if m in rc.LOOP_METHODS))
+    est = jobs.estimate(model_name, sweep_steps(loop, eps_max))
+    return dataclasses.replace(est, note=rc.cost_note(s.methods))
+
+
 def compute_sweep(model_name: str, s: SweepSettings, progress=None):
     """Tables IV-VI (``mlvis.evaluate``): every method at every budget as one job."""
     model = cache.load_model(model_name)
@@ -492,7 +498,12 @@ class HistogramSettings:
 
 
 def histogram_steps(s: HistogramSettings) -> int:
-    return len(s.methods) * s.images * n_steps(s.eps, DEFAULT_ALPHA)
+    return len([m for m in s.methods if m in rc.LOOP_METHODS]) * s.images * n_steps(s.eps, DEFAULT_ALPHA)
+
+
+def histogram_cost(model_name: str, s: HistogramSettings) -> jobs.Estimate:
+    est = jobs.estimate(model_name, histogram_steps(s))
+    return dataclasses.replace(est, note=rc.cost_note(s.methods))
 
 
 def compute_histograms(model_name: str, s: HistogramSettings, progress=None):
