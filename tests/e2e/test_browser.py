@@ -276,3 +276,16 @@ def test_every_analysis_page_renders_and_is_screenshotted(page: Page, app_url: s
     open_from_sidebar(page, app_url, "Attack Lab")
     expect(page.get_by_role("heading", name="Results")).to_be_visible(timeout=TIMEOUT_MS)
     page.screenshot(path=str(screenshot_dir / "attack-lab.png"))
+
+
+def test_a_long_run_shows_progress_and_stops(page: Page, app_url: str):
+    open_from_sidebar(page, app_url, "Budget sweep")  # the defaults (8 scenes, 3 budgets) take many seconds
+    expect(page.get_by_text("Press Run to compute with these settings.").first).to_be_visible(timeout=TIMEOUT_MS)
+    page.get_by_role("button", name="Run", exact=True).first.click()
+    bar = page.get_by_test_id("stProgress")
+    expect(bar).to_contain_text(re.compile(r"Evaluating: \d+% · .* elapsed · about .* left"), timeout=TIMEOUT_MS)
+    page.get_by_role("button", name="Stop", exact=True).click()
+    wait_idle(page)
+    expect(page.get_by_text("Stopped. Press Run to start again.")).to_be_visible(timeout=TIMEOUT_MS)
+    expect(page.get_by_test_id("stMarkdownContainer").locator("table")).to_have_count(0)
+    expect(bar).to_have_count(0)
