@@ -80,3 +80,16 @@ def test_table_ii_and_cooccurrence_agreement():
     same = cooccurrence_agreement(up, up.matrix * 3 + 1)  # any positive affine copy correlates perfectly
     assert same.r == pytest.approx(1.0)
     assert np.isnan(pearson([1, 1, 1], [1, 2, 3]).r)  # constant input: undefined, not a crash
+
+
+@pytest.mark.parametrize("name", ["demo-asl", "demo-q2l"])
+def test_shipped_demo_matrices_belong_to_the_shipped_weights(name):
+    model = mlvis.create_model(name, device="cpu")
+    up, down = mlvis.correlations(model, direction="up"), mlvis.correlations(model, direction="down")
+    assert up.model == name and up.labels == model.spec.labels and up.images == 100
+    assert (np.diag(up.matrix) > 0).all() and (np.diag(down.matrix) < 0).all()  # the attacked label moves most
+    assert (up.eligible + down.eligible == 100).all()  # every image is eligible in exactly one direction
+    with torch.no_grad():
+        model.net.state_dict()[next(iter(model.net.state_dict()))].add_(1e-3)  # other weights
+    with pytest.raises(ValueError, match="No flip-up"):
+        mlvis.correlations(model, direction="up")
