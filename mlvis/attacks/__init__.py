@@ -7,6 +7,7 @@ Public API::
     list_attacks()   # ["bce", "linear", "slam", ...]
 """
 
+from mlvis.attacks import related  # noqa: F401  (registers ml-cw, ml-deepfool and mla-lp)
 from mlvis.attacks.engine import NORMS, AttackSpec, attack, run_job
 from mlvis.attacks.export import load_npy, load_png16, quantize_8bit, save_npy, save_png16
 from mlvis.attacks.geometry import DEFAULT_ALPHA, equal_volume_l2_radius, l2_step, n_steps, stirling_l2_radius
