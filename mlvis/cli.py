@@ -308,6 +308,74 @@ def attack_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------- related-work attacks (Table VII)
+
+
+def _compare_related_args(p: argparse.ArgumentParser) -> None:
+    _images_args(p)
+    p.add_argument("--methods", default="mla-lp,ml-cw,ml-deepfool", help="comma-separated: mla-lp, ml-cw, ml-deepfool")
+    p.add_argument("--preset", default="original", choices=["original", "fast"],
+                   help="ML-CW budget: original = 10 x 1,000 Adam steps (Song et al.), fast = 5 x 100")  # fmt: skip
+    p.add_argument("--distance", default="l2", choices=["l2", "linf"], help="ML-CW distance (default l2, the original)")
+    p.add_argument("--cw-rounds", type=int, default=None, help="override ML-CW's binary-search rounds")
+    p.add_argument("--cw-iters", type=int, default=None, help="override ML-CW's Adam steps per round")
+    p.add_argument("--deepfool-iters", type=int, default=None, help="ML-DeepFool iterations (default 20)")
+    p.add_argument("--lp-iters", type=int, default=None, help="MLA-LP iterations (default 10)")
+    p.add_argument("--lp-basis", type=int, default=None, help="MLA-LP perturbation grid side (default: every pixel)")
+    p.add_argument("--p", type=float, default=0.5, help="SLAM's p when no profile is used (default 0.5)")
+    p.add_argument("--q", type=float, default=0.5, help="SLAM's q (default 0.5)")
+    p.add_argument("--profile", default=None, help="SLAM's p per image from a profile JSON, or 'auto' (shipped/cached)")
+    p.add_argument("--format", default="md", choices=["md", "csv", "json"], help="table format on stdout")
+    p.add_argument("--out", default=None, help="also write table.md, table.csv, per_image.csv, related.json here")
+
+
+@command("compare-related", "Table VII: ML-CW, ML-DeepFool, MLA-LP vs MI-FGSM and SLAM at their budgets",
+         _compare_related_args)  # fmt: skip
+def compare_related_cmd(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import mlvis
+    from mlvis.analysis.profiles import FlipProfile
+    from mlvis.analysis.related import compare_related
+    from mlvis.store import atomic_write_text
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    options: dict[str, dict] = {m: {} for m in methods}
+    for method, key, value in (
+        ("ml-cw", "distance", args.distance),
+        ("ml-cw", "binary_steps", args.cw_rounds),
+        ("ml-cw", "max_iter", args.cw_iters),
+        ("ml-deepfool", "max_iter", args.deepfool_iters),
+        ("mla-lp", "max_iter", args.lp_iters),
+        ("mla-lp", "basis", args.lp_basis),
+    ):
+        if method in options and value is not None and not (key == "distance" and value == "l2"):
+            options[method][key] = value
+    options = {m: o for m, o in options.items() if o}
+    model, images = _load(args)
+    profile = None
+    if args.profile == "auto":
+        profile = mlvis.profile(model)
+    elif args.profile:
+        profile = FlipProfile.load(args.profile)
+    cmp = compare_related(model, images, methods, preset=args.preset, options=options, p=args.p, q=args.q,
+                          profile=profile, progress=ProgressBar(f"compare-related {args.model}"))  # fmt: skip
+    texts = {
+        "md": cmp.to_markdown(),
+        "csv": cmp.summary().to_csv(index=False),
+        "json": cmp.to_json(),
+    }
+    print(texts[args.format])
+    if args.out:
+        out = Path(args.out)
+        atomic_write_text(out / "table.md", texts["md"] + "\n")
+        atomic_write_text(out / "table.csv", texts["csv"])
+        atomic_write_text(out / "per_image.csv", cmp.to_frame().to_csv(index=False))
+        atomic_write_text(out / "related.json", texts["json"] + "\n")
+        print(f"wrote {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlvis", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)

@@ -20,6 +20,7 @@ from mlvis.analysis.landscape import (
 )
 from mlvis.analysis.observations import AbsentConfidence, absent_confidence_correlation
 from mlvis.analysis.profiles import FlipProfile, fit_profile, probe, profile
+from mlvis.analysis.related import RelatedComparison, compare_related
 
 __all__ = [
     "AbsentConfidence",
@@ -27,9 +28,11 @@ __all__ = [
     "CorrelationMatrix",
     "EvaluationTable",
     "FlipProfile",
+    "RelatedComparison",
     "TransferResult",
     "absent_confidence_correlation",
     "bce_vs_linear",
+    "compare_related",
     "cooccurrence_agreement",
     "correlations",
     "evaluate",
