@@ -35,6 +35,7 @@ class Findings:
     cooccurrence: dict
     transfer: list[dict]
     verdicts: dict[str, tuple[bool, str]]
+    gamma_step: float = 0.05
 
     def to_markdown(self) -> str:
         out = [f"### {self.model} ({self.images} test images, eps_max = {self.profile.eps_max:.4g})", ""]
@@ -46,8 +47,8 @@ class Findings:
         out += [self.table.to_markdown(), ""]
         g = self.gamma_table
         best = g.total[g.methods.index(f"CLASS(γ={self.best_gamma:g})")]
-        out += [f"Gamma search at {g.fractions[0]:.0%} of eps_max (steps of 0.05): best gamma {self.best_gamma:g} "
-                f"({best:.2f} flips vs BCE {g.total[0]:.2f}).", ""]  # fmt: skip
+        out += [f"Gamma search at {g.fractions[0]:.0%} of eps_max (steps of {self.gamma_step:g}): "
+                f"best gamma {self.best_gamma:g} ({best:.2f} flips vs BCE {g.total[0]:.2f}).", ""]  # fmt: skip
         bl = self.bce_vs_linear
         out += ["BCE vs linear (the probe curves, Fig. 8): eps, BCE, linear, p (paired t-test)", ""]
         out += ["| eps | BCE | linear | p |", "|---|---|---|---|"]
@@ -133,7 +134,7 @@ def paper_findings(
             if r.method in ("bce", "slam") or (r.method == "class" and r.name == "CLASS(γ=0)"):
                 trans.append(transfer(r, other_model).summary())
     verdicts = _verdicts(table, g_table, best_gamma, bl, tg, t2, co)
-    return Findings(name, n, profile, table, g_table, best_gamma, bl, tg, t2, co, trans, verdicts)
+    return Findings(name, n, profile, table, g_table, best_gamma, bl, tg, t2, co, trans, verdicts, gamma_step)
 
 
 def _table(name, specs, results, eps, fractions) -> EvaluationTable:
