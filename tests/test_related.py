@@ -250,6 +250,19 @@ def test_iteration_caps_bound_the_model_work(method, opts, bound):
     assert res.steps.max() <= (opts.get("max_iter", 0) * opts.get("binary_steps", 1))
 
 
+@pytest.mark.parametrize(
+    "method,opts",
+    [("ml-deepfool", {"max_iter": 3}), ("mla-lp", {"max_iter": 2}), ("ml-cw", {"binary_steps": 2, "max_iter": 10})],
+)
+def test_chunking_to_a_tiny_memory_budget_changes_nothing(method, opts):
+    """One image per chunk (for the Jacobian, the solves and the Adam batch) gives the same result."""
+    x = grid_images(3, 16, seed=25)
+    big = mlvis.attack(CONV, x, method, 1.0, **opts)
+    small = mlvis.attack(CONV, x, method, 1.0, memory_budget=1, **opts)
+    np.testing.assert_allclose(big.adv, small.adv, atol=1e-9)
+    np.testing.assert_array_equal(big.steps, small.steps)
+
+
 @pytest.mark.parametrize("norm,eps", [("linf", 0.01), ("l2", 0.2)])
 def test_eps_is_a_cap_on_one_run(norm, eps):
     x = grid_images(2, 16, seed=23)

@@ -93,10 +93,13 @@ def _cap(adv: torch.Tensor, x0: torch.Tensor, eps: np.ndarray, norm: str) -> tor
     return (x0.unsqueeze(0) + out).clamp_(0, 1)
 
 
-def _image_chunks(n: int, per_image: int, ctx: MethodContext, rows_per_image: int = 1) -> list[slice]:
-    """Slices of images whose working memory fits ``ctx.memory_budget`` (and 128 rows on the CPU)."""
+def _image_chunks(
+    n: int, per_image: int, ctx: MethodContext, rows_per_image: int = 1, cpu_rows: bool = True
+) -> list[slice]:
+    """Slices of images whose working memory fits ``ctx.memory_budget`` (and, for model batches, 128 rows on
+    the CPU, where larger batches are slower per image)."""
     per = max(1, ctx.memory_budget // max(1, per_image))
-    if ctx.device.type == "cpu":
+    if cpu_rows and ctx.device.type == "cpu":
         per = min(per, max(1, 128 // rows_per_image))
     return [slice(a, min(n, a + per)) for a in range(0, n, per)]
 
@@ -320,9 +323,21 @@ def ml_deepfool(ctx: MethodContext, *, max_iter: int = 20, overshoot: float = DE
         raise ValueError(f"ML-DeepFool's overshoot must be a finite number >= 0, not {overshoot!r}.")
     x0 = ctx.images
     n, c = x0.shape[0], ctx.num_labels
-    basis = _GridBasis(tuple(x0.shape[1:]), None, x0.device)
     prog = _Progress(ctx.progress, iters * n)
-    tau, t = ctx.threshold, ctx.target > 0.5
+    best = torch.empty_like(x0)
+    steps = torch.zeros(n, dtype=torch.int64, device=x0.device)
+    per_image = c * x0[0].numel() * 28  # the Jacobian (model dtype) and its float64 masked copy, the step
+    for sl in _image_chunks(n, per_image, ctx, cpu_rows=False):
+        best[sl], steps[sl] = _deepfool_chunk(ctx, x0[sl], ctx.target[sl] > 0.5, iters, eta, prog)
+    prog.finish()
+    adv = _cap(best, x0, ctx.eps, ctx.norm)
+    return RunOutput(adv, np.repeat(steps.cpu().numpy()[None], len(ctx.eps), 0))
+
+
+def _deepfool_chunk(ctx, x0, t, iters, eta, prog):
+    n, c = x0.shape[0], ctx.num_labels
+    basis = _GridBasis(tuple(x0.shape[1:]), None, x0.device)
+    tau = ctx.threshold
     x = x0.clone()
     best, best_hd = x0.clone(), torch.full((n,), c, device=x0.device, dtype=torch.int64)
     best_l2 = torch.zeros(n, device=x0.device, dtype=torch.float64)
@@ -336,7 +351,7 @@ def ml_deepfool(ctx: MethodContext, *, max_iter: int = 20, overshoot: float = DE
         better = (hd < bh) | ((hd == bh) & (l2 < bl))
         best_hd[ids] = torch.where(better, hd, bh)
         best_l2[ids] = torch.where(better, l2, bl)
-        best[ids] = torch.where(better.view(-1, 1, 1, 1), xi, best[ids])
+        best[ids] = torch.where(better.view(-1, *([1] * (x0.dim() - 1))), xi, best[ids])
         return hd
 
     for _it in range(iters):
@@ -352,6 +367,7 @@ def ml_deepfool(ctx: MethodContext, *, max_iter: int = 20, overshoot: float = DE
         slope = torch.exp(-z.abs()) / (1 + torch.exp(-z.abs())) ** 2  # sigma'(z), stable
         violated = (conf >= tau) != t[ids]
         jv = jac.double() * (slope * violated).unsqueeze(-1)  # (n, C, d): rows of violated labels only
+        del jac
         rhs = (tau - conf) * violated
         gram = jv @ jv.transpose(1, 2)
         r = (jv.transpose(1, 2) @ (torch.linalg.pinv(gram, hermitian=True) @ rhs.unsqueeze(-1))).squeeze(-1)
@@ -362,9 +378,7 @@ def ml_deepfool(ctx: MethodContext, *, max_iter: int = 20, overshoot: float = DE
         if len(ids):  # the last iterate has not been evaluated yet
             with torch.no_grad():
                 keep_best(ids, x[ids], ctx.model(x[ids]).float())
-    prog.finish()
-    adv = _cap(best, x0, ctx.eps, ctx.norm)
-    return RunOutput(adv, np.repeat(steps.cpu().numpy()[None], len(ctx.eps), 0))
+    return best, steps
 
 
 # ------------------------------------------------------------------------------------ MLA-LP
@@ -479,14 +493,29 @@ def mla_lp(
             f"{_duration(cost['seconds_per_lp'])} per image per iteration on 2 CPU cores; use a reduced basis "
             f"(e.g. basis=32) or raise max_lp_size."
         )
+    grid = _GridBasis(shape, basis, x0.device)
+    prog = _Progress(ctx.progress, iters * n)
+    best = torch.empty_like(x0)
+    steps = np.zeros(n, np.int64)
+    per_image = c * (grid.m * 28 + x0[0].numel() * 4)  # Jacobian in the basis (device + float64 host copies)
+    for sl in _image_chunks(n, per_image, ctx, cpu_rows=False):
+        best[sl], steps[sl] = _mla_lp_chunk(ctx, x0[sl], ctx.target[sl], grid, iters, prog)
+    prog.finish()
+    adv = _cap(best, x0, ctx.eps, ctx.norm)
+    return RunOutput(adv, np.repeat(steps[None], len(ctx.eps), 0))
+
+
+def _mla_lp_chunk(ctx, x0, target, grid, iters, prog):
+    from scipy.special import expit
+
+    n, c = x0.shape[0], ctx.num_labels
+    shape = tuple(int(s) for s in x0.shape[1:])
     dev = x0.device
-    grid = _GridBasis(shape, basis, dev)
     down, up = grid.room(x0.double())
     down_np, up_np = down.cpu().numpy(), up.cpu().numpy()
-    t_np = (ctx.target > 0.5).cpu().numpy()
-    sign = (2 * ctx.target.double() - 1).cpu().numpy()
+    t_np = (target > 0.5).cpu().numpy()
+    sign = (2 * target.double() - 1).cpu().numpy()
     tau = ctx.threshold
-    prog = _Progress(ctx.progress, iters * n)
     v = np.zeros((n, grid.m))
     level = np.full(n, LP_LEVELS[0])
     prev_hd = np.full(n, c)
@@ -497,7 +526,7 @@ def mla_lp(
     x = x0.clone()
 
     def keep_best(ids, logits):
-        hd = _hamming(logits, ctx.target[torch.as_tensor(ids, device=dev)], tau).cpu().numpy()
+        hd = _hamming(logits, target[torch.as_tensor(ids, device=dev)], tau).cpu().numpy()
         linf = np.abs(v[ids]).max(1)
         better = (hd < best_hd[ids]) | ((hd == best_hd[ids]) & (linf < best_linf[ids]))
         best_hd[ids] = np.where(better, hd, best_hd[ids])
@@ -523,7 +552,7 @@ def mla_lp(
         z = logits.double().cpu().numpy()
         s = sign[ids]
         loss = np.logaddexp(0, -s * z)
-        dl = -s * (1 / (1 + np.exp(s * z)))  # d l / d z = -s * sigmoid(-s z)
+        dl = -s * expit(-s * z)  # d l / d z = -s * sigmoid(-s z)
         # float32 gradients: an image's LP is the same whether it is attacked alone or with others
         grads = (jac.float().double().cpu().numpy()) * dl[..., None]
         margin = 0.5 - level[ids]
@@ -550,9 +579,7 @@ def mla_lp(
             ids_t = torch.as_tensor(ids, device=dev)
             with torch.no_grad():
                 keep_best(ids, ctx.model(x[ids_t]).float())
-    prog.finish()
-    adv = _cap(best, x0, ctx.eps, ctx.norm)
-    return RunOutput(adv, np.repeat(steps[None], len(ctx.eps), 0))
+    return best, steps
 
 
 # ------------------------------------------------------------------------------------ validation
