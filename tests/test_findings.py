@@ -17,8 +17,8 @@ def test_findings_report_on_a_linear_model():
     up = mlvis.correlations(model, x, eps=0.002, direction="up")
     down = mlvis.correlations(model, x, eps=0.002, direction="down")
     co = np.random.default_rng(0).random((6, 6))
-    f = paper_findings(model, x, profile=prof, up=up, down=down, frequencies=np.linspace(0.5, 0.1, 6),
-                       cooccurrence={"conditional": co, "lift": co + 0.5}, gamma_step=0.5, other_model=model)  # fmt: skip
+    stats = {"frequencies": np.linspace(0.5, 0.1, 6), "cooccurrence": {"conditional": co, "lift": co + 0.5}}
+    f = paper_findings(model, x, profile=prof, up=up, down=down, gamma_step=0.5, other_model=model, **stats)
     assert f.table.methods[:3] == ("BCE", "Linear", "SLAM(q=0.5)") and f.table.flips.shape == (7, 3, 8)
     assert f.gamma_table.methods == ("BCE", "CLASS(γ=0)", "CLASS(γ=0.5)", "CLASS(γ=1)")
     # Fig. 8's numbers are the profile's probe curves, i.e. the engine's BCE at those budgets
