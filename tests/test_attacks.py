@@ -32,19 +32,26 @@ from mlvis.attacks import (
 from mlvis.attacks import methods as methods_mod
 
 ALPHA = DEFAULT_ALPHA
-# options a method needs to run at all (the attack list is data, as in foolbox's AttackTestTarget)
-NEEDS = {"slam": {"p": 0.4, "q": 0.5}}
 LINEAR, CONV = LinearMultiLabel(), TinyConvNet()
 MODELS = {"linear": (LINEAR, 8), "conv": (CONV, 16)}
 EPS = {"linf": [0.002, 0.006, 0.015], "l2": [0.1, 0.3, 0.6]}
 
 
-def opts(method: str) -> dict:
-    return dict(NEEDS.get(method, {}))
+def opts(method: str, model=CONV) -> dict:
+    """Options a method needs to run at all (the attack list is data, as in foolbox's AttackTestTarget)."""
+    c = len(model.labels)
+    needs = {
+        "slam": {"p": 0.4, "q": 0.5},
+        "class": {"correlations": np.random.default_rng(0).normal(size=(c, c)), "length": 2, "gamma": 0.5},
+        "random": {"length": 2},
+        "closest": {"k": 2},
+        "single-label": {"labels": 0},
+    }
+    return dict(needs.get(method, {}))
 
 
 def run(model, x, method, eps, **kw):
-    return mlvis.attack(model, x, method, eps, **opts(method), **kw)
+    return mlvis.attack(model, x, method, eps, **opts(method, model), **kw)
 
 
 # ------------------------------------------------------------------ properties of every attack
@@ -71,6 +78,9 @@ def test_output_in_box_and_ball_and_input_untouched(method, model_name, norm):
     np.testing.assert_allclose(res.linf, np.abs(own).max(-1), rtol=1e-12)
     np.testing.assert_allclose(res.l2, np.sqrt((own**2).sum(-1)), rtol=1e-12)
     assert (res.flips >= 0).all() and (res.flips <= len(model.labels)).all()
+    if method == "single-label":  # its target is label 0 pushed up, not the maximum-flip target
+        assert (res.adv_probs[-1][:, 0] > res.clean_probs[:, 0]).mean() > 0.5
+        return
     # the attack changes the confidences towards the target on average
     t = 1.0 - res.clean_pred
     gap_clean = np.abs(t - res.clean_probs).sum(-1)
@@ -428,11 +438,11 @@ def test_result_table_and_config():
         (grid_images(1, 8), -0.1, {}, ">= 0"),
         (grid_images(1, 8), float("nan"), {}, "finite"),
         (grid_images(1, 8), [], {}, "non-empty"),
-        (grid_images(1, 8), 0.01, {"method": "nope"}, "known methods: bce, linear, slam"),
+        (grid_images(1, 8), 0.01, {"method": "nope"}, "known methods: bce, .*linear, .*slam"),
         (grid_images(1, 8), 0.01, {"norm": "l3"}, "known norms: linf, l2"),
         (grid_images(1, 8), 0.01, {"weights": np.ones(4)}, r"weights must have shape"),
         (grid_images(1, 8), 0.01, {"alpha": 0}, "alpha"),
-        (grid_images(1, 8), 0.01, {"method": "slam"}, "needs the option"),
+        (grid_images(1, 8), 0.01, {"method": "slam"}, "needs exactly one of p"),
         (grid_images(1, 8), 0.01, {"method": "slam", "p": 1.5}, r"\[0, 1\]"),
         (grid_images(1, 8), [0.01, 0.02], {"method": "slam", "p": [0.1, 0.2, 0.3]}, "one value per eps"),
         (grid_images(1, 8), 0.01, {"gamma": 1}, "accepts: weights"),

@@ -20,6 +20,8 @@ node at a time.
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import torch
 
@@ -190,7 +192,8 @@ def class_masks(probs, target, lengths, up, down, gamma=0.5, branches=4, depth=4
             masks[ks] = 1.0
             continue
         for i in range(n):  # the tree search is per image by nature (pure numpy, a few ms)
-            masks[ks, i, select_subset(ease[i], icm[i], int(ln), gamma, branches, depth)] = 1.0
+            chosen = select_subset(ease[i], icm[i], int(ln), gamma, branches, depth)
+            masks[ks[:, None], i, chosen[None, :]] = 1.0
     return masks
 
 
@@ -229,13 +232,23 @@ def _class(
 
 @register_method("random", description="BCE on a uniformly drawn label subset of CLASS's length (the control)")
 def _random(ctx, *, profile=None, length=None, factor: float = 1.66) -> LoopPlan:
-    """The random-subset control of section VI: the same subset length as CLASS, labels drawn uniformly
-    (per eps and image, from the job's seeded generator)."""
+    """The random-subset control of section VI: the same subset length as CLASS, labels drawn uniformly.
+
+    Each (eps, image) draw is seeded by the job's seed, the image's bytes and the eps value, so an
+    image gets the same subset whatever batch or eps list it is attacked in (like every other method).
+    """
     lengths = _lengths(ctx, profile, length, factor)
     k, n, c = len(ctx.eps), ctx.num_images, ctx.num_labels
-    keys = torch.rand((k, n, c), generator=ctx.generator, dtype=torch.float64).numpy()
-    rank = keys.argsort(-1).argsort(-1)  # a uniform random permutation rank per (eps, image)
-    return LoopPlan("bce", weights=(rank < lengths[:, None, None]).astype(np.float64))
+    seed = int(ctx.generator.initial_seed())
+    images = ctx.images.detach().cpu().float().numpy()
+    weights = np.zeros((k, n, c))
+    for i in range(n):  # one hash per image: cheap host work, never inside the attack loop
+        digest = hashlib.blake2b(images[i].tobytes(), digest_size=8).digest()
+        for j in range(k):
+            key = [seed, int.from_bytes(digest, "little"), int(np.float64(ctx.eps[j]).view(np.int64))]
+            order = np.random.default_rng(key).permutation(c)
+            weights[j, i, order[: lengths[j]]] = 1.0
+    return LoopPlan("bce", weights=weights)
 
 
 @register_method("closest", description="BCE on the k labels whose confidences are closest to the threshold")
