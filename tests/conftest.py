@@ -31,3 +31,15 @@ def held_out_probs(demo_models, held_out) -> dict[str, np.ndarray]:
 def _private_cache(tmp_path_factory, monkeypatch):
     """Every test caches computed artifacts in its own folder, never in ~/.cache/mlvis."""
     monkeypatch.setenv("MLVIS_CACHE", str(tmp_path_factory.mktemp("mlvis-cache")))
+
+
+@pytest.fixture
+def fresh_caches():
+    """Empty Streamlit caches before and after a test (AppTests in one process share them)."""
+    import streamlit as st
+
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    yield
+    st.cache_resource.clear()
+    st.cache_data.clear()

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 import mlvis
@@ -26,14 +25,7 @@ DEFAULT = state.default_model(MODELS)
 OTHER = next(m for m in MODELS if m != DEFAULT)
 
 
-@pytest.fixture(autouse=True)
-def fresh_caches():
-    """Every test starts with empty Streamlit caches (they are shared by all AppTests in a process)."""
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    yield
-    st.cache_resource.clear()
-    st.cache_data.clear()
+pytestmark = pytest.mark.usefixtures("fresh_caches")  # every test starts with empty Streamlit caches
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 import mlvis
@@ -25,13 +24,7 @@ HYPERPLANE = "pages/hyperplane.py"
 MODELS = "pages/models.py"
 
 
-@pytest.fixture(autouse=True)
-def fresh_caches():
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    yield
-    st.cache_resource.clear()
-    st.cache_data.clear()
+pytestmark = pytest.mark.usefixtures("fresh_caches")  # every test starts with empty Streamlit caches
 
 
 def open_page(page: str, query: dict | None = None) -> AppTest:

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import streamlit as st
 import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
@@ -59,13 +58,7 @@ def _private_cache(artifact_folder, monkeypatch):
     monkeypatch.setenv("MLVIS_CACHE", str(artifact_folder))
 
 
-@pytest.fixture(autouse=True)
-def fresh_caches():
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    yield
-    st.cache_resource.clear()
-    st.cache_data.clear()
+pytestmark = pytest.mark.usefixtures("fresh_caches")  # every test starts with empty Streamlit caches
 
 
 @pytest.fixture(scope="module")
