@@ -6,12 +6,11 @@ never hard-coded, so these tests hold for whatever weights ship.
 
 from __future__ import annotations
 
-import base64
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from apptools import chart_specs, plotly_array
 from streamlit.testing.v1 import AppTest
 
 import mlvis
@@ -51,27 +50,15 @@ def run_app(query: dict[str, str] | None = None) -> AppTest:
     return at.run()
 
 
-def _array(value) -> np.ndarray:
-    """A plotly JSON array: a plain list, or plotly's typed-array form ``{"dtype", "bdata"}``."""
-    if isinstance(value, dict) and "bdata" in value:
-        arr = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
-        return arr.reshape(value["shape"]) if "shape" in value else arr
-    return np.asarray(value)
-
-
-def charts(at: AppTest) -> list[dict]:
-    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
-
-
 def assert_gallery_matches(at: AppTest, labels, probs, truth, spec) -> None:
     """Each chart shows the model's own confidences for its labels, the threshold and the truth."""
-    figs = charts(at)
+    figs = chart_specs(at)
     assert len(figs) == GALLERY_SIZE
     for i, fig in enumerate(figs):
         bars = [t for t in fig["data"] if t["type"] == "bar"]
         assert len(bars) == 1
         names = list(bars[0]["y"])
-        values = _array(bars[0]["x"]).astype(float)
+        values = plotly_array(bars[0]["x"]).astype(float)
         assert len(values) == len(names) > 0  # one bar per label shown
         assert len(set(names)) == len(names) and set(names) <= set(labels)
         idx = [labels.index(n) for n in names]
@@ -109,14 +96,14 @@ def test_home_runs_and_shows_the_gallery(expected):
 
 def test_switching_the_model_changes_the_charts(expected):
     at = run_app()
-    before = charts(at)
+    before = chart_specs(at)
     at.sidebar.selectbox(key=state.MODEL).set_value(OTHER).run()
     assert not at.exception
     assert at.session_state[state.MODEL] == OTHER
     assert f"Model: {OTHER}" in [h.value for h in at.header]
     labels, probs, truth, spec = expected(OTHER)
     assert_gallery_matches(at, labels, probs, truth, spec)
-    assert charts(at) != before
+    assert chart_specs(at) != before
 
 
 def test_changing_the_seed_changes_the_scenes(expected):

@@ -7,12 +7,12 @@ cards, never copied from the page. Bound widgets take their URL value by the opt
 
 from __future__ import annotations
 
-import base64
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from apptools import chart_specs, metrics, plotly_array
 from streamlit.testing.v1 import AppTest
 
 import mlvis
@@ -36,29 +36,14 @@ def open_page(page: str, query: dict | None = None) -> AppTest:
     return at.run()
 
 
-def _array(value) -> np.ndarray:
-    if isinstance(value, dict) and "bdata" in value:
-        arr = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
-        return arr.reshape(value["shape"]) if "shape" in value else arr
-    return np.asarray(value)
-
-
-def charts(at: AppTest) -> list[dict]:
-    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
-
-
 def traces(fig: dict, kind: str) -> list[dict]:
     return [t for t in fig["data"] if (t.get("meta") or {}).get("kind") == kind]
-
-
-def metrics(at: AppTest) -> dict[str, str]:
-    return {m.label: m.value for m in at.metric}
 
 
 def assert_page_shows(at: AppTest, sim: hp.Simulation, curve: hp.FlipCurve) -> None:
     """The metrics, the walks in the plane, the flips per step and the curve are the library's."""
     assert not at.exception
-    plane, steps, curve_fig = charts(at)
+    plane, steps, curve_fig = chart_specs(at)
     shown = {(t["meta"]["loss"], t["meta"]["eps"]): t for t in traces(plane, "walk")}
     expected = {(loss, float(e)) for loss, e in zip(sim.losses, sim.eps)}
     assert set(shown) == expected
@@ -66,15 +51,15 @@ def assert_page_shows(at: AppTest, sim: hp.Simulation, curve: hp.FlipCurve) -> N
     for loss, eps in expected:
         tr = sim.trajectory(loss, eps)
         trace = shown[loss, eps]
-        np.testing.assert_allclose(np.c_[_array(trace["x"]), _array(trace["y"])], tr.points, atol=1e-12)
+        np.testing.assert_allclose(np.c_[plotly_array(trace["x"]), plotly_array(trace["y"])], tr.points, atol=1e-12)
         assert trace["meta"]["final_flips"] == tr.final_flips
         assert m[f"{hp.LOSS_TITLES[loss]}, ε = {eps:g}"] == f"{tr.final_flips} / {sim.boundaries.num_labels}"
     assert len(traces(plane, "boundary")) == len(sim.boxes) * sim.boundaries.num_labels
     for t in traces(steps, "flips"):
-        np.testing.assert_array_equal(_array(t["y"]), sim.trajectory(t["meta"]["loss"], t["meta"]["eps"]).flips)
+        np.testing.assert_array_equal(plotly_array(t["y"]), sim.trajectory(t["meta"]["loss"], t["meta"]["eps"]).flips)
     for t in traces(curve_fig, "curve"):
-        np.testing.assert_array_equal(_array(t["y"]), curve.of(t["meta"]["loss"]))
-        np.testing.assert_allclose(_array(t["x"]), curve.eps)
+        np.testing.assert_array_equal(plotly_array(t["y"]), curve.of(t["meta"]["loss"]))
+        np.testing.assert_allclose(plotly_array(t["x"]), curve.eps)
 
 
 def library_run(boundaries, boxes=hp.DEFAULT_BOXES, losses=(hp.GREEDY, hp.PATIENT), **settings):
@@ -133,7 +118,7 @@ def test_hyperplane_page_follows_its_controls():
     )
     assert sim.steps.tolist() == [40] * 6
     assert_page_shows(at, sim, curve)
-    assert "40 steps each" in charts(at)[2]["layout"]["title"]["text"]
+    assert "40 steps each" in chart_specs(at)[2]["layout"]["title"]["text"]
 
 
 def test_random_boundaries_from_a_seed():
@@ -187,7 +172,7 @@ def test_editing_the_table_changes_the_walks_and_a_bad_edit_gives_a_sentence():
         "give it at least one non-zero weight."
     ]
     assert "last configuration that ran" in " ".join(c.value for c in at.caption)
-    assert len(charts(at)) == 3
+    assert len(chart_specs(at)) == 3
     # an emptied cell
     at.session_state[widgets.HP_TABLE] = {"edited_rows": {1: {"b": None}}, "added_rows": [], "deleted_rows": []}
     at.run()

@@ -8,7 +8,6 @@ into its own cache folder (the page and the test then read the same files).
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from apptools import chart_specs, metrics, plotly_array
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -77,30 +77,6 @@ def open_page(page: str, query: dict | None = None) -> AppTest:
     return at.run()
 
 
-def _array(value) -> np.ndarray:
-    if isinstance(value, dict) and "bdata" in value:
-        arr = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
-        shape = value.get("shape")
-        if isinstance(shape, str):
-            shape = tuple(int(v) for v in shape.split(","))
-        return arr.reshape(shape) if shape else arr
-    if isinstance(value, list) and value and isinstance(value[0], dict):
-        return np.stack([_array(v) for v in value])
-    return np.asarray(value, dtype=float) if isinstance(value, list) else np.asarray(value)
-
-
-def charts(at: AppTest) -> dict[str, dict]:
-    return {c.proto.id and c.key or str(i): json.loads(c.proto.spec) for i, c in enumerate(at.get("plotly_chart"))}
-
-
-def chart_list(at: AppTest) -> list[dict]:
-    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
-
-
-def metrics(at: AppTest) -> dict[str, str]:
-    return {m.label: m.value for m in at.metric}
-
-
 def assert_clean(at: AppTest) -> None:
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
@@ -128,7 +104,7 @@ def assert_lab_shows(at: AppTest, want, image: int = 0) -> None:
     np.testing.assert_allclose(table["flips (8-bit)"], [r.flips_8bit[0].mean() for r in want])
     np.testing.assert_allclose(table["L∞"], [r.linf[0].mean() for r in want], rtol=1e-6)
     np.testing.assert_allclose(table["SSIM"], [r.ssim[0].mean() for r in want], rtol=1e-6)
-    conf = [f for f in chart_list(at) if any((t.get("meta") or {}).get("kind") == "after" for t in f["data"])]
+    conf = [f for f in chart_specs(at) if any((t.get("meta") or {}).get("kind") == "after" for t in f["data"])]
     assert len(conf) == len(want)
     for fig, r in zip(conf, want):
         after = next(t for t in fig["data"] if t["meta"]["kind"] == "after")
@@ -137,7 +113,7 @@ def assert_lab_shows(at: AppTest, want, image: int = 0) -> None:
         assert fig["layout"]["title"]["text"] == r.name
         shown = [y.removeprefix("⇄ ") for y in after["y"]]
         idx = [r.labels.index(n) for n in shown]
-        np.testing.assert_allclose(_array(after["x"]), r.adv_probs[0, image, idx], rtol=1e-6)
+        np.testing.assert_allclose(plotly_array(after["x"]), r.adv_probs[0, image, idx], rtol=1e-6)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -159,9 +135,9 @@ def test_lab_runs_its_defaults_at_once_and_matches_the_library(model):
     assert_lab_shows(at, want)
     assert lab_run(at).recipe == recipe
     # the other views of the same run: flips bars, heatmaps, downloads
-    figs = chart_list(at)
+    figs = chart_specs(at)
     flips = next(f for f in figs if f["data"][0].get("meta", {}).get("kind") == "flips")
-    np.testing.assert_allclose(_array(flips["data"][0]["y"]), [r.flips[0].mean() for r in want])
+    np.testing.assert_allclose(plotly_array(flips["data"][0]["y"]), [r.flips[0].mean() for r in want])
     heat = next(f for f in figs if f["data"][0].get("meta", {}).get("kind") == "heatmap")
     assert [t["meta"]["method"] for t in heat["data"]] == [r.name for r in want]
     assert len(at.get("download_button")) == 3 * len(want) + 3
@@ -318,7 +294,7 @@ HISTOGRAMS = "pages/histograms.py"
 
 def figure(at: AppTest, kind: str) -> dict:
     """The first chart with a trace of ``meta.kind == kind``."""
-    for fig in chart_list(at):
+    for fig in chart_specs(at):
         if any((t.get("meta") or {}).get("kind") == kind for t in fig["data"]):
             return fig
     raise AssertionError(f"no chart with a {kind!r} trace")
@@ -336,8 +312,8 @@ def test_profiles_page_shows_the_profile_and_measures_a_new_one(model):
     assert m["ε_max"] == f"{shipped.eps_max:.4f}"
     assert m["E(ε_max)"] == f"{shipped.expected_flips(shipped.eps_max):.2f} / 24"
     fig = figure(at, "fit")
-    np.testing.assert_allclose(_array(trace(fig, "points")["y"]), shipped.points)
-    np.testing.assert_allclose(_array(trace(fig, "bce")["y"]), shipped.flips_bce)
+    np.testing.assert_allclose(plotly_array(trace(fig, "points")["y"]), shipped.points)
+    np.testing.assert_allclose(plotly_array(trace(fig, "bce")["y"]), shipped.flips_bce)
     grid = at.dataframe[0].value
     np.testing.assert_allclose(grid["ε"], shipped.grid())
     np.testing.assert_allclose(grid["E(ε)"], shipped.expected_flips(shipped.grid()))
@@ -355,7 +331,7 @@ def test_profiles_page_shows_the_profile_and_measures_a_new_one(model):
     if at.radio(key="prof.which") is not None:
         assert at.radio(key="prof.which").value == "computed"
     assert metrics(at)["ε_max"] == f"{mine.eps_max:.4f}"
-    np.testing.assert_allclose(_array(trace(figure(at, "fit"), "linear")["y"]), mine.flips_linear)
+    np.testing.assert_allclose(plotly_array(trace(figure(at, "fit"), "linear")["y"]), mine.flips_linear)
     cost = at.dataframe[1].value.set_index("passes per image")
     assert cost.loc["backward", "measured (both probes)"] == mine.cost["measured"]["backward"]
 
@@ -370,15 +346,15 @@ def test_landscape_page_shows_the_matrices_table_ii_and_measures(model):
     assert_clean(at)
     for cm in (up, down):
         t = trace(figure(at, f"correlations_{cm.direction}"), f"correlations_{cm.direction}")
-        z = _array(t["z"]).astype(float)
+        z = plotly_array(t["z"]).astype(float)
         off = ~np.eye(24, dtype=bool)
         np.testing.assert_allclose(z[off], cm.matrix[off])
     stats = mlvis.data.scene_statistics("train", 1000)
     t = trace(figure(at, "cooccurrence_conditional"), "cooccurrence_conditional")
     off = ~np.eye(24, dtype=bool)
-    np.testing.assert_allclose(_array(t["z"]).astype(float)[off], stats.conditional[off])
+    np.testing.assert_allclose(plotly_array(t["z"]).astype(float)[off], stats.conditional[off])
     att = figure(at, "attackability_up")
-    np.testing.assert_allclose(_array(trace(att, "attackability_up")["y"]), up.attackability)
+    np.testing.assert_allclose(plotly_array(trace(att, "attackability_up")["y"]), up.attackability)
     frames = {tuple(d.value.columns)[0]: d.value for d in at.dataframe}
     table = frames["correlation"]
     want = mlvis.analysis.table_ii(up, down, stats.frequencies)
@@ -394,7 +370,7 @@ def test_landscape_page_shows_the_matrices_table_ii_and_measures(model):
     assert_clean(at)
     x, _ = mlvis.data.demo_batch(1)
     mine = mlvis.correlations(model, x, eps=0.001, direction="down", cache=False)
-    z = _array(trace(figure(at, "correlations_down"), "correlations_down")["z"]).astype(float)
+    z = plotly_array(trace(figure(at, "correlations_down"), "correlations_down")["z"]).astype(float)
     np.testing.assert_allclose(z[off], mine.matrix[off], rtol=1e-6, atol=1e-9)
     assert "measured on this page (1 images" in " ".join(c.value for c in at.caption)
 
@@ -426,7 +402,7 @@ def test_sweep_page_tables_iv_vi_and_the_other_experiments(model, monkeypatch):
     )
     assert table.to_markdown() in [m.value for m in at.markdown]
     fig = figure(at, "method")
-    np.testing.assert_allclose(_array(trace(fig, "method")["y"]), table.mean[0])
+    np.testing.assert_allclose(plotly_array(trace(fig, "method")["y"]), table.mean[0])
     # Fig. 8 on its tab
     at.text_input(key=studies.SWEEP_BL_EPS).set_value("0.004, 0.008").run()
     at.button(key="sweep.bl.run").click().run()
@@ -435,7 +411,7 @@ def test_sweep_page_tables_iv_vi_and_the_other_experiments(model, monkeypatch):
     fig = figure(at, "mean")
     for method in ("bce", "linear"):
         t = next(t for t in fig["data"] if t["meta"] == {"kind": "mean", "method": method})
-        np.testing.assert_allclose(_array(t["y"]), want[method][0])
+        np.testing.assert_allclose(plotly_array(t["y"]), want[method][0])
     # a bad list gets a sentence
     at.text_input(key=studies.SWEEP_FRACTIONS).set_value("0.1, lots").run()
     assert not at.exception
