@@ -24,20 +24,27 @@ def command(name: str, help: str, arguments: Callable[[argparse.ArgumentParser],
 
 
 class ProgressBar:
-    """A one-line text progress bar on stderr (no dependency, safe when not a terminal)."""
+    """A text progress bar on stderr (no dependency). On a terminal one line redrawn in place at every
+    percent; otherwise (a log file, a pipe) one line per 10 %, so logs stay readable."""
 
     def __init__(self, label: str, stream=None):
         self.label, self.stream, self._last = label, stream or sys.stderr, -1
+        isatty = getattr(self.stream, "isatty", None)
+        self.tty = bool(isatty and isatty())
 
     def __call__(self, done: int, total: int, *info) -> None:
         pct = int(100 * done / max(total, 1))
-        if pct == self._last and done != total:
+        shown = pct if self.tty else pct // 10 * 10
+        if shown == self._last and done != total:
             return
-        self._last = pct
+        self._last = shown
         bar = "#" * (pct // 4)
         extra = f" loss {info[0]:.3f}" if info else ""
-        end = "\n" if done >= total else ""
-        self.stream.write(f"\r{self.label} [{bar:<25}] {pct:3d}% ({done}/{total}){extra}{end}")
+        line = f"{self.label} [{bar:<25}] {pct:3d}% ({done}/{total}){extra}"
+        if self.tty:
+            self.stream.write(f"\r{line}" + ("\n" if done >= total else ""))
+        else:
+            self.stream.write(line + "\n")
         self.stream.flush()
 
 

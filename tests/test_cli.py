@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import torch
 
 import mlvis
-from mlvis.cli import main
+from mlvis.cli import ProgressBar, main
 
 
 def test_models_lists_the_registry(capsys):
@@ -55,3 +56,25 @@ def test_profile_correlations_and_evaluate_commands(tmp_path, capsys):
     assert (out / "table.md").read_text().startswith("| Method |") and (out / "table.csv").exists()
     assert main(["evaluate", *base, "--methods", "bce,class:x"]) == 2
     assert "is not a number" in capsys.readouterr().err
+
+
+class _Stream(io.StringIO):
+    def __init__(self, tty: bool):
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+def test_progress_bar_redraws_on_a_terminal_and_writes_ten_lines_to_a_log():
+    term, log = _Stream(True), _Stream(False)
+    for stream in (term, log):
+        bar = ProgressBar("job", stream)
+        for done in range(0, 1001):
+            bar(done, 1000)
+    assert term.getvalue().count("\r") == 101 and term.getvalue().count("\n") == 1
+    lines = log.getvalue().splitlines()
+    assert "\r" not in log.getvalue()
+    assert [line.split("%")[0].split()[-1] for line in lines] == [str(p) for p in range(0, 101, 10)]
+    assert lines[-1] == f"job [{'#' * 25}] 100% (1000/1000)"
