@@ -47,7 +47,7 @@ with st.expander(
         studies.LAND_SECTION,
         (name, settings),
         lambda progress: studies.compute_landscape(name, settings, progress),
-        jobs.estimate(name, steps),
+        jobs.estimate(name, steps, "landscape"),
         label="Attacking every label alone",
         model_name=name,
         run_label="Measure",

@@ -159,7 +159,7 @@ with targets_tab:
             "sweep.targets",
             (name, ts),
             lambda progress: studies.compute_targets(name, ts, progress),
-            jobs.estimate(name, studies.targets_steps(ts)),
+            jobs.estimate(name, studies.targets_steps(ts), "sweep.targets"),
             label="Attacking with 1 ... C targets",
             model_name=name,
         )
@@ -196,7 +196,7 @@ with bl_tab:
             "sweep.bl",
             (name, bs),
             lambda progress: studies.compute_bce_linear(name, bs, progress),
-            jobs.estimate(name, studies.bce_linear_steps(bs)),
+            jobs.estimate(name, studies.bce_linear_steps(bs), "sweep.bce_linear"),
             label="BCE and linear",
             model_name=name,
         )
@@ -229,7 +229,7 @@ with q_tab:
             "sweep.q",
             (name, qset),
             lambda progress: studies.compute_q_sweep(name, qset, progress),
-            jobs.estimate(name, studies.q_sweep_steps(qset, profile.eps_max)),
+            jobs.estimate(name, studies.q_sweep_steps(qset, profile.eps_max), "sweep.q"),
             label="SLAM with each q",
             model_name=name,
         )

@@ -283,6 +283,28 @@ def test_progress_reporter_eta_and_stop():
     assert [jobs.format_seconds(s) for s in (0.42, 12.4, 185, 3720)] == ["0.4 s", "12 s", "3 min 5 s", "1 h 2 min"]
 
 
+def test_a_finished_run_refines_only_its_own_kind_of_estimate(monkeypatch):
+    """A slow sweep must not make the Lab's cheap defaults wait for a click (nor a fast run hide a slow one)."""
+    monkeypatch.setattr(jobs, "_observed", lambda seen={}: seen)  # a fresh process-wide table
+    monkeypatch.setattr(jobs, "step_seconds", lambda name: 0.004)
+    assert jobs.estimate(MODEL, 75, "lab").seconds == pytest.approx(0.3)
+    jobs.observe(MODEL, 1000, 600.0, "sweep.table")  # the first run of a kind pays one-time costs: ignored
+    assert jobs.estimate(MODEL, 1000, "sweep.table").seconds == pytest.approx(4.0)
+    jobs.observe(MODEL, 1000, 60.0, "sweep.table")  # 60 ms per image-step seen in a sweep
+    lab_cost = jobs.estimate(MODEL, 75, "lab")
+    assert lab_cost.seconds == pytest.approx(0.3) and lab_cost.seconds <= jobs.AUTO_RUN_S
+    assert jobs.estimate(MODEL, 1000, "sweep.table").seconds == pytest.approx(60.0)
+    jobs.observe(MODEL, 75, 7.0, "lab")  # the Lab's first run (warm-up): ignored
+    assert jobs.estimate(MODEL, 75, "lab").seconds == pytest.approx(0.3)
+    jobs.observe(MODEL, 75, 0.75, "lab")  # the Lab's own runs: 10 ms, averaged with later ones
+    assert jobs.estimate(MODEL, 75, "lab").seconds == pytest.approx(0.75)
+    jobs.observe(MODEL, 75, 0.45, "lab")
+    assert jobs.estimate(MODEL, 75, "lab").seconds == pytest.approx(0.6)
+    jobs.observe(MODEL, 10, 99.0, "lab")  # too small a run to say anything
+    assert jobs.estimate(MODEL, 75, "lab").seconds == pytest.approx(0.6)
+    assert jobs.estimate("demo-q2l", 75, "lab").seconds == pytest.approx(0.3)
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # Profiles
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import statistics
 import time
 from collections.abc import Callable, Hashable, MutableMapping
 from typing import Any
@@ -46,6 +45,7 @@ class Estimate:
     image_steps: int
     seconds: float
     note: str = ""
+    kind: str = ""  # which computation (``"lab"``, ``"sweep.table"``, ...): finished runs refine its rate only
 
     def text(self) -> str:
         text = f"about {self.image_steps:,} image-steps, {format_seconds(self.seconds)} on this machine"
@@ -71,7 +71,10 @@ def format_seconds(s: float) -> str:
 def step_seconds(model_name: str) -> float:
     """Measured seconds for one image-step of ``model_name`` (forward + backward w.r.t. the input, batch 16).
 
-    Measured once per model and process; the estimates multiply it by the image-steps.
+    Measured once per model and process; the estimates multiply it by the image-steps. The fastest of six
+    timed passes (after a warm-up) is the machine's speed: a pass that shares the cores with a browser
+    rendering charts, or another session's run, is slower by a factor that says nothing about the
+    computation, and one such factor in the estimate would keep cheap defaults from running by themselves.
     """
     import torch
 
@@ -81,38 +84,48 @@ def step_seconds(model_name: str) -> float:
     h, w = (int(v) for v in model.spec.input_size)
     x = torch.rand(16, 3, h, w, generator=torch.Generator().manual_seed(0)).to(model.device)
     times = []
-    for _ in range(4):
+    for _ in range(7):
         xx = x.clone().requires_grad_(True)
         t = time.perf_counter()
         (g,) = torch.autograd.grad(model(xx).sum(), xx)
         g.sum().item()
         times.append(time.perf_counter() - t)
-    return max(statistics.median(times[1:]) / 16, 1e-5)
+    return max(min(times[1:]) / 16, 1e-5)
 
 
 @st.cache_resource(show_spinner=False)
 def _observed() -> dict:
-    """Seconds per image-step seen in finished runs, per model (shared by the sessions of this process)."""
+    """Seconds per image-step seen in finished runs, per (model, kind of computation); shared by the
+    sessions of this process."""
     return {}
 
 
-def observe(model_name: str, image_steps: int, seconds: float) -> None:
-    """Fold a finished run (at least 50 image-steps) into the model's observed seconds per image-step
-    (an exponential average), which then replaces the one-off measurement in the estimates."""
+def observe(model_name: str, image_steps: int, seconds: float, kind: str = "") -> None:
+    """Fold a finished run (at least 50 image-steps) into the observed seconds per image-step of this model
+    and kind of computation (an exponential average), which then replaces the one-off measurement in that
+    kind's estimates. Kinds are kept apart because their image-step counts mean different things (a
+    profile's are an upper bound, a sweep's leave out the subset search), so one kind's rate would
+    mislead another's estimate (and its decision to run without a click). The first run of each kind in
+    a process is not folded in: it also pays one-time costs (loading artifacts, first calls into
+    SciPy and scikit-image, allocator warm-up) that made a 0.6 s Lab run look like 7 s."""
     if image_steps < 50 or not (seconds > 0 and math.isfinite(seconds)):
         return
     seen = _observed()
-    rate = seconds / image_steps
-    seen[model_name] = rate if model_name not in seen else 0.5 * seen[model_name] + 0.5 * rate
+    key, rate = (model_name, kind), seconds / image_steps
+    warm = ("warm", model_name, kind)
+    if warm not in seen:
+        seen[warm] = True
+        return
+    seen[key] = rate if key not in seen else 0.5 * seen[key] + 0.5 * rate
 
 
-def estimate(model_name: str, image_steps: int) -> Estimate:
-    """The cost of ``image_steps`` image-steps on ``model_name``, in seconds on this machine: the rate seen in
-    recent runs of this model, else one measured forward + backward."""
-    rate = _observed().get(model_name)
+def estimate(model_name: str, image_steps: int, kind: str = "") -> Estimate:
+    """The cost of ``image_steps`` image-steps of computation ``kind`` on ``model_name``, in seconds on this
+    machine: the rate seen in recent runs of that kind, else one measured forward + backward."""
+    rate = _observed().get((model_name, kind))
     if rate is None:
         rate = step_seconds(model_name)
-    return Estimate(int(image_steps), float(image_steps) * rate)
+    return Estimate(int(image_steps), float(image_steps) * rate, kind=kind)
 
 
 class ProgressReporter:
@@ -260,7 +273,7 @@ def run_section(
     seconds = reporter.clock() - reporter.start
     box.empty()
     if model_name is not None:
-        observe(model_name, cost.image_steps, seconds)
+        observe(model_name, cost.image_steps, seconds, cost.kind)
     results[config_key] = {"result": result, "seconds": seconds}
     while len(results) > KEEP:
         results.pop(next(iter(results)))

@@ -382,7 +382,7 @@ def lab_cost(model_name: str, recipe: rc.Recipe, num_images: int, dims: int) -> 
     the run wait for the button)."""
     loop = [m for m in recipe.methods if m in rc.LOOP_METHODS]
     steps = len(loop) * int(num_images) * recipe.steps(dims)
-    est = jobs.estimate(model_name, steps)
+    est = jobs.estimate(model_name, steps, "lab")
     return dataclasses.replace(est, note=rc.cost_note(recipe.methods))
 
 

@@ -105,7 +105,7 @@ def profile_controls() -> ProfileSettings:
 
 def profile_cost(model_name: str, s: ProfileSettings) -> jobs.Estimate:
     """At most two probes x images x floor(max_eps / alpha) image-steps (they stop earlier when converged)."""
-    return jobs.estimate(model_name, 2 * s.images * n_steps(s.max_eps, DEFAULT_ALPHA))
+    return jobs.estimate(model_name, 2 * s.images * n_steps(s.max_eps, DEFAULT_ALPHA), "profile")
 
 
 def compute_profile(model_name: str, s: ProfileSettings, progress=None):
@@ -345,7 +345,7 @@ def sweep_steps(s: SweepSettings, eps_max: float) -> int:
 
 def sweep_cost(model_name: str, s: SweepSettings, eps_max: float) -> jobs.Estimate:
     loop = dataclasses.replace(s, methods=tuple(m for m in s.methods if m in rc.LOOP_METHODS))
-    est = jobs.estimate(model_name, sweep_steps(loop, eps_max))
+    est = jobs.estimate(model_name, sweep_steps(loop, eps_max), "sweep.table")
     return dataclasses.replace(est, note=rc.cost_note(s.methods))
 
 
@@ -502,7 +502,7 @@ def histogram_steps(s: HistogramSettings) -> int:
 
 
 def histogram_cost(model_name: str, s: HistogramSettings) -> jobs.Estimate:
-    est = jobs.estimate(model_name, histogram_steps(s))
+    est = jobs.estimate(model_name, histogram_steps(s), "histograms")
     return dataclasses.replace(est, note=rc.cost_note(s.methods))
 
 

@@ -6,6 +6,7 @@ browser download is not used. Screenshots go to ``test-artifacts/screenshots/`` 
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -68,8 +69,12 @@ def app_url(tmp_path_factory):
         "--server.address", "127.0.0.1",
         "--browser.gatherUsageStats", "false",
     ]  # fmt: skip
+    # The browser renders on the same cores as the server. Two OpenMP threads that share them with Chromium
+    # spin-wait for each other and a 0.6 s attack takes 6 s (docs/results.md, "Threads under load"), so the
+    # server runs PyTorch on one thread, as the README advises for a shared machine.
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + HEALTH_TIMEOUT_S
