@@ -95,8 +95,8 @@ def step_seconds(model_name: str) -> float:
 
 @st.cache_resource(show_spinner=False)
 def _observed() -> dict:
-    """Seconds per image-step seen in finished runs, per (model, kind of computation); shared by the
-    sessions of this process."""
+    """Seconds per image-step seen in finished runs, per (model, kind of computation), ``None`` after the
+    warm-up run of a kind; shared by the sessions of this process."""
     return {}
 
 
@@ -112,11 +112,10 @@ def observe(model_name: str, image_steps: int, seconds: float, kind: str = "") -
         return
     seen = _observed()
     key, rate = (model_name, kind), seconds / image_steps
-    warm = ("warm", model_name, kind)
-    if warm not in seen:
-        seen[warm] = True
+    if key not in seen:
+        seen[key] = None  # the warm-up run: seen, not counted
         return
-    seen[key] = rate if key not in seen else 0.5 * seen[key] + 0.5 * rate
+    seen[key] = rate if seen[key] is None else 0.5 * seen[key] + 0.5 * rate
 
 
 def estimate(model_name: str, image_steps: int, kind: str = "") -> Estimate:
