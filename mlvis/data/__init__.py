@@ -1,10 +1,20 @@
-"""Data: the project's procedural scene world and the documented ``demo_batch`` entry point."""
+"""Data: the project's procedural scene world, ``demo_batch``, and real dataset folders (``open_dataset``)."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
+from mlvis.data.datasets import (
+    KINDS,
+    PAPER_SPLITS,
+    Dataset,
+    DatasetError,
+    open_dataset,
+    parse_data_spec,
+    preprocessing,
+    write_scene_dataset,
+)
 from mlvis.data.scenes import (
     BLOCK,
     CONTEXTS,
@@ -22,6 +32,10 @@ from mlvis.data.stats import SceneStatistics, scene_statistics
 __all__ = [
     "BLOCK",
     "CONTEXTS",
+    "KINDS",
+    "PAPER_SPLITS",
+    "Dataset",
+    "DatasetError",
     "LABELS",
     "LABEL_DEFS",
     "NUM_LABELS",
@@ -30,9 +44,13 @@ __all__ = [
     "SceneStatistics",
     "SceneWorld",
     "demo_batch",
+    "open_dataset",
+    "parse_data_spec",
+    "preprocessing",
     "scene_statistics",
     "to_tensor",
     "world",
+    "write_scene_dataset",
 ]
 
 
