@@ -551,9 +551,7 @@ def _run_ray(pending, compute_chunk, finish, address, max_retries, max_in_flight
         resources = ray.cluster_resources()
         gpus = int(resources.get("GPU", 0))
         slots = gpus if gpus else max(1, int(resources.get("CPU", 1)))
-        task = ray.remote(num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1, max_retries=int(max_retries))(
-            _ray_compute
-        )
+        task = ray.remote(num_gpus=1 if gpus else 0, num_cpus=1, max_retries=int(max_retries))(_ray_compute)
         fn_ref = ray.put(compute_chunk)
         limit = max(1, int(max_in_flight or 2 * slots))
         queue = list(pending)
@@ -588,8 +586,8 @@ def _ray_get(ray, ref, index: int, max_retries: int) -> dict[str, np.ndarray]:
         raise RunError(f"Chunk {index} failed on a Ray worker: {str(exc).splitlines()[-1]}") from None
     except (rex.WorkerCrashedError, rex.NodeDiedError, rex.ObjectLostError) as exc:
         raise RunError(
-            f"Chunk {index}'s Ray worker died {max_retries + 1} times ({type(exc).__name__}); "
-            "start the run again to retry it."
+            f"Chunk {index}'s Ray worker died on each of its {max_retries + 1} attempt{'s' * (max_retries > 0)} "
+            f"({type(exc).__name__}); start the run again to retry it."
         ) from None
 
 

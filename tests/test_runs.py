@@ -224,3 +224,9 @@ def test_attack_chunks_match_the_engine_per_chunk_and_save_images_losslessly(tmp
     )
     assert np.array_equal(np.stack([im for _, im in floats.images("adv")]), whole.adv[1])
     assert json.loads((tmp_path / "f" / "manifest.json").read_text())["num_items"] == 6
+
+
+def test_ray_stays_out_of_the_default_import_path():
+    code = "import sys, mlvis, mlvis.runs, mlvis.data.datasets; print('ray' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True)
+    assert out.stdout.decode().strip() == "False", out.stderr.decode()[-2000:]
