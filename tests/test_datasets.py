@@ -28,6 +28,11 @@ from mlvis.data.images import load_image
 from mlvis.models import ModelSpec
 
 
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLVIS_CACHE", str(tmp_path / "cache"))
+
+
 def _png(path: Path, seed: int, size=(12, 8), fmt="PNG") -> bytes:
     """A small random RGB image written to ``path`` (``size`` = width, height); returns its bytes."""
     rng = np.random.default_rng(seed)
@@ -76,6 +81,22 @@ def test_coco_reads_labels_in_category_id_order_and_skips_unannotated_images(tmp
     assert open_dataset("coco", root, keep_unannotated=True).ids == ("5", "9", "42")
     x = ds.load(size=(8, 8), fit="stretch")
     assert x.shape == (2, 3, 8, 8) and x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1
+
+
+def test_coco_index_is_cached_and_rebuilt_when_the_annotations_change(tmp_path):
+    root = _coco_tree(tmp_path / "coco")
+    first = open_dataset("coco", root)
+    (cached,) = (tmp_path / "cache" / "datasets").glob("coco-*.npz")
+    again = open_dataset("coco", root)
+    assert again.ids == first.ids and np.array_equal(again.truth, first.truth) and again.labels == first.labels
+    ann = root / "annotations" / "instances_val2014.json"
+    doc = json.loads(ann.read_text())
+    doc["annotations"].append({"id": 9, "image_id": 9, "category_id": 7})
+    ann.write_text(json.dumps(doc, indent=1))  # a new size and mtime: a new index
+    assert open_dataset("coco", root).ids == ("5", "9", "42")
+    (newer,) = set((tmp_path / "cache" / "datasets").glob("coco-*.npz")) - {cached}
+    newer.write_bytes(b"garbage")  # a damaged cache is rebuilt, never trusted
+    assert open_dataset("coco", root).ids == ("5", "9", "42") and newer.read_bytes() != b"garbage"
 
 
 def test_coco_problems_are_one_sentence(tmp_path):

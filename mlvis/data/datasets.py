@@ -27,6 +27,7 @@ Every problem is a :class:`DatasetError` (a ``ValueError``) whose message is one
 from __future__ import annotations
 
 import ast
+import contextlib
 import csv
 import dataclasses
 import hashlib
@@ -378,8 +379,29 @@ def _open_coco(folder: Path, split: str, keep_unannotated: bool) -> Dataset:
     img_dir = _first_dir(folder, [split, f"images/{split}"])
     if img_dir is None:
         raise DatasetError(f"The COCO folder {folder} has no {split}/ (nor images/{split}/) image folder.")
+    labels, ids, names, truth = _coco_index(folder, ann, keep_unannotated)
+    files = [f"{img_dir}/{_relname(n, ann)}" for n in names]
+    _check_present(folder, files, "COCO")
+    return Dataset("coco", folder, split, labels, ids, tuple(files), truth)
+
+
+def _coco_index(folder: Path, ann: str, keep_unannotated: bool) -> tuple[tuple[str, ...], tuple, tuple, np.ndarray]:
+    """``(labels, ids, file names, truth)`` of a COCO annotation file, cached by the file's size and mtime.
+
+    Parsing val2014's 160 MB of JSON takes seconds and a gigabyte or two; the compact index (an npz
+    without pickles, under ``mlvis.store.cache_dir()/datasets``) takes milliseconds.
+    """
+    from mlvis.store import atomic_write, cache_dir
+
+    path = _inside(folder, ann)
+    st = path.stat()
+    key = hashlib.sha256(f"coco-index-1\0{path.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\0{keep_unannotated}".encode())
+    cached = cache_dir() / "datasets" / f"coco-{key.hexdigest()[:24]}.npz"
+    with contextlib.suppress(Exception):  # an unreadable cache is rebuilt
+        with np.load(cached, allow_pickle=False) as z:
+            return tuple(z["labels"].tolist()), tuple(z["ids"].tolist()), tuple(z["names"].tolist()), z["truth"]
     try:
-        with open(_inside(folder, ann), "rb") as f:
+        with open(path, "rb") as f:
             data = json.load(f)
         cats = sorted(data["categories"], key=lambda c: int(c["id"]))
         images = data["images"]
@@ -389,28 +411,27 @@ def _open_coco(folder: Path, split: str, keep_unannotated: bool) -> Dataset:
     col = {int(c["id"]): j for j, c in enumerate(cats)}
     row = {int(im["id"]): j for j, im in enumerate(images)}
     truth = np.zeros((len(images), len(cats)), np.uint8)
+    annotated = np.zeros(len(images), bool)
     try:
         for a in anns:
-            truth[row[int(a["image_id"])], col[int(a["category_id"])]] = 1
+            r = row[int(a["image_id"])]
+            truth[r, col[int(a["category_id"])]] = 1
+            annotated[r] = True
     except KeyError as exc:
         raise DatasetError(f"{ann} has an annotation whose image or category {exc} is not listed in it.") from None
-    annotated = np.zeros(len(images), bool)
-    for a in anns:
-        annotated[row[int(a["image_id"])]] = True
     order = sorted(
         (j for j in range(len(images)) if keep_unannotated or annotated[j]), key=lambda j: int(images[j]["id"])
     )
-    files = [f"{img_dir}/{_relname(images[j]['file_name'], ann)}" for j in order]
-    _check_present(folder, files, "COCO")
-    return Dataset(
-        kind="coco",
-        root=folder,
-        split=split,
-        labels=tuple(str(c["name"]) for c in cats),
-        ids=tuple(str(images[j]["id"]) for j in order),
-        files=tuple(files),
-        truth=truth[order],
-    )
+    labels = tuple(str(c["name"]) for c in cats)
+    ids = tuple(str(images[j]["id"]) for j in order)
+    names = tuple(str(images[j]["file_name"]) for j in order)
+    truth = truth[order]
+    buf = io.BytesIO()
+    np.savez(buf, labels=np.array(labels, dtype=str), ids=np.array(ids, dtype=str), names=np.array(names, dtype=str),
+             truth=truth)  # fmt: skip
+    with contextlib.suppress(OSError):  # a read-only cache only costs the next open its parse
+        atomic_write(cached, lambda tmp: Path(tmp).write_bytes(buf.getvalue()))
+    return labels, ids, names, truth
 
 
 def _open_voc(folder: Path, split: str) -> Dataset:
