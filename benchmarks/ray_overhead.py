@@ -50,7 +50,6 @@ def main() -> None:
     ray.init(
         num_cpus=cores,
         include_dashboard=False,
-        _node_ip_address="127.0.0.1",
         log_to_driver=False,
         configure_logging=False,
         runtime_env={"env_vars": {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}},
@@ -89,7 +88,6 @@ def main() -> None:
             ray.init(
                 num_cpus=cores,
                 include_dashboard=False,
-                _node_ip_address="127.0.0.1",
                 log_to_driver=False,
                 configure_logging=False,
                 runtime_env={"env_vars": {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}},

@@ -603,6 +603,11 @@ def cached(key: Any, factory: Callable[[], Any]) -> Any:
     return _PROCESS_CACHE[key]
 
 
+def chunk_seed(seed: int, start: int) -> int:
+    """The seed of the chunk starting at item ``start`` of a run seeded ``seed`` (numpy's SeedSequence)."""
+    return int(np.random.SeedSequence([int(seed), int(start)]).generate_state(1)[0])
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelRef:
     """A model by registry name (and ``create_model`` options): pickles small, loads once per process.
@@ -653,6 +658,10 @@ class AttackChunks:
     ``save_images`` also ``"images/<method>"``: the 8-bit adversarial images ``(n, K, 3, H, W)`` uint8
     (kept inside the budget by the engine), written as lossless PNGs.
 
+    Random draws (the random subset) use :func:`chunk_seed` of the run's seed and the chunk's first
+    item, so chunks do not repeat each other's draws and a chunk's numbers do not depend on which
+    process computes it or when.
+
     Args:
         model: a :class:`ModelRef` or a registry name.
         images: a :class:`mlvis.data.Dataset` (aligned to the model) or :class:`DemoImages`.
@@ -675,7 +684,9 @@ class AttackChunks:
         ref = self.model if isinstance(self.model, ModelRef) else ModelRef(str(self.model))
         model = ref.load()
         x = torch.from_numpy(self.images.load_for(model, range(start, stop)))
-        results = run_job(model, x, list(self.methods), list(self.eps), **dict(self.options))
+        opts = dict(self.options)
+        opts["seed"] = chunk_seed(int(opts.get("seed", 0)), start)
+        results = run_job(model, x, list(self.methods), list(self.eps), **opts)
         out: dict[str, np.ndarray] = {"clean_probs": results[0].clean_probs}
         for res in results:
             for field in ("flips", "flips_8bit", "steps", "linf", "l2", "psnr", "ssim"):

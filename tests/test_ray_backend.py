@@ -24,12 +24,11 @@ MANIFEST = make_manifest("evaluate", model="demo-asl", dataset=DemoImages(8).des
 
 @pytest.fixture(scope="module", autouse=True)
 def cluster():
-    """Two CPU workers on this machine, loopback only, no dashboard; test classes pickled by value."""
+    """Two CPU workers on this machine, no dashboard; the test's classes are pickled by value for the workers."""
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     ray.init(
         num_cpus=2,
         include_dashboard=False,
-        _node_ip_address="127.0.0.1",
         log_to_driver=False,
         configure_logging=False,
         runtime_env={"env_vars": {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}},
