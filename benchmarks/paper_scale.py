@@ -76,6 +76,10 @@ def main() -> None:
     sec = seconds_per_image_step(args.batch, args.steps, args.device)
     where = f"{args.device}, {args.threads} thread(s)" if args.device == "cpu" else args.device
     print(f"TResNet-L 448, batch {args.batch}: {sec:.3f} s per image-step ({1 / sec:.2f} image-steps/s) on {where}")
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB (Linux)
+    print(f"peak resident memory of this process: {peak:.2f} GiB")
     hours = total * sec / 3600
     print(f"the sweep at that speed: {hours:,.0f} hours on this device ({hours * args.threads:,.0f} core-hours)")
 
