@@ -58,7 +58,9 @@ BACKENDS = ("local", "ray")
 _CHUNK_RE = re.compile(r"chunk-(\d{6,})\.npz")
 _META = "__chunk__"
 _TRAILER = b"\nmlvis-chunk-sha256:"  # after the npz bytes: SHA-256 of everything before it (zip readers ignore it)
-_VOLATILE = ("created",)  # manifest keys that may differ between a run and its resumption
+# manifest entries that may differ between a run and its resumption: when it was created, and where the
+# data lives (the dataset's fingerprint says which images they are, wherever the folder is mounted)
+_VOLATILE = ("created", "dataset.root")
 
 ComputeChunk = Callable[[int, int], Mapping[str, np.ndarray]]
 Progress = Callable[[int, int], None]
@@ -363,7 +365,8 @@ def _write_chunk(path: Path, index: int, start: int, stop: int, out: Mapping[str
         _write_images(path / IMAGES / _safe_key(k[len(IMAGE_PREFIX) :]), start, a)
     meta = {"index": index, "start": start, "stop": stop, "keys": sorted(results)}
     buf = io.BytesIO()
-    np.savez(buf, **results, **{_META: np.frombuffer(json.dumps(meta).encode(), np.uint8)})
+    savez: Any = np.savez  # numpy's stub types **arrays as its own keyword options
+    savez(buf, **results, **{_META: np.frombuffer(json.dumps(meta).encode(), np.uint8)})
     body = buf.getvalue()
     _durable_write(path / CHUNKS / chunk_name(index), body + _TRAILER + hashlib.sha256(body).hexdigest().encode())
 
@@ -465,7 +468,7 @@ def _check_or_write_manifest(path: Path, full: dict[str, Any]) -> None:
         _durable_write(path / MANIFEST, json.dumps(stamped, indent=1, sort_keys=True).encode())
         return
     old = _read_manifest(path)
-    diff = _differences({k: v for k, v in old.items() if k not in _VOLATILE}, full)
+    diff = [text for where, text in _differences(old, full) if where not in _VOLATILE]
     if diff:
         raise RunError(
             f"The run directory {path} holds a different run "
@@ -474,21 +477,22 @@ def _check_or_write_manifest(path: Path, full: dict[str, Any]) -> None:
         )
 
 
-def _differences(old: Any, new: Any, where: str = "") -> list[str]:
+def _differences(old: Any, new: Any, where: str = "") -> list[tuple[str, str]]:
+    """``(path, sentence part)`` for every entry where two manifests differ."""
     if isinstance(old, dict) and isinstance(new, dict):
         out = []
         for k in sorted(set(old) | set(new)):
             sub = f"{where}.{k}" if where else str(k)
             if k not in new:
-                out.append(f"{sub} only there")
+                out.append((sub, f"{sub} only there"))
             elif k not in old:
-                out.append(f"{sub} only here")
+                out.append((sub, f"{sub} only here"))
             else:
                 out += _differences(old[k], new[k], sub)
         return out
     if old != new:
         show = lambda v: json.dumps(v)[:40]  # noqa: E731
-        return [f"{where or 'manifest'}: {show(old)} there, {show(new)} here"]
+        return [(where, f"{where or 'manifest'}: {show(old)} there, {show(new)} here")]
     return []
 
 

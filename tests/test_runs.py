@@ -147,6 +147,17 @@ def test_a_different_manifest_is_one_sentence(tmp_path):
         run_chunks(tmp_path / "r", _manifest(), 6, 2, Counting())
     with pytest.raises(RunError, match=r"budgets"):
         run_chunks(tmp_path / "r", _manifest(budgets=[0.1]), 6, 3, Counting())
+    # the same images mounted elsewhere (another machine) continue the run: only the fingerprint counts
+    moved = make_manifest("test", model="m0", dataset={"kind": "toy", "root": "/mnt/other"}, seed=0)
+    run_chunks(tmp_path / "r", moved, 6, 3, Counting())
+    with pytest.raises(RunError, match=r"dataset.fingerprint only here"):
+        run_chunks(
+            tmp_path / "r",
+            make_manifest("test", model="m0", dataset={"kind": "toy", "fingerprint": "x"}, seed=0),
+            6,
+            3,
+            Counting(),
+        )
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "notes.txt").write_text("mine")
     with pytest.raises(RunError, match="not empty and has no manifest.json"):
@@ -230,3 +241,19 @@ def test_ray_stays_out_of_the_default_import_path():
     code = "import sys, mlvis, mlvis.runs, mlvis.data.datasets; print('ray' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True)
     assert out.stdout.decode().strip() == "False", out.stderr.decode()[-2000:]
+
+
+def test_a_scene_dataset_folder_gives_the_demo_paths_arrays(tmp_path):
+    """The real-dataset path (folder layout on disk, read back, labels aligned by name) = the demo path."""
+    from mlvis.data import open_dataset, write_scene_dataset
+
+    folder = write_scene_dataset(tmp_path / "scenes", "coco", n=6, split="test", seed=0)
+    model = mlvis.create_model("demo-asl")
+    ds = open_dataset("coco", folder).align(model.labels)
+    manifest = _manifest()
+    on_disk = run_chunks(tmp_path / "disk", manifest, 6, 3, AttackChunks("demo-asl", ds, ("bce",), (0.004,))).load()
+    demo = run_chunks(
+        tmp_path / "demo", manifest, 6, 3, AttackChunks("demo-asl", DemoImages(6), ("bce",), (0.004,))
+    ).load()
+    assert on_disk.keys() == demo.keys()
+    assert all(np.array_equal(on_disk[k], demo[k], equal_nan=True) for k in demo)

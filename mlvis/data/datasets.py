@@ -37,7 +37,7 @@ import json
 import os
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -95,7 +95,7 @@ class Dataset:
     ids: tuple[str, ...]
     files: tuple[str, ...]
     truth: np.ndarray | None
-    selection: tuple[tuple[str, Any], ...] = ()
+    selection: tuple[tuple[tuple[str, Any], ...], ...] = ()
     open_labels: bool = False
 
     def __len__(self) -> int:
@@ -430,7 +430,7 @@ def _coco_index(folder: Path, ann: str, keep_unannotated: bool) -> tuple[tuple[s
     np.savez(buf, labels=np.array(labels, dtype=str), ids=np.array(ids, dtype=str), names=np.array(names, dtype=str),
              truth=truth)  # fmt: skip
     with contextlib.suppress(OSError):  # a read-only cache only costs the next open its parse
-        atomic_write(cached, lambda tmp: Path(tmp).write_bytes(buf.getvalue()))
+        atomic_write(cached, _writer(buf.getvalue()))
     return labels, ids, names, truth
 
 
@@ -559,6 +559,15 @@ def _open_folder(folder: Path, split: str, labels_csv: str | None) -> Dataset:
 
 
 # ------------------------------------------------------------------------------------- helpers
+
+
+def _writer(data: bytes) -> Callable[[str], None]:
+    """A ``write(tmp_path)`` for :func:`mlvis.store.atomic_write` that writes ``data``."""
+
+    def write(tmp: str) -> None:
+        Path(tmp).write_bytes(data)
+
+    return write
 
 
 def _norm(name: str) -> str:
@@ -762,7 +771,7 @@ def write_scene_dataset(
         return buf.getvalue()
 
     def put(rel: str, data: bytes) -> None:
-        atomic_write(out / rel, lambda tmp: Path(tmp).write_bytes(data))
+        atomic_write(out / rel, _writer(data))
 
     if layout == "folder":
         files = [f"images/{nm}" for nm in names]
@@ -775,7 +784,7 @@ def write_scene_dataset(
     elif layout == "coco":
         coco_split = _COCO_SPLIT[split]
         files = [f"{coco_split}/COCO_{coco_split}_{first + i + 1:012d}.png" for i in range(n)]
-        anns = []
+        anns: list[dict[str, Any]] = []
         for i in range(n):
             for obj in world(0, size).describe(split, first + i)["objects"]:
                 if truth_u8[i, obj["label"]]:
