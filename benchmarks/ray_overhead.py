@@ -39,10 +39,11 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     args = ap.parse_args()
 
+    from mlvis.runs import AttackChunks, DemoImages, loopback_ray, make_manifest, run_chunks
+
+    loopback_ray()  # the benchmark's cluster listens on 127.0.0.1 only
     import ray
     import torch
-
-    from mlvis.runs import AttackChunks, DemoImages, make_manifest, run_chunks
 
     cores = os.cpu_count() or 1
     os.environ["OMP_NUM_THREADS"] = "1"

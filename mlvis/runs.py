@@ -41,6 +41,7 @@ import json
 import os
 import platform
 import re
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -539,7 +540,23 @@ def _ray_compute(fn: ComputeChunk, start: int, stop: int) -> dict[str, np.ndarra
     return {k: np.asarray(v) for k, v in fn(start, stop).items()}
 
 
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def loopback_ray() -> None:
+    """Make a Ray cluster started by this process listen on 127.0.0.1 only (call before ``import ray``).
+
+    Ray binds its local services to the machine's network address by default; with this setting (read
+    by Ray when it is imported) a cluster that mlvis starts for itself is reachable from this machine
+    alone. To spread a run over other machines, start Ray there yourself (``ray start --head``) and pass
+    its ``address``.
+    """
+    os.environ.setdefault(LOOPBACK_ENV, "0")
+
+
 def _run_ray(pending, compute_chunk, finish, address, max_retries, max_in_flight) -> None:
+    if address is None and "ray" not in sys.modules:
+        loopback_ray()
     try:
         import ray
     except ImportError:

@@ -13,9 +13,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import ray
 
-from mlvis.runs import AttackChunks, DemoImages, RunError, load_run, make_manifest, run_chunks, run_status
+from mlvis.runs import (
+    AttackChunks,
+    DemoImages,
+    RunError,
+    load_run,
+    loopback_ray,
+    make_manifest,
+    run_chunks,
+    run_status,
+)
+
+loopback_ray()  # the test cluster listens on 127.0.0.1 only (set before Ray is imported)
+import ray  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 COMPUTE = AttackChunks("demo-asl", DemoImages(8), ("bce",), (0.002, 0.004))
@@ -123,3 +134,7 @@ def test_ray_failures_are_sentences(tmp_path):
     assert run_status(tmp_path / "f").error == "image 0 cannot be read."
     with pytest.raises(RunError, match="Ray worker died on each of its 1 attempt"):
         run_chunks(tmp_path / "d", make_manifest("dies"), 2, 2, AlwaysDies(), backend="ray", max_retries=0)
+
+
+def test_the_local_cluster_listens_on_loopback_only():
+    assert {n["NodeManagerAddress"] for n in ray.nodes()} == {"127.0.0.1"}
