@@ -31,7 +31,7 @@ def equal_volume_l2_radius(eps: float, dims: int) -> float:
     """Radius of the L2 ball whose volume equals the L-inf cube of half-width ``eps`` (appendix C), exactly.
 
     Solves ``pi^(d/2) / Gamma(d/2 + 1) * r^d = (2 eps)^d`` in log space:
-    ``r = 2 eps * exp(lgamma(d/2 + 1) / d) / sqrt(pi)``. For 448 x 448 x 3 this gives ``375.53 * eps``;
+    ``r = 2 eps * exp(lgamma(d/2 + 1) / d) / sqrt(pi)``. For 448 x 448 x 3 this gives ``375.52 * eps``;
     the paper's Stirling evaluation prints 375.73 (it rounds pi*e to 8.53); see :func:`stirling_l2_radius`.
 
     Example:

@@ -48,6 +48,7 @@ def select_subset(
     gamma: float = 0.5,
     branches: int = 4,
     depth: int = 4,
+    trace: list | None = None,
 ) -> np.ndarray:
     """The ordered label subset Algorithm 3 chooses for one image.
 
@@ -57,6 +58,10 @@ def select_subset(
         length: subset length (clipped to [1, C]).
         gamma: weight of correlation against ease (0 = ease only, 1 = correlation only).
         branches, depth: the look-ahead tree's width and depth (the paper uses 4 and 4).
+        trace: when a list is given, one dict per iteration is appended to it (Fig. 9): the set at the root
+            (``"root"``), per tree level the nodes' ``"parent"`` (index into the level above; -1 for the
+            root), ``"label"`` added and its ``"score"`` S at the parent, the leaves' ``"objective"`` O, and
+            the label the iteration adds (``"chosen"``, from leaf ``"best_leaf"``). It changes nothing else.
 
     Returns:
         int array of ``length`` distinct label indices, in the order they were added.
@@ -81,6 +86,7 @@ def select_subset(
         members[0, chosen] = True
         z = pair[chosen].sum(0, keepdims=True)
         first = np.full(1, -1)
+        record = {"root": list(chosen), "levels": []} if trace is not None else None
         for level in range(levels):
             scale = np.abs(z).max(axis=1, keepdims=True)
             zn = np.divide(z, scale, out=np.zeros_like(z), where=scale > 0)
@@ -91,6 +97,10 @@ def select_subset(
             n_nodes = members.shape[0]
             parent = np.repeat(np.arange(n_nodes), k)
             added = top.reshape(-1)
+            if record is not None:
+                record["levels"].append(
+                    {"parent": parent.copy(), "label": added.copy(), "score": score[parent, added].copy()}
+                )
             members = members[parent].copy()
             members[np.arange(len(added)), added] = True
             z = z[parent] + pair[added]
@@ -98,7 +108,11 @@ def select_subset(
         mf = members.astype(np.float64)
         sub_icm = np.einsum("ni,ij,nj->n", mf, icm, mf)
         objective = gamma * sub_icm + (1 - gamma) * (mf @ ease)
-        chosen.append(int(first[int(np.argmax(objective))]))  # argmax: first of equal leaves
+        best = int(np.argmax(objective))  # argmax: first of equal leaves
+        chosen.append(int(first[best]))
+        if record is not None:
+            record.update(objective=objective.copy(), best_leaf=best, chosen=chosen[-1])
+            trace.append(record)
     return np.array(chosen, dtype=np.int64)
 
 
@@ -149,6 +163,11 @@ def _matrices(correlations) -> tuple[np.ndarray, np.ndarray]:
     if up.ndim != 2 or up.shape != down.shape or up.shape[0] != up.shape[1]:
         raise ValueError(f"correlation matrices must be square and alike, not {up.shape} and {down.shape}.")
     return up, down
+
+
+def correlation_pair(correlations) -> tuple[np.ndarray, np.ndarray]:
+    """The (flip-up, flip-down) matrices CLASS uses, min-max normalised (see ``_matrices``)."""
+    return _matrices(correlations)
 
 
 def _expected_flips(profile, eps: np.ndarray, num_labels: int) -> np.ndarray:
