@@ -42,7 +42,10 @@ def fill(shapes: dict[str, list[int]], seed: int = 0) -> dict[str, torch.Tensor]
             fan_in = int(np.prod(shape[1:]))
             t = torch.randn(n, generator=g) * (1.0 / fan_in) ** 0.5
         else:
-            t = torch.randn(n, generator=g) * 0.1 + (0.5 if key.endswith("weight") else 0.0)
+            t = torch.randn(n, generator=g) * 0.1
+            if key.endswith("weight"):  # a norm's scale: around 0.5, every 7th one negative (ABN keeps |w|)
+                t = t + 0.5
+                t[::7] *= -1
         sd[key] = t.reshape(shape)
     return sd
 

@@ -109,7 +109,12 @@ def read_checkpoint(path: str | Path) -> Any:
                     raise
                 return torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
         except pickle.UnpicklingError as exc:
-            found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+            msg = str(exc)
+            found = re.search(r"GLOBAL ([\w.]+)", msg) or re.search(r"but got <class '([\w.]+)'>", msg)
+            if found is None and "allowlisted" not in msg:  # not something the weights-only reader refused
+                raise CheckpointError(
+                    f"{path.name} is not a PyTorch checkpoint that can be read (or it is corrupt)."
+                ) from None
             what = f" ({found.group(1)})" if found else ""
             raise UnsafeCheckpointError(
                 f"{path.name} was refused: loading it would run code{what}, and mlvis reads only plain weights "

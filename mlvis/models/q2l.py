@@ -314,12 +314,13 @@ def build_q2l(
     label_names, label_note = resolve_labels(labels, cfg["num_class"], what=path.name)
     check_fits_memory(tensor_bytes(sd), device or torch.device("cpu"), f"Query2Label ({path.name})")
     report(0.3, "Building Query2Label ...")
-    net = Query2Label(cfg)
+    with torch.device("meta"):  # no random init of 194 M parameters: every tensor comes from the file
+        net = Query2Label(cfg)
     report(0.6, "Loading the weights (strict) ...")
     from mlvis.models.asl import check_shapes
 
     check_shapes(sd, net.state_dict(), path.name, f"Query2Label-{cfg['backbone']} at {side}")
-    net.load_state_dict(sd, strict=True)
+    net.load_state_dict(sd, strict=True, assign=True)
     normalized = (not cfg["orid_norm"]) if normalize is None else bool(normalize)
     notes = tuple(card.pop("notes", ())) + (() if normalized else (PAPER_SETUP_NOTE,))
     spec = ModelSpec(
