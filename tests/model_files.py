@@ -95,3 +95,33 @@ def q2l_checkpoint(
         obj["best_mAP"] = np.float64(84.9)
     torch.save(obj, path)
     return sd
+
+
+SMALL_ARCH = "mobilenetv3_small_050"
+
+
+def timm_card(
+    folder: Path,
+    name: str = "tiny-photos",
+    labels: tuple[str, ...] = ("cat", "dog", "car", "tree"),
+    size: int = 64,
+    seed: int = 0,
+    arch: str = SMALL_ARCH,
+    **fields,
+) -> Path:
+    """A model card for a small timm architecture with random weights (safetensors) and a labels file."""
+    import timm
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    net = timm.create_model(arch, num_classes=len(labels)).eval()
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(folder / f"{name}.safetensors"))
+    (folder / f"{name}.labels.txt").write_text("\n".join(labels) + "\n")
+    card = {"name": name, "family": f"timm:{arch}", "checkpoint": f"{name}.safetensors",
+            "labels": f"{name}.labels.txt", "input_size": [size, size], "resize": "stretch",
+            "interpolation": "bilinear", "threshold": 0.5, "source": "random weights (tests)",
+            "licence": "none", **fields}  # fmt: skip
+    path = folder / f"{name}.json"
+    path.write_text(json.dumps(card))
+    return path

@@ -104,12 +104,12 @@ class Card:
         builder = builder_for(self.family)
         if builder is None:
             raise CardError(f"{self.path.name}: the family {self.family!r} is unknown.")
+        kwargs = {**self.options(), **overrides}  # resolves (and confines) the labels and config files
         path = self.checkpoint_path()
         if path is None and not self.data.get("options", {}).get("random_weights"):
             raise CardError(f"{self.path.name} names no checkpoint.")
         if path is not None and not path.is_file():
             raise CardError(f"{self.path.name}: its checkpoint {self.data['checkpoint']} is not in {self.folder}.")
-        kwargs = {**self.options(), **overrides}
         return builder(checkpoint=path, device=device, progress=progress, **kwargs)
 
 
