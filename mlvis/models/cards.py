@@ -324,3 +324,88 @@ def load_entry_points(force: bool = False) -> list[str]:
         names.append(ep.name)
     _state["plugins"], _state["plugin_errors"] = names, errors
     return names
+
+
+# ---------------------------------------------------------------------------------------- adding a model
+
+
+def safe_file_name(name: str, what: str = "the file") -> str:
+    """A plain file name (no folders, no leading dot), or :class:`CardError`."""
+    base = Path(str(name)).name
+    if not base or base != str(name) or base.startswith(".") or not re.match(r"^[\w.\- ()]+$", base):
+        raise CardError(f"{what} {name!r} must be a plain file name (letters, digits, '.', '_', '-').")
+    return base
+
+
+def add_model(
+    data: dict[str, Any],
+    checkpoint_name: str,
+    chunks,
+    labels_text: str | None = None,
+    folder: str | Path | None = None,
+    check: bool = True,
+    progress=None,
+) -> Path:
+    """Write an uploaded checkpoint (``chunks``: an iterable of ``bytes``), its labels and its card into the
+    models folder, each file atomically; then load the model once (``check``). On any failure nothing
+    stays behind and the error is one sentence.
+
+    Args:
+        data: the card's fields without ``checkpoint`` / ``labels`` files (``name`` and ``family`` needed).
+        checkpoint_name: the uploaded file's name (kept, so an ASL file name still tells its input size).
+        chunks: the checkpoint's bytes, in pieces (progress is reported per piece).
+        labels_text: the text of a labels file (one per line, or a JSON list), if any.
+        progress: ``progress(fraction, sentence)``.
+    """
+    from mlvis.models.labels import parse_labels
+    from mlvis.store import atomic_write
+
+    folder = Path(folder) if folder is not None else models_dir()
+    data = validate({k: v for k, v in data.items() if v is not None}, "The new model card")
+    name = data.get("name")
+    if not name or not NAME_RE.match(name):
+        raise CardError("The new model needs a name of lower-case letters, digits, '.', '_' or '-'.")
+    _check_name_free(name, folder, overwrite=False)
+    ckpt = safe_file_name(checkpoint_name, "The checkpoint's name")
+    if (folder / ckpt).exists():
+        raise CardError(f"A file named {ckpt} is already in the models folder; rename the checkpoint.")
+    labels_file = None
+    if labels_text is not None:
+        parse_labels(labels_text, "the labels file")  # refuse bad labels before anything is written
+        labels_file = f"{name}.labels.txt"
+    folder.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    report = progress or (lambda *_: None)
+    try:
+        chunks = list(chunks) if not hasattr(chunks, "__next__") else chunks
+
+        def write(tmp: str) -> None:
+            total = getattr(chunks, "total", None)
+            done = 0
+            with open(tmp, "wb") as out:
+                for piece in chunks:
+                    out.write(piece)
+                    done += len(piece)
+                    report(
+                        min(0.5, 0.5 * done / total) if total else 0.25, f"Saving {ckpt} ({done / 2**20:.0f} MB) ..."
+                    )
+
+        atomic_write(folder / ckpt, write)
+        written.append(folder / ckpt)
+        if labels_file:
+            atomic_write(folder / labels_file, lambda tmp: Path(tmp).write_text(labels_text or "", encoding="utf-8"))
+            written.append(folder / labels_file)
+        card = {**data, "checkpoint": ckpt, **({"labels": labels_file} if labels_file else {})}
+        path = write_card(card, folder)
+        written.append(path)
+        if check:
+            report(0.6, f"Loading {name} once to check it ...")
+            card_obj = read_card(path)
+            card_obj.build(progress=lambda f, s: report(0.6 + 0.4 * f, s))
+        report(1.0, f"{name} is ready.")
+        return path
+    except BaseException:
+        for p in written:
+            p.unlink(missing_ok=True)
+        sync(force=True)
+        raise

@@ -152,7 +152,8 @@ def create_model(
     ``name`` is a registered model (a demo model, a card in the models folder, a plugin), a family
     (``asl-tresnet-l``, ``q2l-r101-448``, ``torchscript``) or an architecture (``timm:resnet50``,
     ``torchvision:resnet18``); families and architectures need ``checkpoint``. Other keywords are the
-    factory's options (for families: ``labels``, ``input_size``, ``threshold``, ``mean``, ``std``, ...).
+    factory's options (for families: ``labels``, ``input_size``, ``threshold``, ``mean``, ``std``, ...;
+    ``progress(fraction, sentence)`` is called while a large checkpoint loads).
     ``device`` defaults to CUDA when available, else the CPU.
 
     Example:
@@ -179,6 +180,8 @@ def create_model(
         kwargs["device"] = dev
     elif "checkpoint" in kwargs and not _accepts(factory, "checkpoint"):
         raise ValueError(f"{name} loads its own weights; it takes no checkpoint.")
+    if "progress" in kwargs and not _accepts(factory, "progress"):
+        kwargs.pop("progress")  # a factory without progress reports (the demo models load in a blink)
     model = factory(**kwargs)
     model.eval().requires_grad_(False)
     return model.to(dev)
