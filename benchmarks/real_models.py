@@ -78,7 +78,9 @@ def engine(model, x, steps: int, autocast: bool = False):
     return time.perf_counter() - t, res
 
 
-def measure(variant: str, side: int, steps: int, repeats: int, folder: Path, device: str, batch: int) -> dict:
+def measure(
+    variant: str, side: int, steps: int, repeats: int, folder: Path, device: str, batch: int, engine_runs: int = 1
+) -> dict:
     import torch
 
     model = make_model(variant, folder, device)
@@ -88,13 +90,12 @@ def measure(variant: str, side: int, steps: int, repeats: int, folder: Path, dev
     raw_step(model, x, target)  # warm-up
     engine(model, x[:1], 1)  # warm-up: the engine's one-off probes for this model and shape
     raws, fwds, engines = [], [], []
-    for _ in range(repeats):  # interleaved, so a noisy neighbour hits both
+    for _ in range(repeats):  # interleaved, so a noisy neighbour hits both sides alike
         raws.append(raw_step(model, x, target))
         fwds.append(forward(model, x))
-        engines.append(engine(model, x, steps)[0])
-        if variant == "l":
-            break  # one engine job at 448 is minutes on two cores; one is enough for the ratio
-    raws += [raw_step(model, x, target) for _ in range(max(0, repeats - len(raws)))]
+        if len(engines) < engine_runs:
+            engines.append(engine(model, x, steps)[0])
+        raws.append(raw_step(model, x, target))
     raw, fwd, eng = statistics.median(raws), statistics.median(fwds), min(engines)
     return {
         "model": f"TResNet-{variant.upper()} {side}", "batch": batch, "steps": steps,
@@ -127,7 +128,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps-m", type=int, default=25, help="MI-FGSM steps for TResNet-M 224 (default 25)")
     ap.add_argument("--steps-l", type=int, default=25, help="MI-FGSM steps for TResNet-L 448 (default 25)")
-    ap.add_argument("--repeats", type=int, default=3, help="raw passes per model (median)")
+    ap.add_argument("--repeats", type=int, default=2, help="rounds of (raw, forward, [engine], raw) per model")
+    ap.add_argument("--engine-runs", type=int, default=1, help="engine jobs per model (the fastest is kept)")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--gpu", action="store_true", help="also the GPU section (fp32 vs bf16 autocast)")
     ap.add_argument("--only", choices=["m", "l"], default=None, help="one model only")
@@ -139,7 +141,7 @@ def main() -> None:
         for variant, side, steps in (("m", 224, args.steps_m), ("l", 448, args.steps_l)):
             if args.only and variant != args.only:
                 continue
-            rows.append(measure(variant, side, steps, args.repeats, folder, "cpu", args.batch))
+            rows.append(measure(variant, side, steps, args.repeats, folder, "cpu", args.batch, args.engine_runs))
             r = rows[-1]
             print(f"{r['model']}: raw fwd+bwd {r['raw_per_image_s'] * 1e3:.0f} ms/image ({r['raw_step_s']:.2f} s per "
                   f"batch step), no-grad forward {r['forward_s']:.2f} s; engine {r['steps']} steps "
