@@ -58,6 +58,7 @@ def test_a_card_in_the_models_folder_is_in_the_picker_and_on_the_models_page(fol
     at = open_app()
     assert "tiny-photos" in at.selectbox(key="model").options
     assert any(c.value.startswith("Device: CPU · float32 weights") for c in at.sidebar.caption)
+    assert not any("is a real model" in c.value for c in at.sidebar.caption)  # demo-asl is chosen
     at.switch_page(MODELS).run()
     assert not at.exception, at.exception
     table = at.dataframe[0].value.set_index("field")
@@ -134,3 +135,14 @@ def test_the_out_of_world_sentences(folder):
     at = open_app({"model": "tiny-photos"}, LAB)
     assert any(w.value.startswith("tiny-photos was trained on photos (4 labels such as cat, dog, car)")
                for w in at.warning)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "page",
+    ["pages/home.py", "pages/histograms.py", "pages/landscape.py", "pages/profiles.py", "pages/sweep.py", MODELS],
+)
+def test_every_page_opens_on_a_real_model(folder, page):
+    at = open_app({"model": "tiny-photos"})
+    assert any(c.value.startswith("tiny-photos is a real model (photos)") for c in at.sidebar.caption)
+    at.switch_page(page).run()
+    assert not at.exception, at.exception

@@ -95,6 +95,10 @@ def sidebar_notes(name: str) -> None:
     card = cards.card_of(name)
     if card is None:
         return
+    st.caption(
+        f"{name} is a real model (photos). Pages that draw demo scenes show it scenes outside its world; "
+        "the Attack Lab attacks your own photos with its card's preprocessing."
+    )
     opts = card.data.get("options") or {}
     if card.family.startswith("q2l") and opts.get("normalize") is False:
         from mlvis.models.q2l import PAPER_SETUP_NOTE
