@@ -101,7 +101,8 @@ def measure(
     return {
         "model": f"TResNet-{variant.upper()} {side}", "batch": batch, "steps": steps,
         "raw_per_image_s": raw / batch, "raw_step_s": raw, "forward_s": fwd, "engine_s": eng,
-        "ratio": eng / (steps * raw), "fixed_s": eng - steps * raw, "fixed_in_forwards": (eng - steps * raw) / fwd, "ratio_at_25": (25 * raw + eng - steps * raw) / (25 * raw),
+        "ratio": eng / (steps * raw), "fixed_s": eng - steps * raw, "fixed_in_forwards": (eng - steps * raw) / fwd,
+        "ratio_at_25": (25 * raw + eng - steps * raw) / (25 * raw),
     }  # fmt: skip
 
 
