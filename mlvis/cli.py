@@ -497,7 +497,8 @@ def attack_cmd(args: argparse.Namespace) -> int:
     if recipe.images.kind == "demo":
         images = rc.demo_images(recipe.images, size)
     else:
-        images = rc.file_images(recipe.images, size, rc.read_files_from(args.images or config.parent))
+        interp = mlvis.models.preprocess_for(model.spec).interpolation  # the card's filter, as in the Lab
+        images = rc.file_images(recipe.images, size, rc.read_files_from(args.images or config.parent), interp)
     bar = ProgressBar(f"attack {recipe.model}")
     if args.bf16:  # the engine's bf16 autocast (issue 10): the recipe's one job, with autocast=True
         from mlvis.attacks import run_job
