@@ -16,6 +16,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 import mlvis
+from mlvis import cli
 from mlvis.app import lab, models_page
 from mlvis.data import images as mi
 from mlvis.models import cards
@@ -106,7 +107,7 @@ def test_the_upload_form_writes_a_card_that_loads(folder, tmp_path):
     assert sorted(p.name for p in folder.iterdir()) == before
 
 
-def test_the_lab_attacks_an_uploaded_photo_through_the_card_with_chips(folder):
+def test_the_lab_attacks_an_uploaded_photo_through_the_card_with_chips(folder, tmp_path, capsys):
     at = open_app({"model": "tiny-photos", lab.LAB_SOURCE: "Upload images", lab.LAB_METHODS: ["BCE"]}, LAB)
     data = photo()
     at.file_uploader(key=lab.LAB_UPLOAD).set_value([("cat.png", data, "image/png")]).run()
@@ -126,6 +127,13 @@ def test_the_lab_attacks_an_uploaded_photo_through_the_card_with_chips(folder):
     assert run.names == ("cat.png",)
     assert "after BCE: " + models_page.chips_markdown(run.results[0].adv_probs[0, 0], model.labels, 0.5) in text
     assert not at.warning  # a photo fits a photo model's world
+    # the Lab's recipe reruns from the CLI on the same file, resized by the card's rule: the same flips
+    config = tmp_path / "recipe.json"
+    config.write_bytes(lab.recipe_bytes(run))
+    (tmp_path / "cat.png").write_bytes(data)
+    capsys.readouterr()
+    assert cli.main(["attack", "--config", str(config), "--images", str(tmp_path)]) == 0
+    assert f"per image [{int(want.flips[0, 0])}]" in capsys.readouterr().out
 
 
 def test_the_out_of_world_sentences(folder):
