@@ -353,7 +353,8 @@ def add_model(
     Args:
         data: the card's fields without ``checkpoint`` / ``labels`` files (``name`` and ``family`` needed).
         checkpoint_name: the uploaded file's name (kept, so an ASL file name still tells its input size).
-        chunks: the checkpoint's bytes, in pieces (progress is reported per piece).
+        chunks: the checkpoint's bytes, in pieces (progress is reported per piece; an iterable with a
+            ``total`` attribute gives a fraction).
         labels_text: the text of a labels file (one per line, or a JSON list), if any.
         progress: ``progress(fraction, sentence)``.
     """
@@ -377,8 +378,6 @@ def add_model(
     written: list[Path] = []
     report = progress or (lambda *_: None)
     try:
-        chunks = list(chunks) if not hasattr(chunks, "__next__") else chunks
-
         def write(tmp: str) -> None:
             total = getattr(chunks, "total", None)
             done = 0
