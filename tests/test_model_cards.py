@@ -151,3 +151,25 @@ def test_the_cards_preprocessing_is_what_load_image_does(models_dir):
     assert np.array_equal(got, want.transpose(2, 0, 1).astype(np.float32) / 255.0)
     with pytest.raises(ValueError, match="interpolation must be one of"):
         load_image(data, (8, 8), interpolation="cubic-ish")
+
+
+def test_add_model_writes_three_files_or_none(models_dir, tmp_path):
+    src = tmp_path / "src"
+    timm_card(src, name="w")
+    weights = (src / "w.safetensors").read_bytes()
+    data = {"name": "weather", "family": "timm:mobilenetv3_small_050", "input_size": [64, 64]}
+    seen = []
+    path = cards.add_model(data, "w.safetensors", [weights[:1000], weights[1000:]], "sun\nrain\nfog\nsnow\n",
+                           models_dir, progress=lambda f, s: seen.append(f))  # fmt: skip
+    assert sorted(p.name for p in models_dir.iterdir()) == ["w.safetensors", "weather.json", "weather.labels.txt"]
+    assert path == models_dir / "weather.json" and (models_dir / "w.safetensors").read_bytes() == weights
+    assert seen[-1] == 1.0
+    assert mlvis.create_model("weather", device="cpu").labels == ("sun", "rain", "fog", "snow")
+    # a card whose labels do not fit the head: refused after loading once, and every file it wrote is gone
+    other = tmp_path / "other"
+    other.mkdir()
+    with pytest.raises(ValueError, match="3 labels were given but v.safetensors has 4 outputs"):
+        cards.add_model(data | {"name": "bad"}, "v.safetensors", [weights], "a\nb\nc\n", other)
+    assert list(other.iterdir()) == []
+    with pytest.raises(cards.CardError, match="must be a plain file name"):
+        cards.add_model(data | {"name": "bad"}, "../v.safetensors", [weights], None, other)
