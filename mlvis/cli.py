@@ -77,12 +77,154 @@ def _models_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. 'demo-*'")
 
 
-@command("models", "list the registered models", _models_args)
+@command("models", "list the registered models (demo models, the models folder's cards, plugins)", _models_args)
 def models_cmd(args: argparse.Namespace) -> int:
-    from mlvis.models.registry import list_models, model_description
+    from mlvis.models import cards
+    from mlvis.models.registry import FAMILIES, list_models, model_description, model_source
 
-    for name in list_models(args.pattern):
-        print(f"{name:<16} {model_description(name)}")
+    names = list_models(args.pattern)
+    width = max([16, *(len(n) + 1 for n in names)])
+    for name in names:
+        print(f"{name:<{width}} {model_description(name)}  [{model_source(name)}]")
+    print(f"\nmodels folder: {cards.models_dir().resolve()} ($MLVIS_MODELS_DIR)")
+    for error in cards.card_errors():
+        print(f"  ! {error}")
+    print("families (create_model(name, checkpoint=PATH), or a card): " + ", ".join(FAMILIES)
+          + ", timm:<arch>, torchvision:<arch>")  # fmt: skip
+    return 0
+
+
+# --------------------------------------------------------------------- real models: add-model (issue 10)
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--name", default=None, help="registry name of the new card (lower-case, digits, . _ -)")
+    p.add_argument("--family", default=None, help="asl-tresnet-m/-l/-xl, q2l-r101-448, torchscript, timm:<arch>, ...")
+    p.add_argument("--checkpoint", default=None, help="the weights file (copied into the models folder if outside)")
+    p.add_argument("--labels", default=None, help="labels file (a line each, or JSON), or coco/voc/nus-wide")
+    p.add_argument("--input-size", default=None, help="S or HxW, e.g. 448 or 384x512")
+    p.add_argument("--resize", default=None, choices=["crop", "stretch"], help="image fit (ASL/Q2L: stretch)")
+    p.add_argument("--interpolation", default=None, choices=["lanczos", "bilinear", "bicubic", "nearest"])
+    p.add_argument("--mean", default=None, help="R,G,B mean (timm/torchvision/torchscript)")
+    p.add_argument("--std", default=None, help="R,G,B std (timm/torchvision/torchscript)")
+    p.add_argument("--threshold", type=float, default=None, help="decision threshold (default 0.5)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="family option, e.g. normalize=false (Q2L, the paper's setup) or config=config_new.json")
+    p.add_argument("--source", default=None, help="where the weights come from (a URL, a paper)")
+    p.add_argument("--licence", default=None, help="the weights' licence")
+    p.add_argument("--description", default=None, help="one line for people")
+    p.add_argument("--official", default=None,
+                   help="download an official ASL checkpoint and write its card (needs network): asl-coco-m-224, "
+                        "asl-coco-l-448, asl-coco-xl-640, asl-voc-xl-448, asl-nuswide-l-448")  # fmt: skip
+    p.add_argument("--models-dir", default=None, help="the models folder (default $MLVIS_MODELS_DIR or ./models)")
+    p.add_argument("--no-check", action="store_true", help="write the card without loading the model once")
+
+
+def _option_value(text: str):
+    import json
+
+    try:
+        return json.loads(text)
+    except ValueError:
+        return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def _numbers(text: str | None, n: int, what: str):
+    if text is None:
+        return None
+    try:
+        values = [float(v) for v in text.replace("x", ",").split(",")]
+    except ValueError:
+        raise ValueError(f"{what} must be {n} comma-separated numbers, not {text!r}.") from None
+    if len(values) != n:
+        raise ValueError(f"{what} must be {n} comma-separated numbers, not {text!r}.")
+    return values
+
+
+@command("add-model", "write a model card into the models folder (atomically), copying the weights in", _add_model_args)
+def add_model_cmd(args: argparse.Namespace) -> int:
+    import shutil
+    from pathlib import Path
+
+    import mlvis
+    from mlvis.models import cards, official
+    from mlvis.store import atomic_write
+
+    folder = Path(args.models_dir) if args.models_dir else cards.models_dir()
+    if args.official:
+        bar = ProgressBar(f"download {args.official}")
+        path = official.download(args.official, folder, progress=lambda f, _: bar(int(f * 100), 100))
+        print(f"wrote {path}")
+        return 0
+    if not args.family or not args.checkpoint:
+        raise ValueError("add-model needs --family and --checkpoint (or --official NAME).")
+    name = args.name or Path(args.checkpoint).stem.lower().replace(" ", "-")
+    data: dict = {"name": name, "family": args.family}
+    src = Path(args.checkpoint)
+    if not src.is_file():
+        raise FileNotFoundError(f"There is no checkpoint file at {src}.")
+    folder.mkdir(parents=True, exist_ok=True)
+    inside = folder.resolve() in src.resolve().parents and not src.is_symlink()
+    target = src.resolve() if inside else folder / src.name
+    if not inside:
+        if target.exists():
+            raise ValueError(f"{target} already exists; give the checkpoint another file name or --models-dir.")
+        atomic_write(target, lambda tmp: shutil.copyfile(src, tmp))
+    data["checkpoint"] = str(target.relative_to(folder.resolve()) if inside else target.name)
+    if args.labels:
+        lab = Path(args.labels)
+        if args.labels.lower() in ("coco", "voc", "nus-wide"):
+            data["labels"] = args.labels.lower()
+        elif lab.is_file():
+            dest = folder / f"{name}.labels{lab.suffix or '.txt'}"
+            atomic_write(dest, lambda tmp: shutil.copyfile(lab, tmp))
+            data["labels"] = dest.name
+        else:
+            raise FileNotFoundError(f"There is no labels file at {lab}.")
+    size = _numbers(args.input_size, 2, "--input-size") if args.input_size and "x" in args.input_size else None
+    if args.input_size and size is None:
+        side = _numbers(args.input_size, 1, "--input-size")[0]
+        size = [side, side]
+    if size:
+        data["input_size"] = [int(v) for v in size]
+    for key, n in (("mean", 3), ("std", 3)):
+        v = _numbers(getattr(args, key), n, f"--{key}")
+        if v is not None:
+            data[key] = v
+    for key in ("resize", "interpolation", "threshold", "source", "licence", "description"):
+        if getattr(args, key) is not None:
+            data[key] = getattr(args, key)
+    if args.family in ("asl-tresnet-m", "asl-tresnet-l", "asl-tresnet-xl", "q2l-r101-448"):
+        data.setdefault("resize", "stretch")
+        data.setdefault("interpolation", "bilinear")
+    options = {}
+    for item in args.option:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--option takes KEY=VALUE, not {item!r}.")
+        options[key.strip()] = _option_value(value.strip())
+    if options:
+        data["options"] = options
+    path = cards.write_card(data, folder)
+    if not args.no_check:
+        try:
+            import os
+
+            old = os.environ.get(cards.ENV)
+            os.environ[cards.ENV] = str(folder)
+            model = mlvis.create_model(name, device="cpu")
+        except (ValueError, FileNotFoundError) as exc:
+            path.unlink(missing_ok=True)
+            raise ValueError(f"The card was not kept: {exc}") from None
+        finally:
+            if old is None:
+                os.environ.pop(cards.ENV, None)
+            else:
+                os.environ[cards.ENV] = old
+        spec = model.spec
+        print(f"{name}: {spec.family}, {spec.num_labels} labels, {spec.input_size[1]}×{spec.input_size[0]}, "
+              f"{spec.resize} ({spec.interpolation}); loaded once to check it")  # fmt: skip
+    print(f"wrote {path}")
     return 0
 
 
@@ -95,6 +237,7 @@ def _images_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default="test", choices=["train", "val", "test"], help="scene split (default test)")
     p.add_argument("--seed", type=int, default=0, help="scene block seed (default 0)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    _real_model_args(p)
 
 
 def _load(args: argparse.Namespace):
@@ -102,12 +245,65 @@ def _load(args: argparse.Namespace):
 
     if args.images < 1:
         raise ValueError("--images must be at least 1.")
-    model = mlvis.create_model(args.model, device=args.device)
+    model = _create(args)
+    if args.image_dir:
+        return model, _folder_images(model, args.image_dir, args.images)
+    _check_demo_world(model)
     size = model.spec.input_size
     if size[0] != size[1]:
         raise ValueError(f"The demo scenes are square; {args.model} expects {size}.")
     images, _ = mlvis.data.demo_batch(args.images, split=args.split, seed=args.seed, size=size[0])
     return model, images
+
+
+# ----------------------------------------------------------- real models: --checkpoint, --image-dir (issue 10)
+
+
+def _real_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", default=None, help="weights file for a family (asl-tresnet-l, timm:<arch>, ...)")
+    p.add_argument("--image-dir", default=None,
+                   help="attack the PNG/JPEG/WebP files of this folder (sorted, the first --images), resized by the "
+                        "model card's rule, instead of demo scenes")  # fmt: skip
+    p.add_argument("--deterministic", action="store_true", help="bit-reproducible CUDA kernels (slower on a GPU)")
+
+
+def _create(args: argparse.Namespace):
+    import mlvis
+
+    if getattr(args, "deterministic", False):
+        mlvis.models.set_deterministic(True)
+    checkpoint = getattr(args, "checkpoint", None)
+    return mlvis.create_model(args.model, device=args.device, **({"checkpoint": checkpoint} if checkpoint else {}))
+
+
+def _check_demo_world(model) -> None:
+    spec = model.spec
+    if spec.world and spec.world != "demo":
+        raise ValueError(
+            f"{spec.name} was trained on {spec.world}, not on the demo scenes; give --image-dir FOLDER with "
+            f"{spec.world} to attack."
+        )
+
+
+def _folder_images(model, folder: str, limit: int):
+    from pathlib import Path
+
+    import torch
+
+    from mlvis.data.images import EXTENSIONS, load_image, to_batch
+    from mlvis.models import preprocess_for
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise FileNotFoundError(f"There is no image folder at {root}.")
+    files = sorted(p for p in root.iterdir() if p.suffix.lower().lstrip(".") in EXTENSIONS and p.is_file())[:limit]
+    if not files:
+        raise ValueError(f"{root} holds no PNG, JPEG or WebP images.")
+    pre = preprocess_for(model.spec)
+    loaded = [load_image(p.read_bytes(), pre.size, name=p.name, fit=pre.fit, interpolation=pre.interpolation)
+              for p in files]  # fmt: skip
+    print(f"{len(loaded)} image(s) from {root}, {pre.describe()}", file=sys.stderr)
+    return torch.from_numpy(to_batch(loaded))
 
 
 def _ship_path(kind: str, args: argparse.Namespace):
@@ -274,6 +470,8 @@ def _attack_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--images", default=None, help="folder of the image files a recipe names (default: the config's)")
     p.add_argument("--out", default=None, help="write results.csv, results.json and 16-bit PNGs into this folder")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast of the gradient passes (GPU; clean passes fp32)")
+    p.add_argument("--deterministic", action="store_true", help="bit-reproducible CUDA kernels (slower on a GPU)")
 
 
 @command("attack", "rerun an Attack Lab recipe (--config FILE): every method as one job", _attack_args)
@@ -281,6 +479,7 @@ def attack_cmd(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
+    import numpy as np
     import pandas as pd
 
     import mlvis
@@ -291,13 +490,25 @@ def attack_cmd(args: argparse.Namespace) -> int:
     if not config.is_file():
         raise FileNotFoundError(f"No recipe at {config}.")
     recipe = rc.Recipe.from_json(config.read_text())
+    if args.deterministic:
+        mlvis.models.set_deterministic(True)
     model = mlvis.create_model(recipe.model, device=args.device)
     size = model.spec.input_size
     if recipe.images.kind == "demo":
         images = rc.demo_images(recipe.images, size)
     else:
-        images = rc.file_images(recipe.images, size, rc.read_files_from(args.images or config.parent))
-    results = rc.run_recipe(recipe, model, images, progress=ProgressBar(f"attack {recipe.model}"))
+        interp = mlvis.models.preprocess_for(model.spec).interpolation  # the card's filter, as in the Lab
+        images = rc.file_images(recipe.images, size, rc.read_files_from(args.images or config.parent), interp)
+    bar = ProgressBar(f"attack {recipe.model}")
+    if args.bf16:  # the engine's bf16 autocast (issue 10): the recipe's one job, with autocast=True
+        from mlvis.attacks import run_job
+
+        specs = rc.resolve_specs(recipe, model, None)
+        budget = recipe.budget(int(np.prod(images.shape[1:])))
+        results = run_job(model, np.asarray(images, np.float32), specs, budget, alpha=recipe.alpha, norm=recipe.norm,
+                          seed=recipe.seed, progress=bar, autocast=True)  # fmt: skip
+    else:
+        results = rc.run_recipe(recipe, model, images, progress=bar)
     frame = pd.concat([r.to_frame() for r in results], ignore_index=True)
     c = len(model.labels)
     print(f"{recipe.model}, eps {recipe.eps:g} ({recipe.norm}), {len(images)} image(s): mean flips of {c} labels")

@@ -4,7 +4,7 @@ import numpy as np
 import streamlit as st
 
 import mlvis
-from mlvis.app import cache, jobs, lab, state
+from mlvis.app import cache, jobs, lab, models_page, state
 from mlvis.viz import (
     amplified_perturbation,
     confidence_change_figure,
@@ -154,6 +154,8 @@ for row in range(0, len(results), PER_ROW):
             key=f"lab.fig.conf.{row}.{r.name}",
             config={"displayModeBar": False},
         )
+
+models_page.result_chips(run)  # top labels before and after, as chips (issue 10)
 
 if run.transfers:
     st.subheader(f"Transfer to {run.transfer_model}")

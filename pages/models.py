@@ -1,10 +1,11 @@
-"""Models: the registry's models side by side with their cards, and the device they run on."""
+"""Models: every registered model's card side by side, how to add real models, and an upload form."""
 
 import pandas as pd
 import streamlit as st
 
 import mlvis
-from mlvis.app import cache
+from mlvis.app import cache, models_page
+from mlvis.models import cards, preprocess_for
 
 
 def fmt_triple(values) -> str:
@@ -26,11 +27,15 @@ def loss_text(training: dict) -> str:
     return f"ASL (γ− = {training['gamma_neg']:g}, γ+ = {training.get('gamma_pos', 0):g}, clip {clip:g})"
 
 
-def card_fields(spec: mlvis.ModelSpec) -> dict[str, str]:
+def card_fields(spec: mlvis.ModelSpec | None, column: dict[str, str]) -> dict[str, str]:
     """One model's card as text, field by field (a column of the comparison table)."""
+    if spec is None:
+        na = "load to see"
+        return {"labels": column["labels"], "input size": column["input size"], "mean (R, G, B)": na,
+                "std (R, G, B)": na, "threshold": column["threshold"], **column}  # fmt: skip
     card, training = spec.card, spec.card.get("training", {})
     params = card.get("parameters")
-    return {
+    out = {
         "labels": str(spec.num_labels),
         "input size": "×".join(str(v) for v in spec.input_size),
         "mean (R, G, B)": fmt_triple(spec.mean),
@@ -48,75 +53,110 @@ def card_fields(spec: mlvis.ModelSpec) -> dict[str, str]:
         "training loss": loss_text(training),
         "weights": spec.source or "n/a",
     }
+    return out | {k: v for k, v in column.items() if k not in out}
 
 
 st.title("Models")
 names = mlvis.list_models()
+folder = cards.models_dir()
 st.markdown(
     f"""
-Every page attacks a model from mlvis's **registry**. `mlvis.list_models()` names the
-{len(names)} registered models, and `mlvis.create_model(name)` builds one on the device, in eval
-mode with frozen weights. Each model carries a **card** (`model.spec`): its labels in output
-order, the input size it expects, the mean/std normalisation that runs *inside* the model (so
-every attack works on images in [0, 1] and ε means the same for every model), the decision
-threshold, and how it was trained and measured. The table compares the cards; the sections
-under it list each model's labels and training configuration.
+Every page attacks a model from mlvis's **registry**: the {len(names)} registered models are the
+embedded demo models, every **model card** in the models folder `{folder.resolve()}`
+(`MLVIS_MODELS_DIR`), and models that installed packages add (entry-point group `mlvis.models`).
+Each model carries a **card** (`model.spec`): its labels in output order, the input size and the
+**resize rule** every image path uses (so a photo is resized exactly as the model was evaluated), the
+mean/std normalisation that runs *inside* the model (so every attack works on images in [0, 1] and ε
+means the same for every model), and the decision threshold. The table compares the cards; the
+sections under it list each model's labels and, for the demo models, how they were trained.
 """
 )
 st.metric(
     "Device in use",
     cache.device_label(),
-    help="Models and attacks run on the GPU when PyTorch sees one, else on the CPU.",
+    help="Models and attacks run on the GPU when PyTorch sees one, else on the CPU; weights are float32.",
 )
+st.caption(f"Weights: {models_page.dtype_label()}. bf16 autocast: `mlvis attack --bf16` (the engine's `autocast=`).")
 
-cards = cache.model_cards(names)
-for _name, _spec, error in cards:
-    if error:
-        st.error(error)
-loaded = [(name, spec) for name, spec, _ in cards if spec is not None]
-if loaded:
-    fields = {name: card_fields(spec) for name, spec in loaded}
-    table = pd.DataFrame({"field": list(fields[loaded[0][0]])} | {n: list(f.values()) for n, f in fields.items()})
+device = cache.device_label()
+load_all = st.button("Load every model (large checkpoints too)", key="models.load_all")
+columns, errors, waiting = models_page.model_columns(names, device, load_all=load_all)
+for error in errors + cards.card_errors():
+    st.error(error)
+if waiting:
+    st.info(
+        f"{', '.join(waiting)}: large checkpoint(s), loaded on demand (the button above, or pick one in the sidebar)."
+    )
+specs = {}
+for name in names:
+    if name not in waiting:
+        model, _ = cache.try_load_model(name)
+        specs[name] = model.spec if model is not None else None
+fields = {name: card_fields(specs.get(name), columns[name]) for name in names}
+if fields:
+    rows = list(next(iter(fields.values())))
+    table = pd.DataFrame({"field": rows} | {n: [f.get(r, "n/a") for r in rows] for n, f in fields.items()})
     st.dataframe(table, hide_index=True, width="stretch", height=35 * (len(table) + 1) + 3, key="models.table")
 
-for name, spec in loaded:
-    card = spec.card
+for name in names:
+    spec = specs.get(name)
     st.subheader(name)
+    if spec is None:
+        st.caption("Not loaded yet.")
+        continue
+    card = spec.card
     if spec.description:
         st.caption(spec.description)
+    for note in spec.notes:
+        st.warning(note)
+    st.caption(f"Images are {preprocess_for(spec).describe()} before the model sees them.")
     labels = pd.DataFrame({"label": list(spec.labels)})
     per_label = card.get("test_AP_per_label")
     if isinstance(per_label, list) and len(per_label) == spec.num_labels:
         labels["test AP"] = per_label
-    with st.expander(f"{name}: its {spec.num_labels} labels, in output order, with their test AP"):
+    with st.expander(f"{name}: its {spec.num_labels} labels, in output order" + (", with their test AP" if
+                     "test AP" in labels else "")):  # fmt: skip
         st.dataframe(
             labels,
             width="stretch",
             column_config={"test AP": st.column_config.ProgressColumn(format="%.4f", min_value=0.0, max_value=1.0)},
             key=f"models.labels.{name}",
         )
-    with st.expander(f"{name}: training configuration and dataset"):
-        threads = card.get("training_threads")
-        sentence = f"Trained in {fmt_minutes(card.get('training_time_s'))}"
-        sentence += f" on {threads} CPU threads" if threads else ""
-        sentence += f" with torch {card['torch']}" if card.get("torch") else ""
-        if name.startswith("demo-"):
+    if name.startswith("demo-"):
+        with st.expander(f"{name}: training configuration and dataset"):
+            threads = card.get("training_threads")
+            sentence = f"Trained in {fmt_minutes(card.get('training_time_s'))}"
+            sentence += f" on {threads} CPU threads" if threads else ""
+            sentence += f" with torch {card['torch']}" if card.get("torch") else ""
             sentence += f"; `mlvis train-demo --model {name}` reproduces the weights"
-        st.markdown(sentence + ".")
-        st.json({"training": card.get("training", {}), "dataset": card.get("dataset", {})}, expanded=True)
+            st.markdown(sentence + ".")
+            st.json({"training": card.get("training", {}), "dataset": card.get("dataset", {})}, expanded=True)
+    else:
+        st.caption(
+            f"Profiles and label correlations are computed per set of weights: `mlvis profile --model {name} "
+            f"--image-dir PHOTOS` and `mlvis correlations --model {name} --image-dir PHOTOS` cache them under the "
+            "weights' fingerprint, and every page finds them."
+        )
 
 st.header("The paper's own models")
 st.markdown(
     """
-The paper attacks ASL (TResNet-L, trained on MS-COCO, NUS-WIDE and Pascal VOC) and Query2Label
-(ResNet-101, MS-COCO at 448×448). mlvis cannot load those checkpoints yet: reading them safely,
-with their exact input size, normalisation and label order, is the work of the real-model issue.
-Until then the registry holds the demo models above, which play the same two roles (a CNN trained
-with the asymmetric loss, and a CNN with a transformer decoder over label queries) on the
-project's own scene world, so everything runs offline.
+The paper attacks **ASL** (TResNet-L on MS-COCO, NUS-WIDE and Pascal VOC; Alibaba-MIIL/ASL's
+`MODEL_ZOO.md`) and **Query2Label** (ResNet-101 on MS-COCO at 448×448; SlongLiu/query2labels'
+README). mlvis reads their files safely (weights only; a file that would run code is refused) with
+their exact input size, resize rule, normalisation and label order:
 
-Code that uses the library can add a model of its own today: decorate a factory that returns an
-`mlvis.MultiLabelModel` (your network plus an `mlvis.ModelSpec` card) with `@mlvis.register_model`,
-and `mlvis.create_model(name)` builds it like the demo models.
+- **Drop two files in the models folder**: the checkpoint and a card, e.g. `asl-coco-l.json` with
+  `{"family": "asl-tresnet-l", "checkpoint": "MS_COCO_TRresNet_L_448_86.6.pth"}`; or
+- `mlvis add-model --family asl-tresnet-l --checkpoint MS_COCO_TRresNet_L_448_86.6.pth` (copies the file
+  in and writes the card); with network, `mlvis add-model --official asl-coco-l-448` downloads it; or
+- the form below.
+
+Families: `asl-tresnet-m/-l/-xl` (the official `{'model', 'idx_to_class'}` files, bare state dicts and the
+paper's authors' `{'state_dict'}` files), `q2l-r101-448` (`checkpoint.pkl`, with `config_new.json` beside it;
+option `normalize=false` reproduces the paper's own setup without ImageNet normalisation and says so on
+every page), `timm:<arch>` / `torchvision:<arch>` (any architecture with a multi-label head) and
+`torchscript`. docs/model-loading.md describes each format.
 """
 )
+models_page.upload_form(folder)

@@ -91,7 +91,7 @@ def test_home_runs_and_shows_the_gallery(expected):
     assert at.sidebar.selectbox(key=state.MODEL).options == MODELS
     assert at.sidebar.selectbox(key=state.MODEL).value == DEFAULT
     assert at.sidebar.number_input(key=state.SEED).value == state.DEFAULT_SEED
-    assert [c.value for c in at.sidebar.caption] == [f"Device: {cache.device_label()}"]
+    assert [c.value for c in at.sidebar.caption] == [f"Device: {cache.device_label()} · float32 weights"]
 
 
 def test_switching_the_model_changes_the_charts(expected):

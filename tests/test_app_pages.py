@@ -261,7 +261,7 @@ def test_models_page_shows_every_card_and_the_device():
         np.testing.assert_allclose(labels["test AP"].to_numpy(), card["test_AP_per_label"])
     assert [s.value for s in at.subheader] == names
     page_text = " ".join(m.value for m in at.markdown)
-    assert "ASL" in page_text and "Query2Label" in page_text and "real-model issue" in page_text
+    assert "ASL" in page_text and "Query2Label" in page_text and "mlvis add-model --family asl-tresnet-l" in page_text
     for word in ("TODO", "coming soon", "placeholder", "lorem"):
         assert word.lower() not in page_text.lower()
     # each card's training configuration, as JSON

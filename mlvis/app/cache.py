@@ -57,9 +57,12 @@ def load_model(name: str) -> mlvis.MultiLabelModel:
     """The registered model ``name`` on the default device, eval mode, frozen; shared by all sessions.
 
     Raises what ``mlvis.create_model`` raises (``ValueError`` for an unknown name,
-    ``FileNotFoundError`` when its weights are missing); failures are not cached.
+    ``FileNotFoundError`` when its weights are missing); failures are not cached. A large checkpoint
+    reports its progress to ``models_page.loading_progress`` when one is open.
     """
-    return mlvis.create_model(name)
+    from mlvis.app import models_page
+
+    return mlvis.create_model(name, **models_page.load_options(name))
 
 
 def try_load_model(name: str) -> tuple[mlvis.MultiLabelModel | None, str | None]:
@@ -179,11 +182,13 @@ def lab_scenes(split: str, seed: int, start: int, count: int, size: int) -> np.n
 
 
 @st.cache_data(max_entries=16, show_spinner="Reading the images ...")
-def lab_uploads(files: tuple[tuple[str, bytes], ...], height: int, width: int, fit: str, max_files: int):
+def lab_uploads(
+    files: tuple[tuple[str, bytes], ...], height: int, width: int, fit: str, max_files: int, interpolation="lanczos"
+):
     """Validated uploads (``mlvis.data.images.load_images``): ``(images, error sentences)``."""
     from mlvis.data.images import load_images
 
-    return load_images(files, (int(height), int(width)), fit=fit, max_files=int(max_files))
+    return load_images(files, (int(height), int(width)), fit=fit, max_files=int(max_files), interpolation=interpolation)
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)

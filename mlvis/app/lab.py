@@ -178,6 +178,9 @@ def image_controls(
         bind="query-params",
         help="Attack held-out scenes of the demo world (the sidebar's seed picks the block), or your own images.",
     )
+    from mlvis.app import models_page  # real models (issue 10): the model's world and resize rule
+
+    models_page.world_notice(model.spec, source)
     if source == "demo":
         c1, c2 = st.columns(2)
         start = c1.number_input(
@@ -222,21 +225,27 @@ def image_controls(
             f"and resized to the model's {w}×{h}. A 16-bit PNG (the Lab's lossless download) keeps all 16 bits."
         ),
     )
-    fit = st.radio(
-        "Fit to the model's input",
-        list(FITS),
-        format_func=FITS.get,
-        horizontal=True,
-        key=LAB_FIT,
-        bind="query-params",
-        help="Centre crop keeps the proportions (cuts the sides); Stretch keeps the whole picture (distorts it).",
-    )
+    pre = mlvis.models.preprocess_for(model.spec)
+    if model.spec.world == "photos":  # a real model's card fixes the resize, as the model was evaluated
+        fit = pre.fit
+        st.caption(f"Images are {pre.describe()}, as {model.spec.name} was evaluated (its model card).")
+    else:
+        fit = st.radio(
+            "Fit to the model's input",
+            list(FITS),
+            format_func=FITS.get,
+            horizontal=True,
+            key=LAB_FIT,
+            bind="query-params",
+            help="Centre crop keeps the proportions (cuts the sides); Stretch keeps the whole picture (distorts it).",
+        )
     if not files:
         return None, None, (), (), ()
     payload = tuple((f.name, f.getvalue()) for f in files)
-    loaded, errors = cache.lab_uploads(payload, h, w, fit, MAX_UPLOADS)
+    loaded, errors = cache.lab_uploads(payload, h, w, fit, MAX_UPLOADS, pre.interpolation)
     if not loaded:
         return None, None, (), (), tuple(errors)
+    models_page.prediction_chips(model, uploads.to_batch(loaded), [im.name for im in loaded])
     notes = tuple(f"{im.name}: {', '.join(im.notes)}." for im in loaded if im.notes)
     src = rc.ImageSource(kind="files", files=tuple(im.name for im in loaded), fit=fit)
     return src, uploads.to_batch(loaded), tuple(im.name for im in loaded), notes, tuple(errors)

@@ -348,11 +348,16 @@ def demo_images(source: ImageSource, size: Sequence[int]) -> np.ndarray:
     return x[source.start :].numpy()
 
 
-def file_images(source: ImageSource, size: Sequence[int], read: Callable[[str], bytes]) -> np.ndarray:
-    """The image files of ``source``, each read with ``read(name)``, validated and resized."""
+def file_images(
+    source: ImageSource, size: Sequence[int], read: Callable[[str], bytes], interpolation: str = "lanczos"
+) -> np.ndarray:
+    """The image files of ``source``, each read with ``read(name)``, validated and resized (``interpolation``:
+    the model card's filter, ``mlvis.models.preprocess_for(spec).interpolation``)."""
     from mlvis.data.images import load_image, to_batch
 
-    return to_batch([load_image(read(name), size, name=name, fit=source.fit) for name in source.files])
+    return to_batch(
+        [load_image(read(name), size, name=name, fit=source.fit, interpolation=interpolation) for name in source.files]
+    )
 
 
 def run_recipe(recipe: Recipe, model, images: np.ndarray, *, progress=None, artifacts: Artifacts | None = None):

@@ -33,7 +33,8 @@ def model_picker(models: Sequence[str]) -> str:
         index=list(models).index(default),
         key=state.MODEL,
         bind="query-params",
-        help="The classifier every page uses. Demo models run offline on the demo scene world.",
+        help="The classifier every page uses. Demo models run offline on the demo scene world; real models "
+        "(model cards in the models folder) are added on the Models page.",
     )
 
 
@@ -58,7 +59,10 @@ def sidebar(models: Sequence[str], device: str) -> SidebarChoice:
     with st.sidebar:
         model = model_picker(models)
         seed = seed_input()
-        st.caption(f"Device: {device}")
+        from mlvis.app import models_page
+
+        st.caption(f"Device: {device} · {models_page.dtype_label()}")
+        models_page.sidebar_notes(model)
     return SidebarChoice(model=model, seed=seed)
 
 

@@ -12,7 +12,10 @@ Pure Pillow + numpy (no Streamlit), so the dashboard, the CLI and tests share on
 - **16-bit RGB PNGs** (such as the Attack Lab's lossless download, ``mlvis.attacks.save_png16``)
   keep all 16 bits: Pillow would read them at 8 bits, so they are decoded here;
 - **resizing** (``fit``): ``"crop"`` (default) cuts the largest centred region with the model's aspect
-  ratio, then resizes it (Lanczos, antialiased); ``"stretch"`` resizes the whole image. An 8-bit image
+  ratio, then resizes it; ``"stretch"`` resizes the whole image (what ASL and Query2Label do in their
+  test transforms). ``interpolation`` picks Pillow's filter: ``"lanczos"`` (default, antialiased),
+  ``"bilinear"`` (torchvision's ``Resize`` on a PIL image, as ASL / Query2Label evaluate), ``"bicubic"``
+  or ``"nearest"``. A model's card names both; ``mlvis.models.preprocess_for(spec)`` gives them. An 8-bit image
   is resized as 8 bits, so the model sees an image that an 8-bit file can hold exactly; an image that
   already has the model's size is not touched.
 
@@ -38,6 +41,12 @@ MAX_BYTES = 20 * 1024 * 1024
 MAX_PIXELS = 40_000_000
 MAX_FILES = 16
 FITS = ("crop", "stretch")
+FILTERS = {
+    "lanczos": Image.Resampling.LANCZOS,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "nearest": Image.Resampling.NEAREST,
+}
 _FORMAT_NAMES = {"PNG": "PNG", "JPEG": "JPEG", "WEBP": "WebP"}
 _PNG16_RGB = (16, 2, 0)  # bit depth, colour type (RGB), interlace
 
@@ -134,8 +143,11 @@ def _crop_box(w: int, h: int, tw: int, th: int) -> tuple[int, int, int, int] | N
     return 0, top, w, top + ch
 
 
-def _resize(arr: np.ndarray, size: tuple[int, int], fit: str) -> tuple[np.ndarray, list[str]]:
-    """Resize an ``(H, W, 3)`` uint8 or float32 array to ``size = (H, W)``."""
+def _resize(
+    arr: np.ndarray, size: tuple[int, int], fit: str, interpolation: str = "lanczos"
+) -> tuple[np.ndarray, list[str]]:
+    """Resize an ``(H, W, 3)`` uint8 or float32 array to ``size = (H, W)`` with the filter ``interpolation``."""
+    resample = FILTERS[interpolation]
     th, tw = size
     h, w = arr.shape[:2]
     notes: list[str] = []
@@ -144,24 +156,28 @@ def _resize(arr: np.ndarray, size: tuple[int, int], fit: str) -> tuple[np.ndarra
     box = _crop_box(w, h, tw, th) if fit == "crop" else None
     if box is not None:
         notes.append(f"centre-cropped to {box[2] - box[0]}×{box[3] - box[1]}")
-    notes.append(f"resized from {w}×{h} to {tw}×{th}")
+    notes.append(f"resized from {w}×{h} to {tw}×{th}" + ("" if interpolation == "lanczos" else f" ({interpolation})"))
     if box is not None:  # crop first: a resize with a box would let the filter reach outside it
         arr = arr[box[1] : box[3], box[0] : box[2]]
     if arr.dtype == np.uint8:
-        return np.asarray(Image.fromarray(arr, "RGB").resize((tw, th), Image.Resampling.LANCZOS), np.uint8), notes
+        return np.asarray(Image.fromarray(arr, "RGB").resize((tw, th), resample), np.uint8), notes
     channels = [
         np.asarray(
-            Image.fromarray(np.ascontiguousarray(arr[..., c], np.float32), "F").resize(
-                (tw, th), Image.Resampling.LANCZOS
-            )
+            Image.fromarray(np.ascontiguousarray(arr[..., c], np.float32), "F").resize((tw, th), resample)
         )
         for c in range(3)
     ]
     return np.clip(np.stack(channels, axis=2), 0.0, 1.0).astype(np.float32), notes
 
 
-def load_image(data: bytes, size: Sequence[int], name: str = "image", fit: str = "crop") -> LoadedImage:
+def load_image(
+    data: bytes, size: Sequence[int], name: str = "image", fit: str = "crop", interpolation: str = "lanczos"
+) -> LoadedImage:
     """Validate one image file's bytes and return it as RGB float32 ``(3, H, W)`` at ``size = (H, W)``.
+
+    ``fit`` and ``interpolation`` say how it is resized; pass a model's own rule with
+    ``p = mlvis.models.preprocess_for(model.spec)``: ``load_image(data, p.size, fit=p.fit,
+    interpolation=p.interpolation)``.
 
     Raises:
         ImageError: empty, too large, not PNG / JPEG / WebP, corrupt or truncated, too many pixels, or a
@@ -169,6 +185,8 @@ def load_image(data: bytes, size: Sequence[int], name: str = "image", fit: str =
     """
     if fit not in FITS:
         raise ValueError(f"fit must be one of {', '.join(FITS)}, not {fit!r}.")
+    if interpolation not in FILTERS:
+        raise ValueError(f"interpolation must be one of {', '.join(FILTERS)}, not {interpolation!r}.")
     th, tw = (int(v) for v in size)
     if th < 1 or tw < 1:
         raise ValueError(f"size must be two positive integers (height, width), not {tuple(size)}.")
@@ -228,7 +246,7 @@ def load_image(data: bytes, size: Sequence[int], name: str = "image", fit: str =
         raise
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ImageError(f"{name}: the image is corrupt or truncated and could not be decoded ({exc}).") from None
-    arr, more = _resize(arr, (th, tw), fit)
+    arr, more = _resize(arr, (th, tw), fit, interpolation)
     notes += more
     out = arr.astype(np.float32) / 255.0 if arr.dtype == np.uint8 else arr.astype(np.float32)
     out = np.ascontiguousarray(out.transpose(2, 0, 1))
@@ -238,7 +256,11 @@ def load_image(data: bytes, size: Sequence[int], name: str = "image", fit: str =
 
 
 def load_images(
-    files: Iterable[tuple[str, bytes]], size: Sequence[int], fit: str = "crop", max_files: int = MAX_FILES
+    files: Iterable[tuple[str, bytes]],
+    size: Sequence[int],
+    fit: str = "crop",
+    max_files: int = MAX_FILES,
+    interpolation: str = "lanczos",
 ) -> tuple[list[LoadedImage], list[str]]:
     """Load several ``(name, bytes)`` files: ``(the good images, one error sentence per bad file)``.
 
@@ -249,7 +271,7 @@ def load_images(
     files = list(files)
     for name, data in files[:max_files]:
         try:
-            good.append(load_image(data, size, name=name, fit=fit))
+            good.append(load_image(data, size, name=name, fit=fit, interpolation=interpolation))
         except ImageError as exc:
             errors.append(str(exc))
     if len(files) > max_files:

@@ -152,6 +152,8 @@ def load_demo(name: str, weights_dir: Path | None = None) -> MultiLabelModel:
         threshold=float(card.get("threshold", 0.5)),
         source="embedded" if weights_dir is None else str(wpath),
         description=card.get("description", ""),
+        family=name,
+        world="demo",
         card=card,
     )
     model = MultiLabelModel(net, spec)

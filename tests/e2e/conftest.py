@@ -58,7 +58,13 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def app_url(tmp_path_factory):
+def models_dir(tmp_path_factory) -> Path:
+    """The served app's models folder (``MLVIS_MODELS_DIR``): private to the session, empty at start."""
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def app_url(tmp_path_factory, models_dir):
     """Serve ``app.py`` with ``streamlit run`` on a free port; yield its URL; stop that process."""
     port = _free_port()
     log_path = tmp_path_factory.mktemp("streamlit") / "server.log"
@@ -72,7 +78,7 @@ def app_url(tmp_path_factory):
     # The browser renders on the same cores as the server. Two OpenMP threads that share them with Chromium
     # spin-wait for each other and a 0.6 s attack takes 6 s (docs/results.md, "Threads under load"), so the
     # server runs PyTorch on one thread, as the README advises for a shared machine.
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "MLVIS_MODELS_DIR": str(models_dir)}
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
