@@ -4,9 +4,9 @@ The tests never write into the repository's tracked files: screenshots go to ``t
 (gitignored). ``make screenshots`` (``MLVIS_UPDATE_DOCS_IMG=1``) also refreshes ``docs/img/home.png``,
 the README's picture, on purpose.
 
-A test waits for *the run it started*: :func:`run_and_wait` counts the script runs that finish
-(a MutationObserver on ``data-test-script-state``, so a run that starts and ends between two polls
-is still seen) and waits until one more has finished after its action, then until no element is stale
+A test waits for *the run it started*: :func:`run_and_wait` counts the script runs the server reports
+finished on the page's websocket (so a run that starts and ends between two polls of the page is still
+seen) and waits until one more has finished after its action, then until no element is stale
 (``data-stale``, what a previous run left on the page); checks then look for values that only the new
 run produces (its image count, its budgets), not for element counts an old element also satisfies.
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -45,22 +46,39 @@ def wait_idle(page: Page) -> None:
     expect(page.locator("[data-stale='true']")).to_have_count(0, timeout=TIMEOUT_MS)
 
 
-_WATCH_RUNS = """() => {
-  if (window.__mlvisRuns) return window.__mlvisRuns.finished;
-  window.__mlvisRuns = {finished: 0};
-  new MutationObserver(records => {
-    for (const r of records) if (r.oldValue === 'running') window.__mlvisRuns.finished++;
-  }).observe(document.body, {subtree: true, attributes: true, attributeOldValue: true,
-                             attributeFilter: ['data-test-script-state']});
-  return 0;
-}"""
+_FINISHED_RUNS: dict[int, int] = {}  # id(page) -> script runs the server reported finished on its connections
+
+
+@pytest.fixture(autouse=True)
+def _count_finished_runs(page: Page):
+    """Count, per page, the script runs Streamlit reports finished (a ``script_finished`` ForwardMsg on the
+    page's websocket): a run that starts and ends between two polls of the DOM is still counted."""
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+    done = {ForwardMsg.FINISHED_SUCCESSFULLY, ForwardMsg.FINISHED_WITH_COMPILE_ERROR}
+    key = id(page)
+    _FINISHED_RUNS[key] = 0
+
+    def on_frame(payload) -> None:
+        if isinstance(payload, str):
+            return
+        msg = ForwardMsg.FromString(payload)
+        if msg.WhichOneof("type") == "script_finished" and msg.script_finished in done:
+            _FINISHED_RUNS[key] += 1
+
+    page.on("websocket", lambda ws: ws.on("framereceived", on_frame))
+    yield
+    del _FINISHED_RUNS[key]
 
 
 def run_and_wait(page: Page, action: Callable[[], None]) -> None:
     """Do ``action`` (a click, an Enter) that starts a script run; return once that run has finished."""
-    before = page.evaluate(_WATCH_RUNS)
+    before = _FINISHED_RUNS[id(page)]
     action()
-    page.wait_for_function(f"() => window.__mlvisRuns.finished > {before}", timeout=TIMEOUT_MS)
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    while _FINISHED_RUNS[id(page)] <= before:
+        assert time.monotonic() < deadline, f"no script run finished within {TIMEOUT_MS / 1000:.0f} s of the action"
+        page.wait_for_timeout(50)  # lets Playwright deliver the websocket events
     wait_idle(page)
 
 
