@@ -346,8 +346,7 @@ def test_a_long_run_shows_progress_and_stops(page: Page, app_url: str):
     page.get_by_role("button", name="Run", exact=True).first.click()
     bar = page.get_by_test_id("stProgress")
     expect(bar).to_contain_text(re.compile(r"Evaluating: \d+% · .* elapsed · about .* left"), timeout=TIMEOUT_MS)
-    page.get_by_role("button", name="Stop", exact=True).click()
-    wait_idle(page)
+    run_and_wait(page, page.get_by_role("button", name="Stop", exact=True).click)  # the rerun Stop starts
     expect(page.get_by_text("Stopped. Press Run to start again.")).to_be_visible(timeout=TIMEOUT_MS)
     expect(page.get_by_test_id("stMarkdownContainer").locator("table")).to_have_count(0)
     expect(bar).to_have_count(0)
