@@ -4,8 +4,11 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8501
+# The address the app listens on: loopback by default. To serve other machines on the network (read
+# docs/security.md first): `make run HOST=0.0.0.0`.
+HOST ?= 127.0.0.1
 
-.PHONY: run test lint bench clean-venv browser
+.PHONY: run test lint bench clean-venv browser screenshots
 
 $(VENV)/.runtime: requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,7 +22,7 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 	touch $@
 
 run: $(VENV)/.runtime
-	$(PY) -m streamlit run app.py --server.port $(PORT)
+	$(PY) -m streamlit run app.py --server.address $(HOST) --server.port $(PORT)
 
 # Chromium for the browser tests: Debian's package, installed when we are root with apt.
 browser:
@@ -31,6 +34,11 @@ browser:
 test: $(VENV)/.dev browser
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
+
+# The tests write screenshots only under test-artifacts/; this refreshes the README's docs/img/home.png
+# on purpose (one browser test, about a minute), for a commit that changes how Home looks.
+screenshots: $(VENV)/.dev browser
+	MLVIS_UPDATE_DOCS_IMG=1 $(PY) -m pytest -q tests/e2e/test_browser.py -k test_home_shows_the_gallery_and_switches_model
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .

@@ -51,7 +51,8 @@ class ProgressBar:
 def _train_demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, choices=["demo-asl", "demo-q2l"], help="which demo model")
     p.add_argument("--seed", type=int, default=0, help="training seed (default 0, the shipped weights)")
-    p.add_argument("--out", default=None, help="output folder (default: the package's weights folder)")
+    p.add_argument("--out", default=None, help="output folder for the weights and the card")
+    p.add_argument("--ship", action="store_true", help="replace the package's shipped weights (instead of --out)")
     p.add_argument("--train-images", type=int, default=None, help="override the number of training scenes")
     p.add_argument("--epochs", type=int, default=None, help="override the number of epochs")
     p.add_argument("--eval-images", type=int, default=None, help="override the number of held-out test scenes")
@@ -61,6 +62,8 @@ def _train_demo_args(p: argparse.ArgumentParser) -> None:
 def train_demo_cmd(args: argparse.Namespace) -> int:
     from mlvis.models.training import TrainConfig, train_demo
 
+    if bool(args.out) == bool(args.ship):
+        raise ValueError("Give --out FOLDER for the new weights, or --ship to replace the package's demo weights.")
     overrides = {"seed": args.seed}
     if args.train_images is not None:
         overrides["train_images"] = args.train_images
@@ -327,15 +330,19 @@ def _profile_args(p: argparse.ArgumentParser) -> None:
 def profile_cmd(args: argparse.Namespace) -> int:
     import mlvis
     from mlvis.analysis import artifacts
+    from mlvis.analysis.profiles import _images_sha
 
+    ship = _ship_path("profile", args) if args.ship else None
     model, images = _load(args)
     prof = mlvis.profile(model, images, degree=args.degree, interval=args.interval, max_eps=args.max_eps,
                          progress=ProgressBar(f"profile {args.model}"))  # fmt: skip
     if args.out:
         prof.save(args.out)
-    if args.ship:
-        doc = artifacts.find("profile", model, None)  # the one just cached
-        artifacts.save("profile", model, doc["settings"], {"profile": doc["profile"]}, path=_ship_path("profile", args))
+    if ship:  # the profile just measured, under the settings key mlvis.profile cached it with
+        key = {k: prof.settings[k] for k in ("alpha", "interval", "max_eps", "images")}
+        key |= {"degree": prof.degree, "rel": prof.settings["rel"], "patience": prof.settings["patience"],
+                "images_sha": _images_sha(images)}  # fmt: skip
+        artifacts.save("profile", model, key, {"profile": prof.to_dict()}, path=ship)
     conv = "converged" if prof.settings.get("converged") else "NOT converged (raise --max-eps)"
     cost = prof.cost["measured"]
     print(f"{args.model}: eps_max {prof.eps_max:.4f} ({conv}), E(eps_max) {prof.expected_flips(prof.eps_max):.2f} "
@@ -361,15 +368,16 @@ def correlations_cmd(args: argparse.Namespace) -> int:
     from mlvis.analysis import artifacts
     from mlvis.analysis.profiles import _images_sha
 
+    directions = ("up", "down") if args.direction == "both" else (args.direction,)
+    ship = {d: _ship_path(f"correlations-{d}", args) for d in directions} if args.ship else {}
     model, images = _load(args)
-    for d in ("up", "down") if args.direction == "both" else (args.direction,):
+    for d in directions:
         cm = mlvis.correlations(model, images, eps=args.eps, direction=d, progress=ProgressBar(f"flip-{d}"))
         if args.out:
             cm.save(Path(args.out) / f"{args.model}.correlations-{d}.json")
         if args.ship:
             settings = {"eps": cm.eps, "alpha": cm.alpha, "images": cm.images, "images_sha": _images_sha(images)}
-            artifacts.save(f"correlations-{d}", model, settings, {"correlations": cm.to_dict()},
-                           path=_ship_path(f"correlations-{d}", args))  # fmt: skip
+            artifacts.save(f"correlations-{d}", model, settings, {"correlations": cm.to_dict()}, path=ship[d])
         off = cm.matrix[~np.eye(cm.num_labels, dtype=bool)]
         print(f"{args.model} flip-{d}: off-diagonal {off.min():+.4f} .. {off.max():+.4f}, mean attackability "
               f"{np.nanmean(cm.attackability):.3f}; cost {cm.cost['forward']} fp + "
@@ -602,9 +610,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_OUT_IS_FILE = {"profile"}  # commands whose --out names one file; every other --out is a folder
+_WRITES_CACHE = {"profile", "correlations"}  # commands that cache what they compute
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Before any work: ``--out`` follows the rule of :func:`mlvis.store.check_out` and the artifacts
+    cache of a command that writes it is a writable folder (docs/security.md)."""
+    from mlvis import store
+
+    if getattr(args, "out", None):
+        store.check_out(args.out, "file" if args.command in _OUT_IS_FILE else "folder")
+    if args.command in _WRITES_CACHE:
+        store.check_cache_dir()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        check_outputs(args)
         return COMMANDS[args.command][2](args)
     except (ValueError, FileNotFoundError, PermissionError) as e:
         print(f"mlvis {args.command}: {e}", file=sys.stderr)

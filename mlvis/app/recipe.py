@@ -399,11 +399,13 @@ def image_steps(recipe: Recipe, num_images: int, dims: int) -> int:
 
 def read_files_from(folder: str | Path) -> Callable[[str], bytes]:
     """``read(name)`` for image files named in a recipe, looked up in ``folder`` by their base name only
-    (a name cannot reach outside the folder)."""
+    (a name cannot reach outside the folder, nor can a symbolic link in it: ``mlvis.store.confined``)."""
+    from mlvis.store import confined
+
     root = Path(folder)
 
     def read(name: str) -> bytes:
-        path = root / Path(name).name
+        path = confined(root, Path(name).name)
         if not path.is_file():
             raise FileNotFoundError(f"The recipe's image {name!r} is not in {root} (give its folder with --images).")
         return path.read_bytes()

@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from mlvis.attacks.export import _atomic_write, save_npy, save_png16
+from mlvis.attacks.export import save_npy, save_png16
+from mlvis.store import atomic_write, confined, safe_stem
 
 _ARRAYS = (
     "eps",
@@ -150,9 +151,7 @@ class AttackResult:
         if self.targets is not None:
             arrays["targets"] = self.targets
         np.savez_compressed(buf, meta=np.array(json.dumps(meta)), **arrays)
-        path = Path(path)
-        _atomic_write(path, buf.getvalue())
-        return path
+        return atomic_write(path, buf.getvalue())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> AttackResult:
@@ -167,19 +166,23 @@ class AttackResult:
     def export(self, folder: str | os.PathLike, fmt: str = "png16") -> list[Path]:
         """Write every adversarial image losslessly: ``fmt="png16"`` (16-bit RGB PNG) or ``"npy"`` (bit-exact).
 
-        Files are named ``{name}_eps{k}_img{i}.png`` / ``.npy``; returns the paths.
+        Files are named ``{name}_eps{k}_img{i}.png`` / ``.npy`` inside ``folder`` (created when missing),
+        with ``name`` made safe by :func:`mlvis.store.safe_stem`: any character outside letters, digits and
+        ``. _ = + , -`` becomes ``_`` and a short hash of the original name is appended, so two methods
+        never share a file (``"slam q=0.25"`` and ``"slam q=0.5"``) and no name leaves ``folder``
+        (``"../escaped"``). Returns the paths.
         """
         if fmt not in ("png16", "npy"):
             raise ValueError(f"Unknown export format {fmt!r}; known formats: png16, npy.")
         folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        suffix = ".png" if fmt == "png16" else ".npy"
+        save = save_png16 if fmt == "png16" else save_npy
+        stem = safe_stem(self.name)
         paths = []
         for k in range(self.adv.shape[0]):
             for i in range(self.adv.shape[1]):
-                stem = folder / f"{self.name}_eps{k}_img{i}"
-                if fmt == "png16":
-                    paths.append(save_png16(stem.with_suffix(".png"), self.adv[k, i]))
-                else:
-                    paths.append(save_npy(stem.with_suffix(".npy"), self.adv[k, i]))
+                paths.append(save(confined(folder, f"{stem}_eps{k}_img{i}{suffix}"), self.adv[k, i]))
         return paths
 
 

@@ -1,9 +1,23 @@
-"""The dashboard in a real headless Chromium: Home's gallery, switching the model, a shared link."""
+"""The dashboard in a real headless Chromium: Home's gallery, switching the model, a shared link.
+
+The tests never write into the repository's tracked files: screenshots go to ``test-artifacts/``
+(gitignored). ``make screenshots`` (``MLVIS_UPDATE_DOCS_IMG=1``) also refreshes ``docs/img/home.png``,
+the README's picture, on purpose.
+
+A test waits for *the run it started*: :func:`run_and_wait` counts the script runs the server reports
+finished on the page's websocket (so a run that starts and ends between two polls of the page is still
+seen) and waits until one more has finished after its action, then until no element is stale
+(``data-stale``, what a previous run left on the page); checks then look for values that only the new
+run produces (its image count, its budgets), not for element counts an old element also satisfies.
+"""
 
 from __future__ import annotations
 
 import io
+import os
 import re
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,6 +31,7 @@ pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 README_SCREENSHOT = ROOT / "docs" / "img" / "home.png"
+UPDATE_DOCS_IMG = os.environ.get("MLVIS_UPDATE_DOCS_IMG") == "1"  # set by `make screenshots`
 README_SCREENSHOT_MAX_BYTES = 400_000
 GALLERY_SIZE = 6
 TIMEOUT_MS = 90_000  # the first run imports torch and loads a model; the machine may be busy
@@ -26,7 +41,45 @@ OTHER = next(m for m in MODELS if m != DEFAULT)
 
 
 def wait_idle(page: Page) -> None:
+    """The script is not running and nothing on the page is left over from an earlier run."""
     expect(page.get_by_test_id("stApp")).to_have_attribute("data-test-script-state", "notRunning", timeout=TIMEOUT_MS)
+    expect(page.locator("[data-stale='true']")).to_have_count(0, timeout=TIMEOUT_MS)
+
+
+_FINISHED_RUNS: dict[int, int] = {}  # id(page) -> script runs the server reported finished on its connections
+
+
+@pytest.fixture(autouse=True)
+def _count_finished_runs(page: Page):
+    """Count, per page, the script runs Streamlit reports finished (a ``script_finished`` ForwardMsg on the
+    page's websocket): a run that starts and ends between two polls of the DOM is still counted."""
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+    done = {ForwardMsg.FINISHED_SUCCESSFULLY, ForwardMsg.FINISHED_WITH_COMPILE_ERROR}
+    key = id(page)
+    _FINISHED_RUNS[key] = 0
+
+    def on_frame(payload) -> None:
+        if isinstance(payload, str):
+            return
+        msg = ForwardMsg.FromString(payload)
+        if msg.WhichOneof("type") == "script_finished" and msg.script_finished in done:
+            _FINISHED_RUNS[key] += 1
+
+    page.on("websocket", lambda ws: ws.on("framereceived", on_frame))
+    yield
+    del _FINISHED_RUNS[key]
+
+
+def run_and_wait(page: Page, action: Callable[[], None]) -> None:
+    """Do ``action`` (a click, an Enter) that starts a script run; return once that run has finished."""
+    before = _FINISHED_RUNS[id(page)]
+    action()
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    while _FINISHED_RUNS[id(page)] <= before:
+        assert time.monotonic() < deadline, f"no script run finished within {TIMEOUT_MS / 1000:.0f} s of the action"
+        page.wait_for_timeout(50)  # lets Playwright deliver the websocket events
+    wait_idle(page)
 
 
 def expect_gallery(page: Page, model: str) -> None:
@@ -47,14 +100,19 @@ def expect_gallery(page: Page, model: str) -> None:
     expect(images.first).to_be_visible()
 
 
-def save_readme_screenshot(png: bytes) -> None:
-    """Write docs/img/home.png, palette-quantised when needed to stay small enough to commit."""
-    README_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+def readme_screenshot(png: bytes, screenshot_dir: Path) -> Path:
+    """The README's picture of Home, palette-quantised when needed to stay small enough to commit: written
+    under ``screenshot_dir``, and over docs/img/home.png only when asked (``make screenshots``)."""
     if len(png) > README_SCREENSHOT_MAX_BYTES:
         buf = io.BytesIO()
         Image.open(io.BytesIO(png)).convert("RGB").quantize(colors=128).save(buf, format="PNG", optimize=True)
         png = buf.getvalue()
-    README_SCREENSHOT.write_bytes(png)
+    path = screenshot_dir / "readme-home.png"
+    path.write_bytes(png)
+    if UPDATE_DOCS_IMG:
+        README_SCREENSHOT.write_bytes(png)
+        return README_SCREENSHOT
+    return path
 
 
 def test_home_shows_the_gallery_and_switches_model(page: Page, app_url: str, screenshot_dir: Path):
@@ -62,13 +120,13 @@ def test_home_shows_the_gallery_and_switches_model(page: Page, app_url: str, scr
     expect_gallery(page, DEFAULT)
     expect(page.get_by_test_id("stSidebar")).to_contain_text("Device: ")
     png = page.screenshot(path=str(screenshot_dir / f"home-{DEFAULT}.png"))
-    save_readme_screenshot(png)
-    assert README_SCREENSHOT.stat().st_size < README_SCREENSHOT_MAX_BYTES
-    print(f"README screenshot: {README_SCREENSHOT}")
+    readme = readme_screenshot(png, screenshot_dir)
+    assert readme.stat().st_size < README_SCREENSHOT_MAX_BYTES
+    print(f"README screenshot: {readme}")
 
     sidebar = page.get_by_test_id("stSidebar")
     sidebar.get_by_test_id("stSelectbox").click()
-    page.get_by_role("option", name=OTHER, exact=True).click()
+    run_and_wait(page, page.get_by_role("option", name=OTHER, exact=True).click)
     expect_gallery(page, OTHER)
     expect(page.get_by_role("heading", name=f"Model: {DEFAULT}")).to_have_count(0)
     # the URL follows the sidebar, so the view can be shared
@@ -86,7 +144,7 @@ def test_a_shared_link_opens_its_model_and_seed(page: Page, app_url: str, screen
 
     # a new seed typed in the sidebar shows other scenes and goes into the URL
     seed_box.fill("4")
-    seed_box.press("Enter")
+    run_and_wait(page, lambda: seed_box.press("Enter"))
     expect(page.get_by_test_id("stImage").first).to_contain_text(f"Scene {4 * mlvis.data.BLOCK} ", timeout=TIMEOUT_MS)
     expect_gallery(page, OTHER)
     expect(page).to_have_url(re.compile(rf"[?&]{state.SEED}=4(&|$)"))
@@ -96,9 +154,8 @@ def open_from_sidebar(page: Page, app_url: str, title: str) -> None:
     """Open the app at its root (as a first visitor does), then the page ``title`` from the sidebar."""
     page.goto(app_url)
     wait_idle(page)
-    page.get_by_test_id("stSidebarNav").get_by_role("link", name=title).click()
+    run_and_wait(page, page.get_by_test_id("stSidebarNav").get_by_role("link", name=title).click)
     expect(page.get_by_role("heading", name=title, exact=True)).to_be_visible(timeout=TIMEOUT_MS)
-    wait_idle(page)
 
 
 def expect_metric(page: Page, label: str, value: str | re.Pattern) -> None:
@@ -127,13 +184,13 @@ def test_hyperplane_page_shows_fig18_and_keeps_its_settings_in_the_link(page: Pa
     page.get_by_test_id("stPlotlyChart").first.screenshot(path=str(screenshot_dir / "hyperplane-fig18-plane.png"))
 
     # random boundaries from a seed, a new start point: both go into the URL
-    page.get_by_test_id("stRadio").get_by_text("Random", exact=True).click()
+    run_and_wait(page, page.get_by_test_id("stRadio").get_by_text("Random", exact=True).click)
     expect(page).to_have_url(re.compile(r"[?&]hp\.source=Random(&|$)"), timeout=TIMEOUT_MS)
     expect(page.get_by_test_id("stNumberInput").filter(has_text="Boundary seed")).to_be_visible(timeout=TIMEOUT_MS)
     wait_idle(page)
     x1 = page.get_by_test_id("stNumberInput").filter(has_text="Start x₁").locator("input")
     x1.fill("0.450")
-    x1.press("Enter")
+    run_and_wait(page, lambda: x1.press("Enter"))
     expect(page).to_have_url(re.compile(r"[?&]hp\.x1=0\.45(&|$)"), timeout=TIMEOUT_MS)
     expect(page).to_have_url(re.compile(r"[?&]hp\.source=Random(&|$)"))
     wait_idle(page)
@@ -188,8 +245,7 @@ def test_attack_lab_upload_three_methods_and_the_lossless_download(
 
     open_from_sidebar(page, app_url, "Attack Lab")
     wait_idle(page)
-    page.get_by_test_id("stRadio").first.get_by_text("Upload images", exact=True).click()
-    wait_idle(page)
+    run_and_wait(page, page.get_by_test_id("stRadio").first.get_by_text("Upload images", exact=True).click)
     data = lab_upload_image()
     upload = tmp_path / "street.jpg"
     upload.write_bytes(data)
@@ -226,9 +282,14 @@ def test_attack_lab_upload_three_methods_and_the_lossless_download(
 
 
 def run_section(page: Page, button: str = "Run") -> None:
-    """Press a page's Run button and wait until the run is over."""
-    page.get_by_role("button", name=button, exact=True).first.click()
-    wait_idle(page)
+    """Press a page's Run button and wait until the run it started is over."""
+    run_and_wait(page, page.get_by_role("button", name=button, exact=True).first.click)
+
+
+def enter(page: Page, box, value: str) -> None:
+    """Type ``value`` into a text or number input and wait for the run its Enter starts."""
+    box.fill(value)
+    run_and_wait(page, lambda: box.press("Enter"))
 
 
 def test_every_analysis_page_renders_and_is_screenshotted(page: Page, app_url: str, screenshot_dir: Path):
@@ -249,9 +310,7 @@ def test_every_analysis_page_renders_and_is_screenshotted(page: Page, app_url: s
     # Confidence histograms: a small batch, run from the page
     open_from_sidebar(page, app_url, "Confidence histograms")
     scenes = page.get_by_test_id("stNumberInput").filter(has_text="Scenes").locator("input")
-    scenes.fill("3")
-    scenes.press("Enter")
-    wait_idle(page)
+    enter(page, scenes, "3")
     if page.get_by_test_id("stPlotlyChart").count() == 0:
         run_section(page)
     expect(page.get_by_test_id("stPlotlyChart")).to_have_count(1, timeout=TIMEOUT_MS)
@@ -261,16 +320,17 @@ def test_every_analysis_page_renders_and_is_screenshotted(page: Page, app_url: s
     # Budget sweep: Tables IV-VI on two scenes and two budgets
     open_from_sidebar(page, app_url, "Budget sweep")
     images = page.get_by_test_id("stNumberInput").filter(has_text="Images").locator("input")
-    images.fill("2")
-    images.press("Enter")
-    wait_idle(page)
+    enter(page, images, "2")
     fractions = page.get_by_test_id("stTextInput").filter(has_text="fractions of ε_max").locator("input")
-    fractions.fill("0.05, 0.1")
-    fractions.press("Enter")
-    wait_idle(page)
+    enter(page, fractions, "0.05, 0.1")
     run_section(page)
-    expect(page.get_by_test_id("stMarkdownContainer").locator("table")).to_have_count(1, timeout=TIMEOUT_MS)
-    expect(page.get_by_test_id("stMarkdownContainer").locator("table")).to_contain_text("BCE")
+    # this run's table: the caption names its 2 images, the table has its 2 budgets (5 % and 10 % of eps_max)
+    tables_tab = page.get_by_role("tabpanel").first
+    expect(tables_tab.get_by_text(re.compile(rf"^{DEFAULT}, 2 images, mean ± std"))).to_be_visible(timeout=TIMEOUT_MS)
+    table = tables_tab.get_by_test_id("stMarkdownContainer").locator("table")
+    expect(table).to_have_count(1)
+    expect(table).to_contain_text("BCE")
+    expect(table.locator("thead th").filter(has_text="ε = ")).to_have_count(2)
     expect(page).to_have_url(re.compile(r"[?&]sweep\.n=2(&|$)"))
     page.screenshot(path=str(screenshot_dir / "sweep.png"))
 
@@ -286,8 +346,7 @@ def test_a_long_run_shows_progress_and_stops(page: Page, app_url: str):
     page.get_by_role("button", name="Run", exact=True).first.click()
     bar = page.get_by_test_id("stProgress")
     expect(bar).to_contain_text(re.compile(r"Evaluating: \d+% · .* elapsed · about .* left"), timeout=TIMEOUT_MS)
-    page.get_by_role("button", name="Stop", exact=True).click()
-    wait_idle(page)
+    run_and_wait(page, page.get_by_role("button", name="Stop", exact=True).click)  # the rerun Stop starts
     expect(page.get_by_text("Stopped. Press Run to start again.")).to_be_visible(timeout=TIMEOUT_MS)
     expect(page.get_by_test_id("stMarkdownContainer").locator("table")).to_have_count(0)
     expect(bar).to_have_count(0)
