@@ -339,10 +339,10 @@ def transfer(result, other_model, batch: int = 256) -> TransferResult:
     import torch
     import torch.nn.functional as F
 
-    from mlvis.attacks.engine import _model_device, _threshold, _work_dtype
+    from mlvis.attacks.model_helpers import model_device, threshold, work_dtype
 
-    dev, dtype = _model_device(other_model), _work_dtype(other_model)
-    thr = _threshold(other_model)
+    dev, dtype = model_device(other_model), work_dtype(other_model)
+    thr = threshold(other_model)
     size = tuple(getattr(getattr(other_model, "spec", None), "input_size", ()) or result.clean.shape[-2:])
 
     def probs(x: np.ndarray) -> np.ndarray:

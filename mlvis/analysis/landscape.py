@@ -129,8 +129,9 @@ def correlations(
     import torch
 
     from mlvis.analysis import artifacts
-    from mlvis.attacks.engine import AttackSpec, _check_images, _model_device, _work_dtype, run_job
+    from mlvis.attacks.engine import AttackSpec, run_job
     from mlvis.attacks.geometry import DEFAULT_ALPHA, n_steps
+    from mlvis.attacks.model_helpers import check_images, model_device, work_dtype
 
     if direction not in ("up", "down"):
         raise ValueError(f"direction must be 'up' or 'down', not {direction!r}.")
@@ -148,10 +149,10 @@ def correlations(
     eps = float(eps)
     if not (math.isfinite(eps) and eps > 0):
         raise ValueError(f"eps must be a positive number, not {eps!r}.")
-    x = _check_images(images)
+    x = check_images(images)
     n = x.shape[0]
     with torch.no_grad():
-        c = int(model(x[:1].to(_model_device(model), _work_dtype(model))).shape[1])
+        c = int(model(x[:1].to(model_device(model), work_dtype(model))).shape[1])
     # row r = (label r // n, image r % n): every label attacked alone on every image, one job
     rep = x.repeat(c, 1, 1, 1)
     attacked = np.repeat(np.arange(c), n)

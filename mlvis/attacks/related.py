@@ -61,7 +61,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from mlvis.attacks.methods import MethodContext, RunOutput, register_method
+from mlvis.attacks.methods import RUNNER, MethodContext, RunOutput, register_method
 
 ML_CW_PRESETS: dict[str, dict[str, float]] = {
     "original": {"binary_steps": 10, "max_iter": 1000, "lr": 0.01, "init_lambda": 1e5},
@@ -106,9 +106,9 @@ def _image_chunks(
 
 
 def _act_bytes(ctx: MethodContext) -> int:
-    from mlvis.attacks.engine import _activation_bytes
+    from mlvis.attacks.model_helpers import activation_bytes
 
-    return _activation_bytes(ctx.model, ctx.images, False)
+    return activation_bytes(ctx.model, ctx.images, False)
 
 
 def _hamming(logits: torch.Tensor, target: torch.Tensor, threshold: float) -> torch.Tensor:
@@ -216,7 +216,12 @@ def _logit_jacobian(ctx: MethodContext, x: torch.Tensor, basis: _GridBasis) -> t
 # ------------------------------------------------------------------------------------ ML-CW
 
 
-@register_method("ml-cw", description="ML-CW (Song et al.): Adam on a tanh box, hinge to the target + distance")
+@register_method(
+    "ml-cw",
+    title="ML-CW",
+    kind=RUNNER,
+    description="ML-CW (Song et al.): Adam on a tanh box, hinge to the target + distance",
+)
 def ml_cw(
     ctx: MethodContext,
     *,
@@ -333,7 +338,12 @@ def _ml_cw_chunk(ctx, x0, target, rounds, iters, lr, lam0, distance, abort_early
 # ------------------------------------------------------------------------------------ ML-DeepFool
 
 
-@register_method("ml-deepfool", description="ML-DeepFool (Song et al.): pseudo-inverse steps on the linearised labels")
+@register_method(
+    "ml-deepfool",
+    title="ML-DeepFool",
+    kind=RUNNER,
+    description="ML-DeepFool (Song et al.): pseudo-inverse steps on the linearised labels",
+)
 def ml_deepfool(ctx: MethodContext, *, max_iter: int = 20, overshoot: float = DEEPFOOL_OVERSHOOT) -> RunOutput:
     """ML-DeepFool with up to ``max_iter`` linearisation steps; ``steps`` counts the steps an image took."""
     iters = _positive_int(max_iter, "max_iter")
@@ -485,7 +495,12 @@ def min_linf_solve(g: np.ndarray, b: np.ndarray, down: np.ndarray, up: np.ndarra
     return v, z, solves
 
 
-@register_method("mla-lp", description="MLA-LP (Zhou et al.): minimal-L-inf linearised steps by linear programming")
+@register_method(
+    "mla-lp",
+    title="MLA-LP",
+    kind=RUNNER,
+    description="MLA-LP (Zhou et al.): minimal-L-inf linearised steps by linear programming",
+)
 def mla_lp(
     ctx: MethodContext, *, max_iter: int = 10, basis: int | None = None, max_lp_size: int = LP_MAX_SIZE
 ) -> RunOutput:

@@ -25,7 +25,7 @@ import hashlib
 import numpy as np
 import torch
 
-from mlvis.attacks.methods import LoopPlan, register_method
+from mlvis.attacks.methods import PER_EPS, SHARED, LoopPlan, Option, _check_profile, register_method
 
 
 def target_ease(probs: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -151,12 +151,16 @@ def _matrices(correlations) -> tuple[np.ndarray, np.ndarray]:
     return up, down
 
 
-def _expected_flips(profile, eps: np.ndarray, num_labels: int) -> np.ndarray:
-    if not hasattr(profile, "expected_flips"):
-        raise ValueError("profile must be a FlipProfile (see mlvis.profile).")
-    if getattr(profile, "labels", num_labels) != num_labels:
-        raise ValueError(f"The profile is for a model with {profile.labels} labels, not {num_labels}.")
-    return np.atleast_1d(np.asarray(profile.expected_flips(eps), np.float64))
+def profile_lengths(profile, linf_eps: np.ndarray, num_labels: int, factor: float = 1.66) -> np.ndarray:
+    """Section V-B's subset length per budget, min(C, floor(factor * E(eps))), with E read at the
+    L-inf-equivalent budgets ``linf_eps`` (K,)."""
+    _check_profile(profile, num_labels, "expected_flips")
+    e = np.atleast_1d(np.asarray(profile.expected_flips(np.asarray(linf_eps, np.float64)), np.float64))
+    return np.array([subset_length(v, num_labels, factor) for v in e], np.int64)
+
+
+def _lengths_from_profile(profile, linf_eps: np.ndarray, num_labels: int) -> dict[str, np.ndarray]:
+    return {"length": profile_lengths(profile, linf_eps, num_labels)}
 
 
 def _lengths(ctx, profile, length, factor: float) -> np.ndarray:
@@ -169,8 +173,7 @@ def _lengths(ctx, profile, length, factor: float) -> np.ndarray:
         return ln.copy()
     if profile is None:
         raise ValueError("Give a profile (to size the subset from E(eps)) or an explicit length.")
-    e = _expected_flips(profile, ctx.eps, c)
-    return np.array([subset_length(v, c, factor) for v in e], np.int64)
+    return profile_lengths(profile, ctx.linf, c, factor)
 
 
 def _ctx_numpy(ctx):
@@ -197,7 +200,24 @@ def class_masks(probs, target, lengths, up, down, gamma=0.5, branches=4, depth=4
     return masks
 
 
-@register_method("class", description="CLASS: BCE on a subset chosen by ease and label correlations (Alg. 3)")
+CLASS_GAMMA = Option(
+    "gamma", float, 0.0, 1.0, 0.5, step=0.05, label="CLASS's γ", symbol="γ", key="gamma",
+    help="How CLASS picks its subset (equation 8): 0 = the labels closest to flipping, 1 = the labels whose "
+    "flips help each other most (label correlations).",
+)  # fmt: skip
+
+
+@register_method(
+    "class",
+    title="CLASS",
+    description="CLASS: BCE on a subset chosen by ease and label correlations (Alg. 3)",
+    needs=("profile", "correlations"),
+    kind=PER_EPS,
+    exposed=(CLASS_GAMMA,),
+    subset=True,
+    from_profile=_lengths_from_profile,
+    profile_gives=("length",),
+)
 def _class(
     ctx,
     *,
@@ -230,7 +250,16 @@ def _class(
     return LoopPlan("bce", weights=masks)
 
 
-@register_method("random", description="BCE on a uniformly drawn label subset of CLASS's length (the control)")
+@register_method(
+    "random",
+    title="Random subset",
+    description="BCE on a uniformly drawn label subset of CLASS's length (the control)",
+    needs=("profile",),
+    kind=PER_EPS,
+    subset=True,
+    from_profile=_lengths_from_profile,
+    profile_gives=("length",),
+)
 def _random(ctx, *, profile=None, length=None, factor: float = 1.66) -> LoopPlan:
     """The random-subset control of section VI: the same subset length as CLASS, labels drawn uniformly.
 
@@ -251,7 +280,16 @@ def _random(ctx, *, profile=None, length=None, factor: float = 1.66) -> LoopPlan
     return LoopPlan("bce", weights=weights)
 
 
-@register_method("closest", description="BCE on the k labels whose confidences are closest to the threshold")
+def _closest_kind(options) -> str:
+    return SHARED if np.ndim(options.get("k", 1)) == 0 else PER_EPS
+
+
+@register_method(
+    "closest",
+    description="BCE on the k labels whose confidences are closest to the threshold",
+    kind=_closest_kind,
+    hidden=True,
+)
 def _closest(ctx, *, k) -> LoopPlan:
     """Fig. 7's targeting: the ``k`` labels closest to flipping (confidence nearest the threshold).
     ``k`` is an int or one per eps ``(K,)`` (an eps-dependent plan)."""
@@ -266,7 +304,9 @@ def _closest(ctx, *, k) -> LoopPlan:
     return LoopPlan("bce", weights=(rank[None] < ks[:, None, None]).astype(np.float64))
 
 
-@register_method("single-label", description="BCE on one label per image, pushed up or down (Algorithm 1's probe)")
+@register_method(
+    "single-label", description="BCE on one label per image, pushed up or down (Algorithm 1's probe)", hidden=True
+)
 def _single_label(ctx, *, labels, direction: str = "up") -> LoopPlan:
     """Attack one label per image alone: weight one-hot on ``labels[i]``, target 1 (``"up"``) or 0
     (``"down"``) whatever the clean prediction, as Algorithm 1 does to measure correlations."""
