@@ -205,9 +205,9 @@ def probe(
     per-sample L1-normalised gradient, momentum 1, sign step of ``alpha``, clip to [0, 1]); no eps-ball,
     so the image after ``k`` steps is exactly the attack at eps = k * alpha (DESIGN.md's prefix rule).
     The mean flips of each curve are recorded every ``interval`` steps by a step hook, read from the
-    logits that the step's gradient forward computes anyway, and the probe stops as soon as the larger curve has converged
-    (:func:`convergence_index`, with at least ``min_points`` points including eps = 0, enough for a
-    degree-4 fit) or at ``max_eps``.
+    logits that the step's gradient forward computes anyway, and the probe stops as soon as the larger
+    curve has converged (:func:`convergence_index`, with at least ``min_points`` points including eps = 0,
+    enough for a degree-4 fit) or at ``max_eps``.
 
     Returns a dict: ``eps`` (M,), ``flips_bce`` / ``flips_linear`` (M,) means, ``per_image_bce`` /
     ``per_image_linear`` (M, N), ``steps`` run, ``converged`` and the measured ``cost``.
