@@ -204,7 +204,7 @@ def main() -> int:
         try:
             from mlvis import recipe as rc  # after the restructuring
         except ImportError:
-            from mlvis.app import recipe as rc  # type: ignore[no-redef]
+            from mlvis.app import recipe as rc  # type: ignore[no-redef]  # before it moved
         for norm in ("linf", "l2"):
             r = rc.Recipe("demo-asl", ("bce", "linear", "slam", "class", "random"), 0.01, rc.ImageSource(count=2),
                           norm=norm, q=0.25, gamma=0.75, seed=1)  # fmt: skip

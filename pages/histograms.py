@@ -2,8 +2,8 @@
 
 import streamlit as st
 
+from mlvis import recipe as rc
 from mlvis.app import cache, jobs, state, studies
-from mlvis.app import recipe as rc
 from mlvis.viz import confidence_histograms, histogram_counts
 
 st.title("Confidence histograms")

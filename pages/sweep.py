@@ -2,8 +2,8 @@
 
 import streamlit as st
 
+from mlvis import recipe as rc
 from mlvis.app import cache, jobs, state, studies
-from mlvis.app import recipe as rc
 from mlvis.viz import bce_linear_figure, q_totals_figure, sweep_flips_figure, targets_figure
 
 st.title("Budget sweep")
@@ -55,16 +55,8 @@ with st.container(border=True):
         help=f"Comma-separated fractions of ε_max = {profile.eps_max:.4g}; the paper's grid is "
         "0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1 (expensive here).",
     )
-    gamma = c3.slider(
-        "CLASS's γ",
-        min_value=0.0,
-        max_value=1.0,
-        value=0.5,
-        step=0.05,
-        key=studies.SWEEP_GAMMA,
-        bind="query-params",
-        help="0: the labels closest to flipping; 1: the labels that help each other most (equation 8).",
-    )
+    exposed = studies.sweep_options()
+    values = studies.option_sliders("sweep", exposed, [c3] * len(exposed))
     methods = st.pills(
         "Methods (BCE, the baseline, always runs)",
         rc.lab_methods(),
@@ -86,7 +78,7 @@ table_tab, targets_tab, bl_tab, q_tab = st.tabs(
 )
 
 with table_tab:
-    settings = studies.SweepSettings(tuple(methods or ()), float(gamma), fractions, int(images), state.seed())
+    settings = studies.SweepSettings(tuple(methods or ()), tuple(values.items()), fractions, int(images), state.seed())
     outcome = jobs.run_section(
         "sweep.table",
         (name, settings),

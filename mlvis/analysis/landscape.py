@@ -193,9 +193,9 @@ def correlations(
         cost=cost,
     )
     if cache:
-        from mlvis.analysis.profiles import _images_sha
+        from mlvis.analysis.profiles import images_sha
 
-        settings = {"eps": eps, "alpha": alpha, "images": n, "images_sha": _images_sha(x)}
+        settings = {"eps": eps, "alpha": alpha, "images": n, "images_sha": images_sha(x)}
         artifacts.save(kind, model, settings, {"correlations": cm.to_dict()})
     return cm
 

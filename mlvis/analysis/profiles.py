@@ -309,6 +309,14 @@ def probe(
     }
 
 
+def probe_image_steps(images: int, max_eps: float, alpha: float) -> int:
+    """The most image-steps :func:`probe` takes: two probes x images x floor(max_eps / alpha) (it stops
+    earlier when the curves converge)."""
+    from mlvis.attacks.geometry import n_steps
+
+    return 2 * int(images) * n_steps(float(max_eps), float(alpha))
+
+
 def equation_19(eps_max: float, alpha: float, interval: int) -> dict:
     """The paper's profiling cost (appendix L, eq. 19) in passes per image and probe:
     eps_max / alpha * ((1 + 1/i) fp + bp)."""
@@ -375,12 +383,12 @@ def profile(
         per_image_linear=p["per_image_linear"].astype(np.int64),
     )
     if cache:
-        key = {**settings, "degree": degree, "rel": rel, "patience": patience, "images_sha": _images_sha(images)}
+        key = {**settings, "degree": degree, "rel": rel, "patience": patience, "images_sha": images_sha(images)}
         artifacts.save("profile", model, key, {"profile": fitted.to_dict()})
     return fitted
 
 
-def _images_sha(images) -> str:
+def images_sha(images) -> str:
     import hashlib
 
     import torch

@@ -173,7 +173,7 @@ def hyperplane_run(config: HyperplaneConfig) -> HyperplaneRun:
 @st.cache_data(max_entries=32, show_spinner=False)
 def lab_scenes(split: str, seed: int, start: int, count: int, size: int) -> np.ndarray:
     """Demo scenes ``start .. start + count - 1`` of block ``seed`` as ``(count, 3, size, size)`` float32."""
-    from mlvis.app.recipe import ImageSource, demo_images
+    from mlvis.recipe import ImageSource, demo_images
 
     return demo_images(ImageSource("demo", split, int(seed), int(start), int(count)), (int(size), int(size)))
 
@@ -210,7 +210,7 @@ def forget_artifacts() -> None:
 
 
 def lab_artifacts(model_name: str):
-    """The model's profile and correlation matrices for the Lab (``mlvis.app.recipe.Artifacts``)."""
-    from mlvis.app.recipe import Artifacts
+    """The model's profile and correlation matrices for the Lab (``mlvis.recipe.Artifacts``)."""
+    from mlvis.recipe import Artifacts
 
     return Artifacts(model_name, **{k: artifact(model_name, k) for k in ("profile", "up", "down")})

@@ -168,7 +168,7 @@ class MethodInfo:
     subset: bool = False
     from_profile: ProfileRule | None = None
     profile_gives: tuple[str, ...] = ()
-    builtin: bool = False
+    order: int | None = None
 
     def kind_for(self, options: Mapping[str, Any]) -> str:
         """The method's kind (:data:`SHARED`, :data:`PER_EPS` or :data:`RUNNER`) with these options."""
@@ -217,6 +217,7 @@ def register_method(
     subset: bool = False,
     from_profile: ProfileRule | None = None,
     profile_gives: tuple[str, ...] = (),
+    order: int | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register ``fn(ctx, **options) -> LoopPlan | RunOutput`` as attack method ``name``.
 
@@ -237,6 +238,7 @@ def register_method(
             reads the profile at the L-inf-equivalent budget (SLAM's ``p``, CLASS's ``length``); front ends
             that write numbers into a recipe use the same rule.
         profile_gives: the options ``from_profile`` produces (given one of them, no profile is needed).
+        order: where front ends list it (methods without an order follow, by name).
 
     Example:
         >>> @register_method("bce-top3", title="BCE top-3", exposed=(Option("k", int, 1, 24, 3),))
@@ -262,7 +264,7 @@ def register_method(
         _METHODS[name] = MethodInfo(
             name, fn, names, required, desc, defaults, title=title or name, needs=tuple(needs), kind=kind,
             exposed=tuple(exposed), hidden=hidden, subset=subset, from_profile=from_profile,
-            profile_gives=tuple(profile_gives), builtin=fn.__module__.startswith("mlvis."),
+            profile_gives=tuple(profile_gives), order=order,
         )  # fmt: skip
         return fn
 
@@ -275,9 +277,8 @@ def list_attacks() -> list[str]:
 
 
 def registered() -> list[MethodInfo]:
-    """Every registered method: the built-ins in the order they were registered, then the others by name."""
-    infos = list(_METHODS.values())
-    return [i for i in infos if i.builtin] + sorted((i for i in infos if not i.builtin), key=lambda i: i.name)
+    """Every registered method: those with an ``order`` by it (the built-ins), then the others by name."""
+    return sorted(_METHODS.values(), key=lambda i: (i.order is None, i.order or 0, i.name))
 
 
 def get_method(name: str) -> MethodInfo:
@@ -308,14 +309,14 @@ def _check_profile(profile: Any, num_labels: int, needed: str) -> None:
 
 
 @register_method(
-    "bce", title="BCE", description="MI-FGSM with binary cross-entropy on all labels (the paper's baseline)"
+    "bce", title="BCE", order=10, description="MI-FGSM with binary cross-entropy on all labels (the paper's baseline)"
 )
 def _bce(ctx: MethodContext, *, weights: ArrayLike | None = None) -> LoopPlan:
     return LoopPlan("bce", weights=weights)
 
 
 @register_method(
-    "linear", title="Linear", description="MI-FGSM with the linear loss |t - y| (greedy, section IV-D)"
+    "linear", title="Linear", order=20, description="MI-FGSM with the linear loss |t - y| (greedy, section IV-D)"
 )
 def _linear(ctx: MethodContext, *, weights: ArrayLike | None = None) -> LoopPlan:
     return LoopPlan("linear", weights=weights)
@@ -339,6 +340,7 @@ SLAM_Q = Option(
 @register_method(
     "slam",
     title="SLAM",
+    order=30,
     description="MI-FGSM with SLAM: p*q * BCE + (1 - p*q) * linear (equation 6)",
     needs=("profile",),
     kind=_slam_kind,

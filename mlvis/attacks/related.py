@@ -219,6 +219,7 @@ def _logit_jacobian(ctx: MethodContext, x: torch.Tensor, basis: _GridBasis) -> t
 @register_method(
     "ml-cw",
     title="ML-CW",
+    order=60,
     kind=RUNNER,
     description="ML-CW (Song et al.): Adam on a tanh box, hinge to the target + distance",
 )
@@ -341,6 +342,7 @@ def _ml_cw_chunk(ctx, x0, target, rounds, iters, lr, lam0, distance, abort_early
 @register_method(
     "ml-deepfool",
     title="ML-DeepFool",
+    order=70,
     kind=RUNNER,
     description="ML-DeepFool (Song et al.): pseudo-inverse steps on the linearised labels",
 )
@@ -498,6 +500,7 @@ def min_linf_solve(g: np.ndarray, b: np.ndarray, down: np.ndarray, up: np.ndarra
 @register_method(
     "mla-lp",
     title="MLA-LP",
+    order=80,
     kind=RUNNER,
     description="MLA-LP (Zhou et al.): minimal-L-inf linearised steps by linear programming",
 )

@@ -210,6 +210,7 @@ CLASS_GAMMA = Option(
 @register_method(
     "class",
     title="CLASS",
+    order=40,
     description="CLASS: BCE on a subset chosen by ease and label correlations (Alg. 3)",
     needs=("profile", "correlations"),
     kind=PER_EPS,
@@ -253,6 +254,7 @@ def _class(
 @register_method(
     "random",
     title="Random subset",
+    order=50,
     description="BCE on a uniformly drawn label subset of CLASS's length (the control)",
     needs=("profile",),
     kind=PER_EPS,
