@@ -68,10 +68,10 @@ def test_the_plugin_in_the_lab_with_its_slider_and_an_exact_cost(model, monkeypa
     at = AppTest.from_file(str(APP), default_timeout=120).run()
     at.switch_page("pages/attack_lab.py").run()
     assert not at.exception
-    assert "hinge" in at.button_group(key=lab.LAB_METHODS).options
-    at.button_group(key=lab.LAB_METHODS).set_value(["bce", "hinge"])
-    at.slider(key="lab.hinge.margin").set_value(2.0)
-    at.run()
+    assert "Hinge" in at.button_group(key=lab.LAB_METHODS).options  # shown by its registered title
+    assert at.slider(key="lab.hinge.margin").disabled  # until Hinge is chosen
+    at.button_group(key=lab.LAB_METHODS).set_value(["bce", "hinge"]).run()
+    at.slider(key="lab.hinge.margin").set_value(2.0).run()
     assert not at.exception
     assert at.slider(key="lab.hinge.margin").label == "Hinge's margin"
     cost = next(c.value for c in at.caption if c.value.startswith("Cost:"))

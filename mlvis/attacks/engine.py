@@ -136,8 +136,8 @@ def run_job(
     x = check_images(images).to(dev, dtype)
     eps_arr = _check_eps(eps)
     dims = int(x[0].numel())
-    specs = [_as_spec(s) for s in specs]
-    if not specs:
+    spec_list = [_as_spec(s) for s in specs]
+    if not spec_list:
         raise ValueError("A job needs at least one attack spec.")
     budget = int(memory_budget) if memory_budget is not None else default_memory_budget(dev)
     if budget <= 0:
@@ -163,15 +163,15 @@ def run_job(
     table = RowTable(n_img, num_labels, len(eps_arr), dev, dtype)
     runner_outputs: dict[int, RunOutput] = {}
     targets: dict[int, np.ndarray] = {}
-    spec_meta = []
-    for s, spec in enumerate(specs):
+    spec_meta: list[tuple[AttackSpec, Any, dict[str, Any], float, str]] = []
+    for s, spec in enumerate(spec_list):
         info = get_method(spec.method)
         opts = dict(spec.options)
         s_alpha = _check_alpha(opts.pop("alpha", alpha))
         s_norm = check_norm(opts.pop("norm", norm))
         linf = job_budget.linf_array if job_budget is not None and s_norm == norm else None
         if linf is None:
-            linf = Budget.of(eps_arr, s_norm, dims).linf_array
+            linf = Budget.of(eps_arr.tolist(), s_norm, dims).linf_array
         unknown = sorted(set(opts) - set(info.options))
         if unknown:
             accepted = ", ".join(info.options + _SPEC_COMMON) or "none"
@@ -202,7 +202,7 @@ def run_job(
     # ---- outputs, filled by the loop and the runners
     shape = tuple(x.shape[1:])
     k_n = (len(eps_arr), n_img)
-    outs = [
+    outs: list[dict[str, np.ndarray]] = [
         {
             "adv": np.zeros(k_n + shape, np.float32),
             "q8": np.zeros(k_n + shape, np.uint8),
@@ -210,7 +210,7 @@ def run_job(
             "adv_probs_8bit": np.zeros(k_n + (num_labels,), np.float32),
             "steps": np.zeros(k_n, np.int64),
         }
-        for _ in specs
+        for _ in spec_list
     ]
     if table.num_rows:
         run_table(model, x, table, outs, budget, int(max_batch), bool(autocast), progress)

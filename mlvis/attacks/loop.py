@@ -157,11 +157,12 @@ class Chunk:
             with self.amp:
                 logits = self.model(xa)
             logits = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
-            loss = None
+            loss: torch.Tensor | None = None
             for fn, prm, mask in self.loss_terms:
                 per = fn(logits, self.target[:m], self.weight[:m], **{p: v[:m] for p, v in prm.items()})
                 term = (per if mask is None else per * mask[:m]).sum()
                 loss = term if loss is None else loss + term
+            assert loss is not None
             (grad,) = torch.autograd.grad(loss, xa)
         if k in self.capture and self.cap_logits is not None:
             lr, pos = self.capture[k]
@@ -176,12 +177,14 @@ class Chunk:
             proj = self.norm.project(cur, e, self.lo_box.index_select(0, lr), self.hi_box.index_select(0, lr))
             self.buf.index_copy_(0, pos, proj)
             self.unchanged.index_copy_(0, pos, (proj == cur).flatten(1).all(1))
-        return logits
+        out: torch.Tensor = logits
+        return out
 
     def current_logits(self) -> torch.Tensor:
         """Logits of every row's current image ``x0 + delta`` (no autograd)."""
         with torch.no_grad():
-            return self.model((self.x0 + self.delta).clamp_(0, 1)).float()
+            logits: torch.Tensor = self.model((self.x0 + self.delta).clamp_(0, 1)).float()
+        return logits
 
     def finish(self, outs: Sequence[dict[str, np.ndarray]]) -> None:
         """Evaluate the snapshots (no autograd) and hand them to the host; one host sync per chunk."""

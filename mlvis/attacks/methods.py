@@ -294,11 +294,12 @@ def method_description(name: str) -> str:
 
 def profile_flip_ratio(profile: Any, linf_eps: np.ndarray, num_labels: int) -> np.ndarray:
     """SLAM's ``p`` per budget (equation 7): the profile's E / C at the L-inf-equivalent budgets ``(K,)``."""
-    _check_profile(profile, num_labels, "flip_ratio")
+    check_profile(profile, num_labels, "flip_ratio")
     return np.atleast_1d(np.asarray(profile.flip_ratio(np.asarray(linf_eps, np.float64)), np.float64))
 
 
-def _check_profile(profile: Any, num_labels: int, needed: str) -> None:
+def check_profile(profile: Any, num_labels: int, needed: str) -> None:
+    """A ``ValueError`` unless ``profile`` is a flip profile (has ``needed``) for ``num_labels`` labels."""
     if not hasattr(profile, needed):
         raise ValueError("profile must be a FlipProfile (see mlvis.profile).")
     if getattr(profile, "labels", num_labels) != num_labels:

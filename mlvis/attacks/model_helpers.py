@@ -85,7 +85,7 @@ def memory_format(model: torch.nn.Module) -> torch.memory_format:
 
 def threshold(model: torch.nn.Module) -> float:
     """The model's decision threshold (``model.threshold``, else ``model.spec.threshold``, else 0.5)."""
-    thr = getattr(model, "threshold", None)
+    thr: Any = getattr(model, "threshold", None)
     if thr is None:
         thr = getattr(getattr(model, "spec", None), "threshold", 0.5)
     return float(thr)

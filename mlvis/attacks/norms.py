@@ -67,7 +67,8 @@ class L2:
     def project(d: torch.Tensor, eps: torch.Tensor, lo_box: torch.Tensor, hi_box: torch.Tensor) -> torch.Tensor:
         dims = tuple(range(1, d.dim()))
         dl2 = torch.linalg.vector_norm(d, 2, dim=dims, keepdim=True).clamp_min(torch.finfo(d.dtype).tiny)
-        return (d * (eps / dl2).clamp(max=1)).clamp_(lo_box, hi_box)
+        out: torch.Tensor = (d * (eps / dl2).clamp(max=1)).clamp_(lo_box, hi_box)
+        return out
 
 
 Norm = type[Linf] | type[L2]

@@ -120,6 +120,7 @@ class RowTable:
         eps = ctx.eps
         n_k = step_counts(eps, step) if steps is None else np.full(len(eps), int(steps), np.int64)
         per_eps, per_n = trajectories(dependent, eps, n_k)
+        img: np.ndarray
         if dependent:
             rows = k * n
             img = np.tile(np.arange(n), k)
@@ -142,7 +143,8 @@ class RowTable:
             snap_k, snap_img = np.repeat(np.arange(k), n), np.tile(np.arange(n), k)
         if plan.loss not in self.losses:
             self.losses.append(plan.loss)
-        for col, v in (
+        arr: Any
+        for col, arr in (
             ("spec", np.full(rows, s)),
             ("img", img),
             ("eps", row_eps),
@@ -151,8 +153,8 @@ class RowTable:
             ("loss", np.full(rows, self.losses.index(plan.loss))),
             ("norm", np.full(rows, NORMS.index(norm))),
         ):
-            self.cols[col].append(np.asarray(v))
-        for col, v in (
+            self.cols[col].append(np.asarray(arr))
+        for col, arr in (
             ("row", snap_row),
             ("step", snap_step),
             ("eps", snap_eps),
@@ -160,7 +162,7 @@ class RowTable:
             ("k", snap_k),
             ("img", snap_img),
         ):
-            self.snaps[col].append(np.asarray(v))
+            self.snaps[col].append(np.asarray(arr))
         self.targets.append(t)
         self.weights.append(w)
         self.params.append({f"{plan.loss}.{m}": v for m, v in prm.items()})
