@@ -139,6 +139,7 @@ def profile_cmd(args: argparse.Namespace) -> int:
         prof.save(args.out)
     if args.ship:
         doc = artifacts.find("profile", model, None)  # the one just cached
+        assert doc is not None
         artifacts.save("profile", model, doc["settings"], {"profile": doc["profile"]}, path=_ship_path("profile", args))
     conv = "converged" if prof.settings.get("converged") else "NOT converged (raise --max-eps)"
     cost = prof.cost["measured"]

@@ -208,14 +208,14 @@ def evaluate(
             same[i] = (r.targets > 0).all(axis=(1, 2))
     return EvaluationTable(
         model=getattr(getattr(model, "spec", None), "name", type(model).__name__),
-        methods=tuple(s.name for s in specs),
+        methods=tuple(str(s.name) for s in specs),
         eps=budgets,
         fractions=fr,
         flips=flips,
         flips_8bit=flips_8bit,
         p_values=p,
         same_as_baseline=same,
-        baseline=specs[b].name,
+        baseline=str(specs[b].name),
         significance=significance,
         config={"seed": seed, "images": int(flips.shape[-1]), "eps_max": getattr(profile, "eps_max", None)},
     )
@@ -242,7 +242,7 @@ def gamma_search(model, images, step: float = 0.05, *, profile=None, correlation
     return float(gammas[int(np.argmax(totals))]), table
 
 
-def flips_vs_targets(model, images, eps: Sequence[float], targets: Sequence[int] | None = None, **job):
+def flips_vs_targets(model, images, eps: Sequence[float] | np.ndarray, targets: Sequence[int] | None = None, **job):
     """Fig. 7: mean flips against the number of targets (the labels closest to flipping), per eps.
 
     Returns ``(targets (T,), mean (K, T), std (K, T))``; one job for every target count and eps.
@@ -252,11 +252,11 @@ def flips_vs_targets(model, images, eps: Sequence[float], targets: Sequence[int]
         if num_labels is None:
             raise ValueError("Give the target counts (the model does not name its labels).")
         targets = range(1, num_labels + 1)
-    targets = np.asarray(list(targets), np.int64)
-    specs = [AttackSpec("closest", {"k": int(t)}, name=f"top{t}") for t in targets]
+    counts = np.asarray(list(targets), np.int64)
+    specs = [AttackSpec("closest", {"k": int(t)}, name=f"top{t}") for t in counts]
     results = run_job(model, images, specs, list(eps), **job)
     flips = np.stack([r.flips for r in results], axis=1).astype(np.float64)  # (K, T, N)
-    return targets, flips.mean(-1), flips.std(-1)
+    return counts, flips.mean(-1), flips.std(-1)
 
 
 def bce_vs_linear(model, images, eps: Sequence[float], **job):

@@ -86,7 +86,7 @@ def paper_findings(
     up: CorrelationMatrix,
     down: CorrelationMatrix,
     frequencies: np.ndarray,
-    cooccurrence: np.ndarray,
+    cooccurrence: dict[str, np.ndarray],
     fractions=(0.05, 0.1, 0.2),
     gamma_step: float = 0.05,
     other_model=None,
@@ -110,9 +110,11 @@ def paper_findings(
     g_table = _table(name, g_specs, g_res, eps[:1], np.asarray(fractions[:1], np.float64))
     best_gamma = float(gammas[int(np.argmax(g_table.total[1:]))])
     # F3 / Fig. 8 from the profile's probe curves: exactly BCE and linear at every measured budget
-    if profile.per_image_bce is None or profile.per_image_bce.shape[1] != n:
+    if profile.per_image_bce is None or profile.per_image_linear is None or profile.per_image_bce.shape[1] != n:
         raise ValueError("F3 reads the profile's per-image probe curves: compute the profile on these images.")
-    pr = {"eps": profile.eps, "per_image_bce": profile.per_image_bce, "per_image_linear": profile.per_image_linear}
+    pr: dict[str, np.ndarray] = {
+        "eps": profile.eps, "per_image_bce": profile.per_image_bce, "per_image_linear": profile.per_image_linear
+    }
     idx = np.unique(np.clip(np.round(np.array([*fractions, 0.4, 0.6, 0.8, 1.0]) * (len(pr["eps"]) - 1)), 1, None)
                     .astype(int))  # fmt: skip
     bl = {

@@ -157,8 +157,7 @@ def correlations(
     rep = x.repeat(c, 1, 1, 1)
     attacked = np.repeat(np.arange(c), n)
     spec = AttackSpec("single-label", {"labels": attacked, "direction": direction})
-    kw = {"max_batch": max_batch} if max_batch else {}
-    (res,) = run_job(model, rep, [spec], eps, alpha=alpha, progress=progress, **kw)
+    (res,) = run_job(model, rep, [spec], eps, alpha=alpha, progress=progress, max_batch=max_batch or None)
     clean = res.clean_probs.reshape(c, n, c)
     adv = res.adv_probs[0].reshape(c, n, c)
     matrix = (adv - clean).mean(1)

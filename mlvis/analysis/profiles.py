@@ -119,8 +119,11 @@ class FlipProfile:
                 eps_max=float(d["eps_max"]),
                 cost=dict(d.get("cost", {})),
                 settings=dict(d.get("settings", {})),
-                **{k: None if d.get(k) is None else np.asarray(d[k], np.int64) for k in _PER_IMAGE},
                 **arrays,
+                per_image_bce=None if d.get("per_image_bce") is None else np.asarray(d["per_image_bce"], np.int64),
+                per_image_linear=(
+                    None if d.get("per_image_linear") is None else np.asarray(d["per_image_linear"], np.int64)
+                ),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"not a flip profile: {e}") from None
@@ -216,7 +219,7 @@ def probe(
 
     from mlvis.attacks.geometry import DEFAULT_ALPHA
     from mlvis.attacks.loop import StepHook, run_lockstep
-    from mlvis.attacks.methods import MethodContext, get_method
+    from mlvis.attacks.methods import LoopPlan, MethodContext, get_method
     from mlvis.attacks.model_helpers import (
         CPU_MAX_BATCH,
         check_images,
@@ -254,7 +257,9 @@ def probe(
     )  # fmt: skip
     table = RowTable(n, c, 1, dev, dtype)
     for s, loss in enumerate(("bce", "linear")):
-        table.add(s, get_method(loss).fn(ctx), ctx, alpha, "linf", int(x[0].numel()), steps=max_steps)
+        plan = get_method(loss).fn(ctx)
+        assert isinstance(plan, LoopPlan)
+        table.add(s, plan, ctx, alpha, "linf", int(x[0].numel()), steps=max_steps)
     batch = int(max_batch) if max_batch else (CPU_MAX_BATCH if dev.type == "cpu" else n)
     parts = [np.arange(s * n + a, s * n + min(n, a + batch)) for s in (0, 1) for a in range(0, n, batch)]
 

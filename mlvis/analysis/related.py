@@ -72,7 +72,7 @@ class RelatedComparison:
 
         rows = []
         for m, name in enumerate(self.methods):
-            row = {"method": NAMES.get(name, name)}
+            row: dict[str, Any] = {"method": NAMES.get(name, name)}
             for col, arr in (
                 ("flips", self.flips),
                 ("linf", self.linf),

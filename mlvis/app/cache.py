@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import streamlit as st
@@ -159,7 +160,9 @@ def hyperplane_run(config: HyperplaneConfig) -> HyperplaneRun:
     [0, 1], ...); failures are not cached.
     """
     boundaries = hyperplane.Boundaries.from_rows(config.rows)
-    settings = {"alpha": config.alpha, "steps": config.steps, "momentum": config.momentum, "p": config.p, "q": config.q}
+    settings: dict[str, Any] = {
+        "alpha": config.alpha, "steps": config.steps, "momentum": config.momentum, "p": config.p, "q": config.q
+    }
     sim = hyperplane.simulate(boundaries, config.start, config.boxes, config.losses, **settings)
     grid = hyperplane.eps_grid(config.alpha, config.boxes)
     curve = hyperplane.flips_vs_eps(boundaries, config.start, grid, config.losses, **settings)

@@ -113,7 +113,8 @@ def other_model(current: str, models: Sequence[str]) -> str | None:
     """The model a run transfers to: the other demo model when there is one, else the next registered model."""
     others = [m for m in models if m != current]
     demos = [m for m in others if m.startswith("demo-")]
-    return (demos or others or [None])[0]
+    candidates: list[str | None] = [*demos, *others, None]
+    return candidates[0]
 
 
 def eps_controls() -> float:
@@ -365,6 +366,8 @@ def lab_cost(model_name: str, recipe: rc.Recipe, num_images: int, dims: int) -> 
 def run_section(controls: LabControls, model_name: str, model: mlvis.MultiLabelModel) -> jobs.Outcome:
     """The Lab's Run button, progress and kept results for the current controls."""
     recipe, images = controls.recipe, controls.images
+    if recipe is None or images is None:
+        raise ValueError("Nothing to run: choose the images and at least one method.")
     digest = uploads.image_digest(images)
     key = (recipe, digest, controls.names, controls.transfer_to)
     dims = int(np.prod(images.shape[1:]))

@@ -282,7 +282,7 @@ def table_ii_frame(up, down, frequencies):
     t = table_ii(up, down, frequencies)
     rows = []
     for quantity in ("attackability vs confidence", "occurrence frequency vs confidence"):
-        row = {"correlation": quantity}
+        row: dict[str, object] = {"correlation": quantity}
         for direction in ("flip up", "flip down"):
             c = t[direction][quantity]
             text = "n/a" if math.isnan(c.r) else f"{c.r:+.3f}" + ("" if c.significant else "*")
@@ -300,7 +300,7 @@ def agreement_frame(up, down, stats: dict):
 
     rows = []
     for key, title in MEASURES.items():
-        row = {"co-occurrence measure": title}
+        row: dict[str, object] = {"co-occurrence measure": title}
         for cm in (up, down):
             c = cooccurrence_agreement(cm, stats[key])
             row[f"flip-{cm.direction} r"] = c.r

@@ -22,6 +22,8 @@ import numpy as np
 from mlvis.attacks.geometry import equal_volume_l2_radius, linf_equivalent
 
 NORMS = ("linf", "l2")
+EpsLike = float | Sequence[float] | np.ndarray
+"""Budgets as a number, a list or an array (in the attack's norm)."""
 NORM_TITLES = {"linf": "L∞", "l2": "L2"}
 
 

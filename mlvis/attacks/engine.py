@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mlvis.attacks.budget import NORMS, Budget, check_norm
+from mlvis.attacks.budget import NORMS, Budget, EpsLike, check_norm
 from mlvis.attacks.geometry import DEFAULT_ALPHA
 from mlvis.attacks.loop import run_table, store_runner
 from mlvis.attacks.methods import LoopPlan, MethodContext, RunOutput, get_method
@@ -55,7 +55,7 @@ class AttackSpec:
 
 
 def attack(
-    model: torch.nn.Module, images: Any, method: str, eps: float | Sequence[float] | Budget, **options: Any
+    model: torch.nn.Module, images: Any, method: str, eps: EpsLike | Budget, **options: Any
 ) -> AttackResult:
     """Attack ``images`` with ``method`` at budget ``eps`` (a float, or a list: results get a leading K axis).
 
@@ -92,7 +92,7 @@ def run_job(
     model: torch.nn.Module,
     images: Any,
     specs: Sequence[AttackSpec | str | tuple[str, Mapping[str, Any]]],
-    eps: float | Sequence[float] | Budget,
+    eps: EpsLike | Budget,
     *,
     alpha: float = DEFAULT_ALPHA,
     norm: str | None = None,

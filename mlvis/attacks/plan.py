@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from mlvis.attacks.budget import Budget
+from mlvis.attacks.budget import Budget, EpsLike
 from mlvis.attacks.engine import AttackSpec
 from mlvis.attacks.methods import MethodInfo, get_method, registered
 from mlvis.attacks.rows import image_steps as _row_image_steps
@@ -263,7 +263,7 @@ def cost_note(methods: Sequence[Any]) -> str:
 
 def image_steps(
     specs: Sequence[Any],
-    eps: Budget | Sequence[float] | float,
+    eps: Budget | EpsLike,
     num_images: int,
     *,
     alpha: float,

@@ -41,7 +41,7 @@ def trajectories(dependent: bool, eps: np.ndarray, n_k: np.ndarray) -> tuple[np.
 
 
 def image_steps(
-    specs: Sequence[Any], eps: Sequence[float], num_images: int, *, alpha: float, norm: str, dims: int
+    specs: Sequence[Any], eps: Sequence[float] | np.ndarray, num_images: int, *, alpha: float, norm: str, dims: int
 ) -> tuple[int, list[str]]:
     """Dry run: the image-steps (one forward + backward of one image) the engine's loop will run for
     ``specs`` at budgets ``eps`` on ``num_images`` images, and the methods it cannot count (own runners).
