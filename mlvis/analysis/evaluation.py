@@ -177,7 +177,7 @@ def evaluate(
     The budgets are ``eps_fractions`` of the profile's eps_max (section VI-C), or ``eps`` explicitly.
     ``profile`` / ``correlations`` default to the model's shipped or cached ones when a method needs them.
     """
-    from mlvis.analysis.landscape import correlations as get_correlations
+    from mlvis.analysis.correlation_matrices import correlations as get_correlations
     from mlvis.analysis.profiles import profile as get_profile
 
     names = [as_spec(m).method for m in methods]

@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from mlvis.analysis.correlation_matrices import CorrelationMatrix
 from mlvis.analysis.evaluation import EvaluationTable, flips_vs_targets, transfer
-from mlvis.analysis.landscape import CorrelationMatrix, cooccurrence_agreement, table_ii
+from mlvis.analysis.landscape import cooccurrence_agreement, table_ii
 from mlvis.analysis.profiles import FlipProfile
 from mlvis.attacks.engine import AttackSpec
 from mlvis.attacks.methods import get_method

@@ -22,8 +22,8 @@ from mlvis import recipe as rc
 from mlvis.analysis.evaluation import FRACTIONS
 from mlvis.app import cache, jobs, options, state
 from mlvis.attacks import DEFAULT_ALPHA, AttackSpec, get_method
+from mlvis.attacks.class_subset import subset_length
 from mlvis.attacks.plan import exposed_values, image_steps
-from mlvis.attacks.subsets import subset_length
 
 DIMS = 3  # image-steps of L-inf jobs do not depend on the image size (the L2 step does)
 

@@ -9,6 +9,7 @@ Public API::
 
 from mlvis.attacks import related  # noqa: F401  (registers ml-cw, ml-deepfool and mla-lp)
 from mlvis.attacks.budget import NORMS, Budget
+from mlvis.attacks.class_subset import class_masks, instance_correlation, normalise_correlations, select_subset
 from mlvis.attacks.engine import AttackSpec, attack, run_job
 from mlvis.attacks.export import load_npy, load_png16, quantize_8bit, save_npy, save_png16
 from mlvis.attacks.geometry import (
@@ -36,7 +37,6 @@ from mlvis.attacks.methods import (
     registered,
 )
 from mlvis.attacks.result import AttackResult
-from mlvis.attacks.subsets import class_masks, instance_correlation, normalise_correlations, select_subset
 
 __all__ = [
     "DEFAULT_ALPHA",
