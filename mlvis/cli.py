@@ -195,11 +195,17 @@ def _method_syntax() -> str:
     return method_syntax().replace("%", "%%")
 
 
+def _fractions() -> str:
+    from mlvis.analysis.profiles import FRACTIONS
+
+    return ",".join(f"{f:g}" for f in FRACTIONS)
+
+
 def _evaluate_args(p: argparse.ArgumentParser) -> None:
     _images_args(p)
     p.add_argument("--methods", default="bce,slam,random,class:0,class:0.5,class:1",
                    help="comma-separated, from the method registry: " + _method_syntax())  # fmt: skip
-    p.add_argument("--fractions", default="0.05,0.1,0.2,0.4,0.6,0.8,1.0", help="fractions of eps_max")
+    p.add_argument("--fractions", default=_fractions(), help="fractions of eps_max (default: section VI-C's grid)")
     p.add_argument("--format", default="md", choices=["md", "csv", "json"], help="table format on stdout")
     p.add_argument("--out", default=None, help="also write table.md, table.csv and table.json into this folder")
 

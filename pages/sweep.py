@@ -4,6 +4,7 @@ import streamlit as st
 
 from mlvis import recipe as rc
 from mlvis.app import cache, jobs, state, studies
+from mlvis.app.page import page_model
 from mlvis.viz import bce_linear_figure, q_totals_figure, sweep_flips_figure, targets_figure
 
 st.title("Budget sweep")
@@ -20,11 +21,7 @@ image, i.e. the baseline itself. The other tabs repeat the experiments behind th
 """
 )
 
-name = state.model_name()
-model, error = cache.try_load_model(name)
-if model is None:
-    st.error(error)
-    st.stop()
+name, model = page_model()
 c = len(model.labels)
 profile = cache.artifact(name, "profile")
 if profile is None:
@@ -160,12 +157,11 @@ with targets_tab:
             targets, mean, std = out.result
             fig = targets_figure(targets, mean, std, ts.eps)
             st.plotly_chart(fig, key="sweep.fig.targets", config={"displayModeBar": False})
-            best = [t.meta for t in fig.data if t.meta["kind"] == "best"]
             st.markdown(
                 "  \n".join(
                     f"ε = {b['eps']:.4g}: best with **{b['targets']}** targets, {b['flips']:.2f} flips "
-                    f"(flips / targets = {b['flips'] / b['targets']:.2f}; the paper finds about 0.6)"
-                    for b in best
+                    f"(flips / targets = {b['ratio']:.2f}; the paper finds about 0.6)"
+                    for b in studies.best_targets(targets, mean, ts.eps)
                 )
             )
 

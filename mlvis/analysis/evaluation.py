@@ -16,14 +16,11 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from mlvis.analysis.profiles import FRACTIONS
 from mlvis.attacks.engine import AttackSpec, run_job
 from mlvis.attacks.methods import get_method
-from mlvis.attacks.model_helpers import flip_count
 from mlvis.attacks.plan import as_spec, evaluation_specs, needs
-
-FRACTIONS = (0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0)
-"""Section VI-C's evaluation grid: fractions of the profile's eps_max (the one definition; see
-:meth:`mlvis.analysis.FlipProfile.grid`)."""
+from mlvis.metrics import flip_count
 
 
 @dataclasses.dataclass(frozen=True)
@@ -257,6 +254,20 @@ def flips_vs_targets(model, images, eps: Sequence[float] | np.ndarray, targets: 
     results = run_job(model, images, specs, list(eps), **job)
     flips = np.stack([r.flips for r in results], axis=1).astype(np.float64)  # (K, T, N)
     return counts, flips.mean(-1), flips.std(-1)
+
+
+def best_targets(targets: Sequence[int] | np.ndarray, mean: np.ndarray, eps: Sequence[float]) -> list[dict]:
+    """Fig. 7's reading: per budget, the target count with the most mean flips (the first on ties).
+
+    Returns one ``{"eps", "targets", "flips", "ratio"}`` per eps (``ratio`` = flips / targets; the paper
+    finds about 0.6, the origin of CLASS's 1.66 = 1 / 0.6)."""
+    t, m = np.asarray(targets, np.int64), np.asarray(mean, np.float64)
+    out = []
+    for k, e in enumerate(eps):
+        best = int(np.argmax(m[k]))
+        count, flips = int(t[best]), float(m[k, best])
+        out.append({"eps": float(e), "targets": count, "flips": flips, "ratio": flips / count})
+    return out
 
 
 def bce_vs_linear(model, images, eps: Sequence[float], **job):

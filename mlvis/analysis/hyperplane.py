@@ -493,7 +493,7 @@ def _walk(
         active = (k < steps)[:, None]
         x = np.where(active, moved, x)
         points[:, k + 1] = x
-    flipped = boundaries.predict(points) != clean
+    flipped = boundaries.predict(points) != clean  # per label; count_flips(...) sums them (equation 3)
     return points, flipped
 
 

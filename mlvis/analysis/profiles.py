@@ -47,6 +47,10 @@ def convergence_index(flips: np.ndarray, rel: float = 0.01, patience: int = 3) -
 
 _PER_IMAGE = ("per_image_bce", "per_image_linear")
 
+FRACTIONS = (0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0)
+"""Section VI-C's evaluation grid as fractions of eps_max: the one definition (the evaluation, the CLI, the
+Profiles and Budget sweep pages read it)."""
+
 
 @dataclasses.dataclass(frozen=True)
 class FlipProfile:
@@ -97,7 +101,7 @@ class FlipProfile:
         p = np.where(eps_arr > self.eps_max, 1.0, np.where(eps_arr <= 0, 0.0, p))
         return float(p) if np.ndim(p) == 0 else p
 
-    def grid(self, fractions=(0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0)) -> np.ndarray:
+    def grid(self, fractions=FRACTIONS) -> np.ndarray:
         """The evaluation budgets: fractions of eps_max (section VI-C)."""
         return np.asarray(fractions, np.float64) * self.eps_max
 
@@ -223,12 +227,12 @@ def probe(
     from mlvis.attacks.model_helpers import (
         CPU_MAX_BATCH,
         check_images,
-        flip_count,
-        model_device,
+            model_device,
         threshold,
         work_dtype,
     )
     from mlvis.attacks.rows import RowTable
+    from mlvis.metrics import flip_count
 
     alpha = DEFAULT_ALPHA if alpha is None else float(alpha)
     if not (alpha > 0 and math.isfinite(alpha)):

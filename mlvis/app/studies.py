@@ -19,7 +19,8 @@ import streamlit as st
 
 import mlvis
 from mlvis import recipe as rc
-from mlvis.analysis.evaluation import FRACTIONS
+from mlvis.analysis.evaluation import best_targets  # noqa: F401  (a fact the sweep page shows)
+from mlvis.analysis.profiles import FRACTIONS
 from mlvis.app import cache, jobs, options, state
 from mlvis.attacks import DEFAULT_ALPHA, AttackSpec, get_method
 from mlvis.attacks.class_subset import subset_length

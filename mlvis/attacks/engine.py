@@ -26,7 +26,6 @@ from mlvis.attacks.model_helpers import (
     CPU_MAX_BATCH,
     check_images,
     default_memory_budget,
-    flip_count,
     forward_no_grad,
     model_device,
     same_device,
@@ -35,6 +34,7 @@ from mlvis.attacks.model_helpers import (
 )
 from mlvis.attacks.result import AttackResult
 from mlvis.attacks.rows import RowTable
+from mlvis.metrics import flip_count
 
 __all__ = ["NORMS", "AttackSpec", "attack", "run_job"]
 

@@ -4,7 +4,6 @@
 - :func:`model_device`, :func:`work_dtype`, :func:`memory_format`, :func:`threshold`: the device, the
   floating dtype and the memory layout of the model's parameters, and its decision threshold;
 - :func:`forward_no_grad`: logits of a batch without autograd, in slices;
-- :func:`flip_count`: equation 3, the labels whose prediction differs from the clean one (over all labels);
 - :func:`activation_bytes`, :func:`default_memory_budget`: what the chunking of a job is sized by.
 """
 
@@ -96,14 +95,6 @@ def forward_no_grad(model: torch.nn.Module, x: torch.Tensor, batch: int) -> torc
     with torch.no_grad():
         outs = [model(x[a : a + batch]).float() for a in range(0, x.shape[0], batch)]
     return torch.cat(outs)
-
-
-def flip_count(probs: Any, clean_pred: Any, thr: float) -> Any:
-    """Equation 3: per row, the number of labels whose prediction ``probs >= thr`` differs from ``clean_pred``.
-
-    Works on torch tensors and numpy arrays alike (summed over the last axis; the result keeps the type)."""
-    differs = (probs >= thr) != clean_pred
-    return differs.sum(-1)
 
 
 _ACT_CACHE: weakref.WeakKeyDictionary[torch.nn.Module, dict[tuple[Any, ...], int]] = weakref.WeakKeyDictionary()
