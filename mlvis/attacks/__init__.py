@@ -4,10 +4,13 @@ Public API::
 
     res = mlvis.attack(model, images, "bce", [0.002, 0.004])        # AttackResult, leading eps axis K
     bce, slam = run_job(model, images, ["bce", AttackSpec("slam", {"p": 0.3})], eps=[0.002, 0.004])
-    list_attacks()   # ["bce", "linear", "slam", ...]
+    mlvis.attack(model, images, "slam", Budget.from_linf(0.004, "l2", dims), profile=prof)  # L2, profile at L-inf
+    list_attacks()   # ["bce", "linear", "slam", ...]; plan.lab_methods(), plan.image_steps(...): the front ends'
+
+See docs/architecture.md for the module map (engine, rows, loop, norms, model_helpers, methods, plan, budget).
 """
 
-from mlvis.attacks import related  # noqa: F401  (registers ml-cw, ml-deepfool and mla-lp)
+from mlvis.attacks import plan, related  # noqa: F401  (related registers ml-cw, ml-deepfool and mla-lp)
 from mlvis.attacks.budget import NORMS, Budget
 from mlvis.attacks.class_subset import class_masks, instance_correlation, normalise_correlations, select_subset
 from mlvis.attacks.engine import AttackSpec, attack, run_job

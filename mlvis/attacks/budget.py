@@ -73,9 +73,3 @@ class Budget:
     @property
     def linf_array(self) -> np.ndarray:
         return np.asarray(self.linf, np.float64)
-
-    def in_norm(self, norm: str, dims: int) -> Budget:
-        """The same L-inf-equivalent budgets attacked in ``norm`` (a spec may override the job's norm)."""
-        if norm == self.norm:
-            return self
-        return Budget.from_linf(self.linf, norm, dims) if norm == "l2" else Budget.of(self.linf, "linf")
