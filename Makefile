@@ -33,6 +33,7 @@ browser:
 
 test: $(VENV)/.dev browser
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
 
 # The tests write screenshots only under test-artifacts/; this refreshes the README's docs/img/home.png
@@ -42,6 +43,7 @@ screenshots: $(VENV)/.dev browser
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 bench: $(VENV)/.dev
 	$(PY) benchmarks/data.py

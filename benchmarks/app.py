@@ -31,8 +31,8 @@ sys.path.insert(0, str(ROOT))
 
 def glue_times(model_name: str, runs: int) -> tuple[list[float], list]:
     import mlvis
+    from mlvis import recipe as rc
     from mlvis.app import lab
-    from mlvis.app import recipe as rc
 
     model = mlvis.create_model(model_name)
     recipe = rc.Recipe(model_name, lab.DEFAULT_METHODS, lab.DEFAULT_EPS)

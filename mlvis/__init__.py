@@ -10,7 +10,10 @@ The public API::
     table = mlvis.evaluate(model, images)              # Tables IV-VI
 """
 
-from mlvis import data
+from mlvis import (
+    data,
+    recipe,  # noqa: E402  (after the attacks and analyses it builds on)
+)
 from mlvis.analysis import (
     CorrelationMatrix,
     EvaluationTable,
@@ -40,6 +43,7 @@ __all__ = [
     "evaluate",
     "list_models",
     "profile",
+    "recipe",
     "register_model",
     "transfer",
 ]

@@ -330,7 +330,7 @@ def _profile_args(p: argparse.ArgumentParser) -> None:
 def profile_cmd(args: argparse.Namespace) -> int:
     import mlvis
     from mlvis.analysis import artifacts
-    from mlvis.analysis.profiles import _images_sha
+    from mlvis.analysis.profiles import images_sha
 
     ship = _ship_path("profile", args) if args.ship else None
     model, images = _load(args)
@@ -341,7 +341,7 @@ def profile_cmd(args: argparse.Namespace) -> int:
     if ship:  # the profile just measured, under the settings key mlvis.profile cached it with
         key = {k: prof.settings[k] for k in ("alpha", "interval", "max_eps", "images")}
         key |= {"degree": prof.degree, "rel": prof.settings["rel"], "patience": prof.settings["patience"],
-                "images_sha": _images_sha(images)}  # fmt: skip
+                "images_sha": images_sha(images)}  # fmt: skip
         artifacts.save("profile", model, key, {"profile": prof.to_dict()}, path=ship)
     conv = "converged" if prof.settings.get("converged") else "NOT converged (raise --max-eps)"
     cost = prof.cost["measured"]
@@ -366,7 +366,7 @@ def correlations_cmd(args: argparse.Namespace) -> int:
 
     import mlvis
     from mlvis.analysis import artifacts
-    from mlvis.analysis.profiles import _images_sha
+    from mlvis.analysis.profiles import images_sha
 
     directions = ("up", "down") if args.direction == "both" else (args.direction,)
     ship = {d: _ship_path(f"correlations-{d}", args) for d in directions} if args.ship else {}
@@ -376,7 +376,7 @@ def correlations_cmd(args: argparse.Namespace) -> int:
         if args.out:
             cm.save(Path(args.out) / f"{args.model}.correlations-{d}.json")
         if args.ship:
-            settings = {"eps": cm.eps, "alpha": cm.alpha, "images": cm.images, "images_sha": _images_sha(images)}
+            settings = {"eps": cm.eps, "alpha": cm.alpha, "images": cm.images, "images_sha": images_sha(images)}
             artifacts.save(f"correlations-{d}", model, settings, {"correlations": cm.to_dict()}, path=ship[d])
         off = cm.matrix[~np.eye(cm.num_labels, dtype=bool)]
         print(f"{args.model} flip-{d}: off-diagonal {off.min():+.4f} .. {off.max():+.4f}, mean attackability "
@@ -386,28 +386,29 @@ def correlations_cmd(args: argparse.Namespace) -> int:
 
 
 def parse_method(text: str):
-    """``bce``, ``linear``, ``slam`` / ``slam:0.25`` (q), ``class:0.5`` (gamma), ``random``."""
-    from mlvis.attacks import AttackSpec
+    """``bce``, ``slam:0.25`` (its first exposed option, q), ``class:gamma=0.5``, ``NAME:OPTION=VALUE[:...]``."""
+    from mlvis.attacks.plan import parse_method as parse
 
-    name, _, arg = text.strip().partition(":")
-    if not arg:
-        return AttackSpec(name)
-    try:
-        value = float(arg)
-    except ValueError:
-        raise ValueError(f"In {text!r}, {arg!r} is not a number.") from None
-    if name == "slam":
-        return AttackSpec("slam", {"q": value})
-    if name == "class":
-        return AttackSpec("class", {"gamma": value})
-    raise ValueError(f"Only slam:Q and class:GAMMA take a value, not {text!r}.")
+    return parse(text)
+
+
+def _method_syntax() -> str:
+    from mlvis.attacks.plan import method_syntax
+
+    return method_syntax().replace("%", "%%")
+
+
+def _fractions() -> str:
+    from mlvis.analysis.profiles import FRACTIONS
+
+    return ",".join(f"{f:g}" for f in FRACTIONS)
 
 
 def _evaluate_args(p: argparse.ArgumentParser) -> None:
     _images_args(p)
     p.add_argument("--methods", default="bce,slam,random,class:0,class:0.5,class:1",
-                   help="comma-separated: bce, linear, slam[:q], random, class:gamma")  # fmt: skip
-    p.add_argument("--fractions", default="0.05,0.1,0.2,0.4,0.6,0.8,1.0", help="fractions of eps_max")
+                   help="comma-separated, from the method registry: " + _method_syntax())  # fmt: skip
+    p.add_argument("--fractions", default=_fractions(), help="fractions of eps_max (default: section VI-C's grid)")
     p.add_argument("--format", default="md", choices=["md", "csv", "json"], help="table format on stdout")
     p.add_argument("--out", default=None, help="also write table.md, table.csv and table.json into this folder")
 
@@ -491,7 +492,7 @@ def attack_cmd(args: argparse.Namespace) -> int:
     import pandas as pd
 
     import mlvis
-    from mlvis.app import recipe as rc
+    from mlvis import recipe as rc
     from mlvis.store import atomic_write_text
 
     config = Path(args.config)

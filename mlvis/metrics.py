@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 
@@ -29,6 +31,14 @@ def mean_average_precision(scores: np.ndarray, targets: np.ndarray) -> tuple[flo
     return float(np.nanmean(aps)), aps
 
 
+def flip_count(probs: Any, clean_pred: Any, threshold: float) -> Any:
+    """Equation 3, the one definition: per row, the labels whose prediction ``probs >= threshold`` differs
+    from the clean prediction ``clean_pred``, counted over all labels (the last axis).
+
+    Works on numpy arrays and torch tensors alike (the result keeps the type and device)."""
+    return ((probs >= threshold) != clean_pred).sum(-1)
+
+
 def count_flips(clean_pred: np.ndarray, adv_pred: np.ndarray) -> np.ndarray:
-    """Equation 3: labels whose binary prediction changed, summed over the last axis."""
+    """Equation 3 from two predictions: labels whose binary prediction changed, summed over the last axis."""
     return (np.asarray(clean_pred).astype(bool) != np.asarray(adv_pred).astype(bool)).sum(-1)

@@ -4,7 +4,8 @@ import numpy as np
 import streamlit as st
 
 import mlvis
-from mlvis.app import cache, jobs, lab, models_page, state
+from mlvis.app import jobs, lab, models_page
+from mlvis.app.page import page_model
 from mlvis.viz import (
     amplified_perturbation,
     confidence_change_figure,
@@ -32,11 +33,7 @@ and the lossless downloads keep every bit.
 """
 )
 
-name = state.model_name()
-model, error = cache.try_load_model(name)
-if model is None:
-    st.error(error)
-    st.stop()
+name, model = page_model()
 
 controls = lab.lab_controls(name, model, mlvis.list_models())
 for note in controls.notes:

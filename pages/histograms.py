@@ -2,8 +2,9 @@
 
 import streamlit as st
 
-from mlvis.app import cache, jobs, state, studies
-from mlvis.app import recipe as rc
+from mlvis import recipe as rc
+from mlvis.app import jobs, state, studies
+from mlvis.app.page import page_model
 from mlvis.viz import confidence_histograms, histogram_counts
 
 st.title("Confidence histograms")
@@ -19,11 +20,7 @@ green and the threshold band (the 0.2 just short of the threshold) orange.
 """
 )
 
-name = state.model_name()
-model, error = cache.try_load_model(name)
-if model is None:
-    st.error(error)
-    st.stop()
+name, model = page_model()
 
 with st.container(border=True):
     methods = st.pills(

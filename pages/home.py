@@ -5,6 +5,7 @@ import streamlit as st
 
 import mlvis
 from mlvis.app import cache, state
+from mlvis.app.page import page_model
 from mlvis.viz import confidence_bars, upscale_image
 
 GALLERY_SIZE = 6
@@ -33,12 +34,8 @@ in the sidebar; the link in the address bar keeps both, so a view can be shared.
 """
 )
 
-name = state.model_name()
+name, model = page_model()
 seed = state.seed()
-model, error = cache.try_load_model(name)
-if model is None:
-    st.error(error)
-    st.stop()
 
 spec = model.spec
 card = spec.card

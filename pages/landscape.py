@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from mlvis.app import cache, jobs, state, studies
+from mlvis.app import cache, jobs, studies
+from mlvis.app.page import page_model
 from mlvis.viz import attackability_figure, matrix_heatmap
 
 st.title("Label landscape")
@@ -20,11 +21,7 @@ passes (appendix F, equation 9).
 """
 )
 
-name = state.model_name()
-model, error = cache.try_load_model(name)
-if model is None:
-    st.error(error)
-    st.stop()
+name, model = page_model()
 
 up, down = cache.artifact(name, "up"), cache.artifact(name, "down")
 missing = [d for d, m in (("flip-up", up), ("flip-down", down)) if m is None]

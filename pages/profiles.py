@@ -3,7 +3,8 @@
 import streamlit as st
 
 import mlvis
-from mlvis.app import cache, jobs, state, studies
+from mlvis.app import cache, jobs, studies
+from mlvis.app.page import page_model
 from mlvis.viz import profile_figure, profiles_figure
 
 st.title("Profiles")
@@ -21,11 +22,7 @@ passes per image and probe.
 """
 )
 
-name = state.model_name()
-model, error = cache.try_load_model(name)
-if model is None:
-    st.error(error)
-    st.stop()
+name, model = page_model()
 
 shipped = cache.artifact(name, "profile")
 with st.expander(

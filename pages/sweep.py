@@ -2,8 +2,9 @@
 
 import streamlit as st
 
+from mlvis import recipe as rc
 from mlvis.app import cache, jobs, state, studies
-from mlvis.app import recipe as rc
+from mlvis.app.page import page_model
 from mlvis.viz import bce_linear_figure, q_totals_figure, sweep_flips_figure, targets_figure
 
 st.title("Budget sweep")
@@ -20,11 +21,7 @@ image, i.e. the baseline itself. The other tabs repeat the experiments behind th
 """
 )
 
-name = state.model_name()
-model, error = cache.try_load_model(name)
-if model is None:
-    st.error(error)
-    st.stop()
+name, model = page_model()
 c = len(model.labels)
 profile = cache.artifact(name, "profile")
 if profile is None:
@@ -55,16 +52,8 @@ with st.container(border=True):
         help=f"Comma-separated fractions of ε_max = {profile.eps_max:.4g}; the paper's grid is "
         "0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1 (expensive here).",
     )
-    gamma = c3.slider(
-        "CLASS's γ",
-        min_value=0.0,
-        max_value=1.0,
-        value=0.5,
-        step=0.05,
-        key=studies.SWEEP_GAMMA,
-        bind="query-params",
-        help="0: the labels closest to flipping; 1: the labels that help each other most (equation 8).",
-    )
+    exposed = studies.sweep_options()
+    values = studies.option_sliders("sweep", exposed, [c3] * len(exposed))
     methods = st.pills(
         "Methods (BCE, the baseline, always runs)",
         rc.lab_methods(),
@@ -86,7 +75,7 @@ table_tab, targets_tab, bl_tab, q_tab = st.tabs(
 )
 
 with table_tab:
-    settings = studies.SweepSettings(tuple(methods or ()), float(gamma), fractions, int(images), state.seed())
+    settings = studies.SweepSettings(tuple(methods or ()), tuple(values.items()), fractions, int(images), state.seed())
     outcome = jobs.run_section(
         "sweep.table",
         (name, settings),
@@ -168,12 +157,11 @@ with targets_tab:
             targets, mean, std = out.result
             fig = targets_figure(targets, mean, std, ts.eps)
             st.plotly_chart(fig, key="sweep.fig.targets", config={"displayModeBar": False})
-            best = [t.meta for t in fig.data if t.meta["kind"] == "best"]
             st.markdown(
                 "  \n".join(
                     f"ε = {b['eps']:.4g}: best with **{b['targets']}** targets, {b['flips']:.2f} flips "
-                    f"(flips / targets = {b['flips'] / b['targets']:.2f}; the paper finds about 0.6)"
-                    for b in best
+                    f"(flips / targets = {b['ratio']:.2f}; the paper finds about 0.6)"
+                    for b in studies.best_targets(targets, mean, ts.eps)
                 )
             )
 

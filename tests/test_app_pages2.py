@@ -21,8 +21,8 @@ from streamlit.testing.v1 import AppTest
 
 import mlvis
 from mlvis import cli
+from mlvis import recipe as rc
 from mlvis.app import cache, jobs, lab, studies
-from mlvis.app import recipe as rc
 from mlvis.data import images as mi
 from mlvis.viz import histograms as vh
 

@@ -7,7 +7,7 @@ import pytest
 
 import mlvis
 from mlvis.analysis.class_tree import class_tree
-from mlvis.attacks.subsets import select_subset
+from mlvis.attacks.class_subset import select_subset
 from mlvis.viz.class_tree import class_tree_figure, tree_layout
 
 
@@ -49,8 +49,8 @@ def test_recorded_nodes_are_the_search(asl):
         assert first.label == it["chosen"] == tree.subset[k + 1]
         assert it["root"] == list(tree.subset[: k + 1])
         # every leaf's objective is O of its set, recomputed from the recorded path
-        up_n, down_n = (np.asarray(m) for m in mlvis.attacks.subsets.correlation_pair(up))
-        icm = mlvis.attacks.subsets.instance_correlation(up_n, down_n, tree.target)
+        up_n, down_n = (np.asarray(m) for m in mlvis.attacks.class_subset.correlation_pair(up))
+        icm = mlvis.attacks.class_subset.instance_correlation(up_n, down_n, tree.target)
         for leaf in leaves:
             members, node = list(it["root"]), leaf
             while node.parent >= 0:

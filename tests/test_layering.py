@@ -4,7 +4,10 @@
 - ``mlvis/viz`` imports neither the attack code (``mlvis.attacks``) nor the Streamlit glue;
 - ``app.py`` and the pages import only ``mlvis.app``, ``mlvis.viz``, the public ``mlvis`` API,
   Streamlit, plotly, numpy, pandas and the standard library;
-- ``mlvis/app/__init__.py`` imports nothing, so ``import mlvis.app`` stays cheap.
+- ``mlvis/app/__init__.py`` imports nothing, so ``import mlvis.app`` stays cheap;
+- nothing in the library outside ``mlvis/app/`` imports the glue (``mlvis/cli.py`` included: the recipe the CLI
+  reruns lives in ``mlvis.recipe``);
+- no module imports another module's private (``_``-prefixed) names.
 """
 
 from __future__ import annotations
@@ -142,6 +145,44 @@ def test_app_package_init_imports_nothing():
     assert imports(PACKAGE / "app" / "__init__.py") == []
 
 
+def glue_violations(files: list[Path], root: Path = ROOT) -> list[str]:
+    return [
+        f"{f.relative_to(root)} imports {m}"
+        for f in files
+        for m in sorted(imported_modules(f, root))
+        if within(m, "mlvis.app")
+    ]
+
+
+# the one known exception, removed by the atomic-write consolidation (one atomic write for the code base)
+PRIVATE_ALLOWED = {"mlvis/attacks/result.py imports mlvis.attacks.export (_atomic_write)"}
+
+
+def private_violations(files: list[Path], root: Path = ROOT) -> list[str]:
+    """``from mlvis.x import _name`` in a module other than ``mlvis.x`` (and ``mlvis.x._private`` modules)."""
+    bad = []
+    for f in files:
+        own = module_name(f, root)
+        for module, names in imports(f, root):
+            if not within(module, "mlvis") or module == own:
+                continue
+            private = [n for n in names if n.startswith("_") and not n.startswith("__")]
+            private += [p for p in module.split(".") if p.startswith("_") and not p.startswith("__")]
+            if private:
+                bad.append(f"{f.relative_to(root)} imports {module} ({', '.join(private)})")
+    return bad
+
+
+def test_nothing_outside_the_glue_imports_it():
+    outside = [p for p in library_files() if not p.is_relative_to(PACKAGE / "app")]
+    assert PACKAGE / "cli.py" in outside
+    assert glue_violations(outside) == []
+
+
+def test_no_module_imports_another_modules_private_names():
+    assert set(private_violations(library_files() + PAGE_FILES)) <= PRIVATE_ALLOWED
+
+
 def test_the_scanner_catches_violations(tmp_path):
     """The rules above can fail: synthetic modules that break each one are reported."""
     pkg = tmp_path / "mlvis"
@@ -166,4 +207,16 @@ def test_the_scanner_catches_violations(tmp_path):
         "pages/bad.py imports mlvis.models.registry (default_device)",
         "pages/bad.py imports mlvis.attacks.iterative (run_loop)",
         "pages/bad.py imports mlvis (_private_helper)",
+    ]
+    (pkg / "cli.py").write_text("from mlvis.app import recipe\n")
+    (pkg / "analysis").mkdir()
+    (pkg / "analysis" / "profiles.py").write_text(
+        "from mlvis.attacks.engine import _check_images, run_job\nfrom .profiles import _own\n"
+    )
+    assert glue_violations([pkg / "cli.py"], tmp_path) == [
+        "mlvis/cli.py imports mlvis.app",
+        "mlvis/cli.py imports mlvis.app.recipe",
+    ]
+    assert private_violations([pkg / "analysis" / "profiles.py"], tmp_path) == [
+        "mlvis/analysis/profiles.py imports mlvis.attacks.engine (_check_images)"
     ]

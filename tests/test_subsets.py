@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlvis.attacks.subsets import select_subset, subset_length, target_ease
+from mlvis.attacks.class_subset import select_subset, subset_length, target_ease
 
 
 def reference_select(ease, icm, length, gamma, branches, depth):

@@ -10,7 +10,7 @@ from attack_models import LinearMultiLabel
 import mlvis
 from mlvis.analysis import fit_profile
 from mlvis.attacks import instance_correlation, normalise_correlations, select_subset
-from mlvis.attacks.subsets import subset_length, target_ease
+from mlvis.attacks.class_subset import subset_length, target_ease
 
 C = 8
 

@@ -1,5 +1,6 @@
 """Analyses of models and attacks (no Streamlit, no plotting)."""
 
+from mlvis.analysis.correlation_matrices import CorrelationMatrix, correlations
 from mlvis.analysis.evaluation import (
     EvaluationTable,
     TransferResult,
@@ -10,14 +11,7 @@ from mlvis.analysis.evaluation import (
     q_sweep,
     transfer,
 )
-from mlvis.analysis.landscape import (
-    Correlation,
-    CorrelationMatrix,
-    cooccurrence_agreement,
-    correlations,
-    pearson,
-    table_ii,
-)
+from mlvis.analysis.landscape import Correlation, cooccurrence_agreement, pearson, table_ii
 from mlvis.analysis.observations import AbsentConfidence, absent_confidence_correlation
 from mlvis.analysis.profiles import FlipProfile, fit_profile, probe, profile
 from mlvis.analysis.related import RelatedComparison, compare_related

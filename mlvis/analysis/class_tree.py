@@ -2,7 +2,7 @@
 
 :func:`class_tree` runs the same selection the ``"class"`` attack runs for one image at one budget (same
 clean confidences, same maximum-flip target, same subset length from the profile, same normalised
-correlation matrices) with :func:`mlvis.attacks.subsets.select_subset`'s ``trace`` on, so every node, score
+correlation matrices) with :func:`mlvis.attacks.class_subset.select_subset`'s ``trace`` on, so every node, score
 and objective shown is the one that decided the subset. Each iteration adds one label: a tree ``depth``
 levels deep with ``branches`` children per node grows from the labels chosen so far, and the first label on
 the path to the leaf with the highest objective ``O = gamma * sum(ICM[set, set]) + (1 - gamma) * sum(P[set])``
@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from mlvis.attacks.subsets import (
+from mlvis.attacks.class_subset import (
     correlation_pair,
     instance_correlation,
+    profile_lengths,
     select_subset,
-    subset_length,
     target_ease,
 )
 
@@ -161,7 +161,7 @@ def class_tree(
     if length is None:
         if profile is None or not hasattr(profile, "expected_flips"):
             raise ValueError("Give the model's profile (to size the subset from E(eps)) or an explicit length.")
-        length = subset_length(float(profile.expected_flips(float(eps))), c, factor)
+        length = int(profile_lengths(profile, np.array([float(eps)]), c, factor)[0])
     length = int(length)
     if not 1 <= length <= c:
         raise ValueError(f"The subset length must be between 1 and the number of labels ({c}), not {length}.")

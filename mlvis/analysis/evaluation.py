@@ -16,54 +16,11 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from mlvis.analysis.profiles import FRACTIONS
 from mlvis.attacks.engine import AttackSpec, run_job
-
-FRACTIONS = (0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0)
-_NEEDS_PROFILE = {"slam", "class", "random"}
-
-
-def display_name(spec: AttackSpec) -> str:
-    """``CLASS(γ=0.5)``, ``SLAM(q=0.5)``, ``Random subset``: the paper's row names."""
-    if spec.name:
-        return spec.name
-    o = spec.options
-    m = spec.method
-    if m == "bce":
-        return "BCE"
-    if m == "linear":
-        return "Linear"
-    if m == "slam":
-        return f"SLAM(q={o.get('q', 0.5):g})"
-    if m == "class":
-        return f"CLASS(γ={o.get('gamma', 0.5):g})"
-    if m == "random":
-        return "Random subset"
-    return m
-
-
-def _specs(methods, profile, correlations) -> list[AttackSpec]:
-    out = []
-    for m in methods:
-        if isinstance(m, str):
-            s = AttackSpec(m)
-        elif isinstance(m, AttackSpec):
-            s = m
-        elif isinstance(m, tuple) and len(m) == 2:
-            s = AttackSpec(m[0], dict(m[1]))
-        else:
-            raise ValueError(f"A method must be a name, (name, options) or an AttackSpec, not {m!r}.")
-        opts = dict(s.options)
-        if s.method in _NEEDS_PROFILE and "p" not in opts and "length" not in opts:
-            opts.setdefault("profile", profile)
-        if s.method == "class":
-            if correlations is None and "correlations" not in opts:
-                raise ValueError("CLASS needs the model's correlation matrices (mlvis.correlations).")
-            opts.setdefault("correlations", correlations)
-        out.append(AttackSpec(s.method, opts, display_name(AttackSpec(s.method, opts, s.name))))
-    names = [s.name for s in out]
-    if len(set(names)) != len(names):
-        raise ValueError(f"Two methods share a name ({names}); give them distinct names with AttackSpec(name=...).")
-    return out
+from mlvis.attacks.methods import get_method
+from mlvis.attacks.plan import as_spec, evaluation_specs, needs
+from mlvis.metrics import flip_count
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,7 +74,7 @@ class EvaluationTable:
                 others = [m for m in range(len(self.methods)) if m != b]
                 if others:
                     second = max(others, key=lambda m: mean[m, k])
-                    out[top, k] = _paired_p(self.flips[b, k], self.flips[second, k]) < self.significance
+                    out[top, k] = paired_p(self.flips[b, k], self.flips[second, k]) < self.significance
         return out
 
     def to_frame(self):
@@ -178,7 +135,9 @@ class EvaluationTable:
         return json.dumps(self.to_dict())
 
 
-def _paired_p(a: np.ndarray, b: np.ndarray) -> float:
+def paired_p(a: np.ndarray, b: np.ndarray) -> float:
+    """Paired t-test p-value of two methods' flips on the same images (1 for identical runs, 0 for a
+    constant non-zero shift, nan for fewer than two images)."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     d = a - b
     if len(d) < 2:
@@ -215,17 +174,17 @@ def evaluate(
     The budgets are ``eps_fractions`` of the profile's eps_max (section VI-C), or ``eps`` explicitly.
     ``profile`` / ``correlations`` default to the model's shipped or cached ones when a method needs them.
     """
-    from mlvis.analysis.landscape import correlations as get_correlations
+    from mlvis.analysis.correlation_matrices import correlations as get_correlations
     from mlvis.analysis.profiles import profile as get_profile
 
-    names = [m if isinstance(m, str) else (m.method if isinstance(m, AttackSpec) else m[0]) for m in methods]
-    if profile is None and (eps is None or any(n in _NEEDS_PROFILE for n in names)):
+    names = [as_spec(m).method for m in methods]
+    if profile is None and (eps is None or needs(methods, "profile")):
         profile = get_profile(model)
-    if correlations is None and "class" in names:
+    if correlations is None and needs(methods, "correlations"):
         correlations = get_correlations(model, direction="up")
     if baseline not in names:
         methods = [baseline, *methods]
-    specs = _specs(methods, profile, correlations)
+    specs = evaluation_specs(methods, profile, correlations)
     fr = np.asarray(eps_fractions, np.float64)
     budgets = np.asarray(eps, np.float64) if eps is not None else fr * profile.eps_max
     if eps is not None:
@@ -239,21 +198,21 @@ def evaluate(
     for i in range(m):
         if i != b:
             for kk in range(k):
-                p[i, kk] = _paired_p(flips[i, kk], flips[b, kk])
+                p[i, kk] = paired_p(flips[i, kk], flips[b, kk])
     same = np.zeros((m, k), bool)
     for i, r in enumerate(results):
-        if r.targets is not None and specs[i].method in ("class", "random"):
+        if r.targets is not None and get_method(specs[i].method).subset:
             same[i] = (r.targets > 0).all(axis=(1, 2))
     return EvaluationTable(
         model=getattr(getattr(model, "spec", None), "name", type(model).__name__),
-        methods=tuple(s.name for s in specs),
+        methods=tuple(str(s.name) for s in specs),
         eps=budgets,
         fractions=fr,
         flips=flips,
         flips_8bit=flips_8bit,
         p_values=p,
         same_as_baseline=same,
-        baseline=specs[b].name,
+        baseline=str(specs[b].name),
         significance=significance,
         config={"seed": seed, "images": int(flips.shape[-1]), "eps_max": getattr(profile, "eps_max", None)},
     )
@@ -280,7 +239,7 @@ def gamma_search(model, images, step: float = 0.05, *, profile=None, correlation
     return float(gammas[int(np.argmax(totals))]), table
 
 
-def flips_vs_targets(model, images, eps: Sequence[float], targets: Sequence[int] | None = None, **job):
+def flips_vs_targets(model, images, eps: Sequence[float] | np.ndarray, targets: Sequence[int] | None = None, **job):
     """Fig. 7: mean flips against the number of targets (the labels closest to flipping), per eps.
 
     Returns ``(targets (T,), mean (K, T), std (K, T))``; one job for every target count and eps.
@@ -290,11 +249,25 @@ def flips_vs_targets(model, images, eps: Sequence[float], targets: Sequence[int]
         if num_labels is None:
             raise ValueError("Give the target counts (the model does not name its labels).")
         targets = range(1, num_labels + 1)
-    targets = np.asarray(list(targets), np.int64)
-    specs = [AttackSpec("closest", {"k": int(t)}, name=f"top{t}") for t in targets]
+    counts = np.asarray(list(targets), np.int64)
+    specs = [AttackSpec("closest", {"k": int(t)}, name=f"top{t}") for t in counts]
     results = run_job(model, images, specs, list(eps), **job)
     flips = np.stack([r.flips for r in results], axis=1).astype(np.float64)  # (K, T, N)
-    return targets, flips.mean(-1), flips.std(-1)
+    return counts, flips.mean(-1), flips.std(-1)
+
+
+def best_targets(targets: Sequence[int] | np.ndarray, mean: np.ndarray, eps: Sequence[float]) -> list[dict]:
+    """Fig. 7's reading: per budget, the target count with the most mean flips (the first on ties).
+
+    Returns one ``{"eps", "targets", "flips", "ratio"}`` per eps (``ratio`` = flips / targets; the paper
+    finds about 0.6, the origin of CLASS's 1.66 = 1 / 0.6)."""
+    t, m = np.asarray(targets, np.int64), np.asarray(mean, np.float64)
+    out = []
+    for k, e in enumerate(eps):
+        best = int(np.argmax(m[k]))
+        count, flips = int(t[best]), float(m[k, best])
+        out.append({"eps": float(e), "targets": count, "flips": flips, "ratio": flips / count})
+    return out
 
 
 def bce_vs_linear(model, images, eps: Sequence[float], **job):
@@ -339,10 +312,10 @@ def transfer(result, other_model, batch: int = 256) -> TransferResult:
     import torch
     import torch.nn.functional as F
 
-    from mlvis.attacks.engine import _model_device, _threshold, _work_dtype
+    from mlvis.attacks.model_helpers import model_device, threshold, work_dtype
 
-    dev, dtype = _model_device(other_model), _work_dtype(other_model)
-    thr = _threshold(other_model)
+    dev, dtype = model_device(other_model), work_dtype(other_model)
+    thr = threshold(other_model)
     size = tuple(getattr(getattr(other_model, "spec", None), "input_size", ()) or result.clean.shape[-2:])
 
     def probs(x: np.ndarray) -> np.ndarray:
@@ -357,14 +330,14 @@ def transfer(result, other_model, batch: int = 256) -> TransferResult:
 
     k, n = result.flips.shape
     clean_pred = probs(result.clean) >= thr
-    adv = probs(result.adv.reshape(k * n, *result.adv.shape[2:])).reshape(k, n, -1) >= thr
+    adv = probs(result.adv.reshape(k * n, *result.adv.shape[2:])).reshape(k, n, -1)
     q8 = probs(result.adv_8bit.reshape(k * n, *result.adv.shape[2:]).astype(np.float32) / 255).reshape(k, n, -1)
     return TransferResult(
         source=str(result.config.get("model", "")),
         target=getattr(getattr(other_model, "spec", None), "name", type(other_model).__name__),
         method=result.name,
         eps=result.eps.copy(),
-        flips=(adv != clean_pred[None]).sum(-1),
-        flips_8bit=((q8 >= thr) != clean_pred[None]).sum(-1),
+        flips=flip_count(adv, clean_pred[None], thr),
+        flips_8bit=flip_count(q8, clean_pred[None], thr),
         source_flips=result.flips.copy(),
     )

@@ -15,10 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from mlvis.analysis.correlation_matrices import CorrelationMatrix
 from mlvis.analysis.evaluation import EvaluationTable, flips_vs_targets, transfer
-from mlvis.analysis.landscape import CorrelationMatrix, cooccurrence_agreement, table_ii
+from mlvis.analysis.landscape import cooccurrence_agreement, table_ii
 from mlvis.analysis.profiles import FlipProfile
 from mlvis.attacks.engine import AttackSpec
+from mlvis.attacks.methods import get_method
 
 
 @dataclasses.dataclass
@@ -72,9 +74,9 @@ class Findings:
 
 
 def _paired(a, b) -> float:
-    from mlvis.analysis.evaluation import _paired_p
+    from mlvis.analysis.evaluation import paired_p
 
-    return _paired_p(a, b)
+    return paired_p(a, b)
 
 
 def paper_findings(
@@ -85,7 +87,7 @@ def paper_findings(
     up: CorrelationMatrix,
     down: CorrelationMatrix,
     frequencies: np.ndarray,
-    cooccurrence: np.ndarray,
+    cooccurrence: dict[str, np.ndarray],
     fractions=(0.05, 0.1, 0.2),
     gamma_step: float = 0.05,
     other_model=None,
@@ -96,22 +98,24 @@ def paper_findings(
     n = int(images.shape[0])
     methods = ["bce", "linear", "slam", "random", AttackSpec("class", {"gamma": 0.0}),
                AttackSpec("class", {"gamma": 0.5}), AttackSpec("class", {"gamma": 1.0})]  # fmt: skip
-    from mlvis.analysis.evaluation import _specs
     from mlvis.attacks.engine import run_job
+    from mlvis.attacks.plan import evaluation_specs
 
-    specs = _specs(methods, profile, up)
+    specs = evaluation_specs(methods, profile, up)
     eps = np.asarray(fractions, np.float64) * profile.eps_max
     results = run_job(model, images, specs, eps, progress=progress)
     table = _table(name, specs, results, eps, np.asarray(fractions, np.float64))
     gammas = np.round(np.arange(0, 1 + 1e-9, gamma_step), 6)
-    g_specs = _specs(["bce"] + [AttackSpec("class", {"gamma": float(g)}) for g in gammas], profile, up)
+    g_specs = evaluation_specs(["bce"] + [AttackSpec("class", {"gamma": float(g)}) for g in gammas], profile, up)
     g_res = run_job(model, images, g_specs, eps[:1], progress=progress)
     g_table = _table(name, g_specs, g_res, eps[:1], np.asarray(fractions[:1], np.float64))
     best_gamma = float(gammas[int(np.argmax(g_table.total[1:]))])
     # F3 / Fig. 8 from the profile's probe curves: exactly BCE and linear at every measured budget
-    if profile.per_image_bce is None or profile.per_image_bce.shape[1] != n:
+    if profile.per_image_bce is None or profile.per_image_linear is None or profile.per_image_bce.shape[1] != n:
         raise ValueError("F3 reads the profile's per-image probe curves: compute the profile on these images.")
-    pr = {"eps": profile.eps, "per_image_bce": profile.per_image_bce, "per_image_linear": profile.per_image_linear}
+    pr: dict[str, np.ndarray] = {
+        "eps": profile.eps, "per_image_bce": profile.per_image_bce, "per_image_linear": profile.per_image_linear
+    }
     idx = np.unique(np.clip(np.round(np.array([*fractions, 0.4, 0.6, 0.8, 1.0]) * (len(pr["eps"]) - 1)), 1, None)
                     .astype(int))  # fmt: skip
     bl = {
@@ -138,17 +142,17 @@ def paper_findings(
 
 
 def _table(name, specs, results, eps, fractions) -> EvaluationTable:
-    from mlvis.analysis.evaluation import _paired_p
+    from mlvis.analysis.evaluation import paired_p
 
     flips = np.stack([r.flips for r in results]).astype(np.float64)
     m, k = flips.shape[:2]
     p = np.full((m, k), np.nan)
     for i in range(1, m):
         for kk in range(k):
-            p[i, kk] = _paired_p(flips[i, kk], flips[0, kk])
+            p[i, kk] = paired_p(flips[i, kk], flips[0, kk])
     same = np.zeros((m, k), bool)
     for i, r in enumerate(results):
-        if r.targets is not None and r.method in ("class", "random"):
+        if r.targets is not None and get_method(r.method).subset:
             same[i] = (r.targets > 0).all(axis=(1, 2))
     return EvaluationTable(name, tuple(s.name for s in specs), eps, fractions, flips,
                            np.stack([r.flips_8bit for r in results]).astype(np.float64), p, same)  # fmt: skip

@@ -493,7 +493,7 @@ def _walk(
         active = (k < steps)[:, None]
         x = np.where(active, moved, x)
         points[:, k + 1] = x
-    flipped = boundaries.predict(points) != clean
+    flipped = boundaries.predict(points) != clean  # per label; count_flips(...) sums them (equation 3)
     return points, flipped
 
 
@@ -524,7 +524,7 @@ def _check_settings(start, eps, alpha: float, steps: int | None, momentum: float
 def simulate(
     boundaries: Boundaries,
     start: Sequence[float] = DEFAULT_START,
-    eps: float | Sequence[float] = DEFAULT_BOXES,
+    eps: float | Sequence[float] | np.ndarray = DEFAULT_BOXES,
     losses: Sequence[str] = (GREEDY, PATIENT),
     *,
     alpha: float = DEFAULT_ALPHA,
@@ -636,7 +636,7 @@ def eps_grid(alpha: float = DEFAULT_ALPHA, boxes: Sequence[float] = DEFAULT_BOXE
 def flips_vs_eps(
     boundaries: Boundaries,
     start: Sequence[float] = DEFAULT_START,
-    eps: Sequence[float] | None = None,
+    eps: Sequence[float] | np.ndarray | None = None,
     losses: Sequence[str] = (GREEDY, PATIENT),
     **settings,
 ) -> FlipCurve:

@@ -47,6 +47,10 @@ def convergence_index(flips: np.ndarray, rel: float = 0.01, patience: int = 3) -
 
 _PER_IMAGE = ("per_image_bce", "per_image_linear")
 
+FRACTIONS = (0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0)
+"""Section VI-C's evaluation grid as fractions of eps_max: the one definition (the evaluation, the CLI, the
+Profiles and Budget sweep pages read it)."""
+
 
 @dataclasses.dataclass(frozen=True)
 class FlipProfile:
@@ -97,7 +101,7 @@ class FlipProfile:
         p = np.where(eps_arr > self.eps_max, 1.0, np.where(eps_arr <= 0, 0.0, p))
         return float(p) if np.ndim(p) == 0 else p
 
-    def grid(self, fractions=(0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0)) -> np.ndarray:
+    def grid(self, fractions=FRACTIONS) -> np.ndarray:
         """The evaluation budgets: fractions of eps_max (section VI-C)."""
         return np.asarray(fractions, np.float64) * self.eps_max
 
@@ -119,8 +123,11 @@ class FlipProfile:
                 eps_max=float(d["eps_max"]),
                 cost=dict(d.get("cost", {})),
                 settings=dict(d.get("settings", {})),
-                **{k: None if d.get(k) is None else np.asarray(d[k], np.int64) for k in _PER_IMAGE},
                 **arrays,
+                per_image_bce=None if d.get("per_image_bce") is None else np.asarray(d["per_image_bce"], np.int64),
+                per_image_linear=(
+                    None if d.get("per_image_linear") is None else np.asarray(d["per_image_linear"], np.int64)
+                ),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"not a flip profile: {e}") from None
@@ -201,22 +208,31 @@ def probe(
 ) -> dict:
     """The probe attacks of section V-C: unbounded MI-FGSM with BCE and with the linear loss.
 
-    Both run side by side (2N rows) with the engine's update rule (per-sample L1-normalised gradient,
-    momentum 1, sign step of ``alpha``, clip to [0, 1]); no eps-ball, so the image after ``k`` steps
-    is exactly the attack at eps = k * alpha (DESIGN.md's prefix rule). The mean flips of each curve
-    are recorded every ``interval`` steps, read from the logits that the next step's gradient forward
-    computes anyway, and the probe stops as soon as the larger curve has converged
-    (:func:`convergence_index`, with at least ``min_points`` points including eps = 0, enough for a
-    degree-4 fit) or at ``max_eps``.
+    Both run side by side as 2N rows of the engine's own loop (:func:`mlvis.attacks.loop.run_lockstep`:
+    per-sample L1-normalised gradient, momentum 1, sign step of ``alpha``, clip to [0, 1]); no eps-ball,
+    so the image after ``k`` steps is exactly the attack at eps = k * alpha (DESIGN.md's prefix rule).
+    The mean flips of each curve are recorded every ``interval`` steps by a step hook, read from the
+    logits that the step's gradient forward computes anyway, and the probe stops as soon as the larger
+    curve has converged (:func:`convergence_index`, with at least ``min_points`` points including eps = 0,
+    enough for a degree-4 fit) or at ``max_eps``.
 
     Returns a dict: ``eps`` (M,), ``flips_bce`` / ``flips_linear`` (M,) means, ``per_image_bce`` /
     ``per_image_linear`` (M, N), ``steps`` run, ``converged`` and the measured ``cost``.
     """
     import torch
 
-    from mlvis.attacks.engine import _CPU_MAX_BATCH, _check_images, _model_device, _threshold, _work_dtype
     from mlvis.attacks.geometry import DEFAULT_ALPHA
-    from mlvis.attacks.losses import get_loss
+    from mlvis.attacks.loop import StepHook, run_lockstep
+    from mlvis.attacks.methods import LoopPlan, MethodContext, get_method
+    from mlvis.attacks.model_helpers import (
+        CPU_MAX_BATCH,
+        check_images,
+            model_device,
+        threshold,
+        work_dtype,
+    )
+    from mlvis.attacks.rows import RowTable
+    from mlvis.metrics import flip_count
 
     alpha = DEFAULT_ALPHA if alpha is None else float(alpha)
     if not (alpha > 0 and math.isfinite(alpha)):
@@ -227,60 +243,58 @@ def probe(
     max_steps = int(math.floor(float(max_eps) / alpha + 1e-9))
     if max_steps < interval * (patience + 1):
         raise ValueError(f"max_eps {max_eps} allows too few steps for the convergence rule; raise it.")
-    dev, dtype = _model_device(model), _work_dtype(model)
-    x = _check_images(images).to(dev, dtype)
+    dev, dtype = model_device(model), work_dtype(model)
+    x = check_images(images).to(dev, dtype)
     n = x.shape[0]
-    thr = _threshold(model)
+    thr = threshold(model)
     with torch.no_grad():
-        clean_pred = torch.sigmoid(model(x).float()) >= thr
+        clean_logits = model(x).float()
+    clean_probs = torch.sigmoid(clean_logits)
+    clean_pred = clean_probs >= thr
     c = clean_pred.shape[1]
-    target = (~clean_pred).to(dtype)
-    weight = torch.ones_like(target)
-    losses = [get_loss("bce").fn, get_loss("linear").fn]
-    batch = int(max_batch) if max_batch else (_CPU_MAX_BATCH if dev.type == "cpu" else n)
-    delta = torch.zeros((2,) + tuple(x.shape), device=dev, dtype=dtype)
-    g = torch.zeros_like(delta)
-    dims = tuple(range(1, x.dim()))
-    tiny = torch.finfo(dtype).tiny
+    # the two probes as 2N unbounded rows of the engine's loop (eps = inf: only the [0, 1] box binds), each
+    # run to max_steps; spec 0 = BCE on rows 0..N-1, spec 1 = linear on rows N..2N-1
+    ctx = MethodContext(
+        model=model, images=x, clean_logits=clean_logits, clean_probs=clean_probs, clean_pred=clean_pred,
+        target=(~clean_pred).to(dtype), eps=np.array([np.inf]), alpha=alpha, norm="linf", threshold=thr,
+        labels=tuple(str(i) for i in range(c)), generator=torch.Generator(), device=dev,
+    )  # fmt: skip
+    table = RowTable(n, c, 1, dev, dtype)
+    for s, loss in enumerate(("bce", "linear")):
+        plan = get_method(loss).fn(ctx)
+        assert isinstance(plan, LoopPlan)
+        table.add(s, plan, ctx, alpha, "linf", int(x[0].numel()), steps=max_steps)
+    batch = int(max_batch) if max_batch else (CPU_MAX_BATCH if dev.type == "cpu" else n)
+    parts = [np.arange(s * n + a, s * n + min(n, a + batch)) for s in (0, 1) for a in range(0, n, batch)]
+
     records: list[torch.Tensor] = []  # (2, N) flips at steps interval, 2 * interval, ...
     flips_now = torch.zeros((2, n), device=dev, dtype=torch.int64)
-    converged = False
-    step = 0
-    while True:
-        record = step > 0 and step % interval == 0
-        last = step == max_steps
-        for li, fn in enumerate(losses):
-            for a in range(0, n, batch):
-                sl = slice(a, min(n, a + batch))
-                xa = (x[sl] + delta[li, sl]).clamp_(0, 1).requires_grad_(not last)
-                with torch.enable_grad() if not last else torch.no_grad():
-                    logits = model(xa).float()
-                    if record or last:
-                        flips_now[li, sl] = ((torch.sigmoid(logits) >= thr) != clean_pred[sl]).sum(1)
-                    if last:
-                        continue
-                    loss = fn(logits, target[sl], weight[sl]).sum()
-                    (grad,) = torch.autograd.grad(loss, xa)
-                gs = g[li, sl]
-                gs.addcdiv_(grad, torch.linalg.vector_norm(grad, 1, dim=dims, keepdim=True).clamp_min_(tiny))
-                d = delta[li, sl]
-                d.add_(gs.sign(), alpha=-alpha)
-                d.clamp_(-x[sl], 1 - x[sl])
-        if record or last:
+    state = {"converged": False, "recorded": False}
+
+    def record(k: int, rows: np.ndarray, logits: torch.Tensor) -> None:
+        probe_id, img = divmod(int(rows[0]), n)
+        sl = slice(img, img + len(rows))
+        flips_now[probe_id, sl] = flip_count(torch.sigmoid(logits), clean_pred[sl], thr)
+        state["recorded"] = True
+
+    def stop(k: int) -> bool:
+        if state["recorded"]:
+            state["recorded"] = False
             records.append(flips_now.clone())
             means = torch.stack(records).float().mean(2).cpu().numpy()  # one host sync per interval
             curve = np.concatenate([[0.0], means.max(1)])
             if len(curve) >= min_points and convergence_index(curve, rel, patience) is not None:
-                converged = True
-                break
-        if last:
-            break
-        step += 1
-        if progress is not None:
-            progress(step, max_steps)
+                state["converged"] = True
+                return True
+        if progress is not None and k < max_steps:
+            progress(k + 1, max_steps)
+        return False
+
+    fmt = torch.contiguous_format  # the layout the shipped profiles were measured in
+    steps_run = run_lockstep(model, x, table, parts, StepHook(interval, record, stop), fmt=fmt)
+    converged = bool(state["converged"])
     per = torch.stack(records).cpu().numpy()  # (M, 2, N)
     m = per.shape[0]
-    steps_run = step if converged else max_steps
     eps = np.concatenate([[0.0], alpha * interval * np.arange(1, m + 1)])
     if not converged and (max_steps % interval):
         eps[-1] = alpha * max_steps
@@ -302,6 +316,14 @@ def probe(
             "images": n,
         },
     }
+
+
+def probe_image_steps(images: int, max_eps: float, alpha: float) -> int:
+    """The most image-steps :func:`probe` takes: two probes x images x floor(max_eps / alpha) (it stops
+    earlier when the curves converge)."""
+    from mlvis.attacks.geometry import n_steps
+
+    return 2 * int(images) * n_steps(float(max_eps), float(alpha))
 
 
 def equation_19(eps_max: float, alpha: float, interval: int) -> dict:
@@ -370,12 +392,12 @@ def profile(
         per_image_linear=p["per_image_linear"].astype(np.int64),
     )
     if cache:
-        key = {**settings, "degree": degree, "rel": rel, "patience": patience, "images_sha": _images_sha(images)}
+        key = {**settings, "degree": degree, "rel": rel, "patience": patience, "images_sha": images_sha(images)}
         artifacts.save("profile", model, key, {"profile": fitted.to_dict()})
     return fitted
 
 
-def _images_sha(images) -> str:
+def images_sha(images) -> str:
     import hashlib
 
     import torch

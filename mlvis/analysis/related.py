@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from mlvis.attacks.engine import AttackSpec, _check_images, run_job
+from mlvis.attacks.engine import AttackSpec, run_job
+from mlvis.attacks.model_helpers import check_images
 
 RELATED = ("mla-lp", "ml-cw", "ml-deepfool")
 """The related attacks in Table VII's order."""
@@ -71,7 +72,7 @@ class RelatedComparison:
 
         rows = []
         for m, name in enumerate(self.methods):
-            row = {"method": NAMES.get(name, name)}
+            row: dict[str, Any] = {"method": NAMES.get(name, name)}
             for col, arr in (
                 ("flips", self.flips),
                 ("linf", self.linf),
@@ -171,7 +172,7 @@ def compare_related(
             raise ValueError(f"SLAM's p must lie in [0, 1], not {p!r}.")
     elif not hasattr(profile, "flip_ratio"):
         raise ValueError("profile must be a FlipProfile (see mlvis.profile).")
-    x = _check_images(images)
+    x = check_images(images)
     n = x.shape[0]
     chunk = max(1, int(np.sqrt(max_snapshot_bytes / (2 * 5 * x[0].numel()))))  # K x N x (float32 + uint8), 2 specs
     arrays = {k: np.zeros((len(methods), n)) for k in ("flips", "flips_8bit", "linf", "l2", "mifgsm_flips",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import streamlit as st
@@ -162,7 +163,9 @@ def hyperplane_run(config: HyperplaneConfig) -> HyperplaneRun:
     [0, 1], ...); failures are not cached.
     """
     boundaries = hyperplane.Boundaries.from_rows(config.rows)
-    settings = {"alpha": config.alpha, "steps": config.steps, "momentum": config.momentum, "p": config.p, "q": config.q}
+    settings: dict[str, Any] = {
+        "alpha": config.alpha, "steps": config.steps, "momentum": config.momentum, "p": config.p, "q": config.q
+    }
     sim = hyperplane.simulate(boundaries, config.start, config.boxes, config.losses, **settings)
     grid = hyperplane.eps_grid(config.alpha, config.boxes)
     curve = hyperplane.flips_vs_eps(boundaries, config.start, grid, config.losses, **settings)
@@ -176,7 +179,7 @@ def hyperplane_run(config: HyperplaneConfig) -> HyperplaneRun:
 @st.cache_data(max_entries=32, show_spinner=False)
 def lab_scenes(split: str, seed: int, start: int, count: int, size: int) -> np.ndarray:
     """Demo scenes ``start .. start + count - 1`` of block ``seed`` as ``(count, 3, size, size)`` float32."""
-    from mlvis.app.recipe import ImageSource, demo_images
+    from mlvis.recipe import ImageSource, demo_images
 
     return demo_images(ImageSource("demo", split, int(seed), int(start), int(count)), (int(size), int(size)))
 
@@ -215,7 +218,7 @@ def forget_artifacts() -> None:
 
 
 def lab_artifacts(model_name: str):
-    """The model's profile and correlation matrices for the Lab (``mlvis.app.recipe.Artifacts``)."""
-    from mlvis.app.recipe import Artifacts
+    """The model's profile and correlation matrices for the Lab (``mlvis.recipe.Artifacts``)."""
+    from mlvis.recipe import Artifacts
 
     return Artifacts(model_name, **{k: artifact(model_name, k) for k in ("profile", "up", "down")})

@@ -3,7 +3,7 @@
 - ``lab_controls(model)``: the images (sample scenes or uploads, validated by ``mlvis.data.images``),
   methods, eps (slider + exact entry, the 8-bit level marked), alpha, norm (with appendix C's
   equal-volume L2 radius), q, gamma and the transfer option; returns a :class:`LabControls` whose
-  ``recipe`` (``mlvis.app.recipe.Recipe``) is what runs;
+  ``recipe`` (``mlvis.recipe.Recipe``) is what runs;
 - ``run_lab(...)``: every chosen method on every image as ONE ``run_job`` (through ``recipe.run_recipe``),
   plus the optional transfer to another model; returns a :class:`LabRun` of numpy results;
 - ``summary_frame`` / ``image_frame`` / ``transfer_frame``: tables of a run;
@@ -24,9 +24,9 @@ import numpy as np
 import streamlit as st
 
 import mlvis
-from mlvis.app import cache, jobs, state
-from mlvis.app import recipe as rc
-from mlvis.attacks import equal_volume_l2_radius
+from mlvis import recipe as rc
+from mlvis.app import cache, jobs, options, state
+from mlvis.attacks import DEFAULT_ALPHA, equal_volume_l2_radius
 from mlvis.data import images as uploads
 
 LAB_SOURCE = "lab.source"
@@ -39,8 +39,8 @@ LAB_EPS = "lab.eps"
 LAB_EPS_SLIDER = "lab.eps_slider"  # not bound: it mirrors lab.eps
 LAB_ALPHA = "lab.alpha"
 LAB_NORM = "lab.norm"
-LAB_Q = "lab.q"
-LAB_GAMMA = "lab.gamma"
+LAB_Q = "lab.q"  # SLAM's q (every exposed option's key is "lab." + its recipe key, see mlvis.app.options)
+LAB_GAMMA = "lab.gamma"  # CLASS's gamma
 LAB_TRANSFER = "lab.transfer"
 LAB_SHOW = "lab.show"
 SECTION = "lab"
@@ -113,7 +113,8 @@ def other_model(current: str, models: Sequence[str]) -> str | None:
     """The model a run transfers to: the other demo model when there is one, else the next registered model."""
     others = [m for m in models if m != current]
     demos = [m for m in others if m.startswith("demo-")]
-    return (demos or others or [None])[0]
+    candidates: list[str | None] = [*demos, *others, None]
+    return candidates[0]
 
 
 def eps_controls() -> float:
@@ -274,12 +275,13 @@ def lab_controls(model_name: str, model: mlvis.MultiLabelModel, models: Sequence
         errors += image_errors
         methods = method_controls(rc.lab_methods())
         eps = eps_controls()
-        c1, c2, c3, c4 = st.columns(4)
+        exposed = options.exposed(rc.lab_methods())
+        c1, c2, *cols = st.columns(2 + len(exposed))
         alpha = c1.number_input(
             "Step α",
             min_value=0.00001,
             max_value=0.05,
-            value=1.0 / 2560.0,
+            value=DEFAULT_ALPHA,
             step=0.0001,
             format="%.7f",
             key=LAB_ALPHA,
@@ -298,29 +300,7 @@ def lab_controls(model_name: str, model: mlvis.MultiLabelModel, models: Sequence
             "perturbation by the radius of the L2 ball with the same volume as the L∞ cube (appendix C), and "
             "steps without the sign (appendix B).",
         )
-        q = c3.slider(
-            "SLAM's q",
-            min_value=0.0,
-            max_value=1.0,
-            value=0.5,
-            step=0.05,
-            key=LAB_Q,
-            bind="query-params",
-            disabled="slam" not in methods,
-            help="The largest share of BCE in SLAM's loss p·q·BCE + (1 − p·q)·linear (equation 6; 0.5 in the paper).",
-        )
-        gamma = c4.slider(
-            "CLASS's γ",
-            min_value=0.0,
-            max_value=1.0,
-            value=0.5,
-            step=0.05,
-            key=LAB_GAMMA,
-            bind="query-params",
-            disabled="class" not in methods,
-            help="How CLASS picks its subset (equation 8): 0 = the labels closest to flipping, 1 = the labels whose "
-            "flips help each other most (label correlations).",
-        )
+        values = options.sliders(SECTION, exposed, cols, chosen=methods)
         dims = 3 * int(np.prod(model.spec.input_size))
         if norm == "l2":
             radius = equal_volume_l2_radius(float(eps), dims)
@@ -343,15 +323,14 @@ def lab_controls(model_name: str, model: mlvis.MultiLabelModel, models: Sequence
     if images is None or not methods:
         return LabControls(None, images, names, notes, tuple(errors))
     try:
-        recipe = rc.Recipe(
-            model=model_name,
-            methods=tuple(methods),
-            eps=float(eps),
+        recipe = rc.Recipe.with_values(
+            model_name,
+            methods,
+            float(eps),
+            values,
             images=source,
             alpha=float(alpha),
             norm=str(norm),
-            q=float(q),
-            gamma=float(gamma),
             seed=state.seed(),
         )
     except ValueError as exc:
@@ -389,15 +368,15 @@ def run_lab(
 def lab_cost(model_name: str, recipe: rc.Recipe, num_images: int, dims: int) -> jobs.Estimate:
     """The MI-FGSM family's image-steps; methods with their own optimisers are named in the note (and make
     the run wait for the button)."""
-    loop = [m for m in recipe.methods if m in rc.LOOP_METHODS]
-    steps = len(loop) * int(num_images) * recipe.steps(dims)
-    est = jobs.estimate(model_name, steps, "lab")
+    est = jobs.estimate(model_name, recipe.image_steps(num_images, dims), "lab")
     return dataclasses.replace(est, note=rc.cost_note(recipe.methods))
 
 
 def run_section(controls: LabControls, model_name: str, model: mlvis.MultiLabelModel) -> jobs.Outcome:
     """The Lab's Run button, progress and kept results for the current controls."""
     recipe, images = controls.recipe, controls.images
+    if recipe is None or images is None:
+        raise ValueError("Nothing to run: choose the images and at least one method.")
     digest = uploads.image_digest(images)
     key = (recipe, digest, controls.names, controls.transfer_to)
     dims = int(np.prod(images.shape[1:]))

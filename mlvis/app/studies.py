@@ -18,12 +18,15 @@ import numpy as np
 import streamlit as st
 
 import mlvis
-from mlvis.app import cache, jobs, state
-from mlvis.app import recipe as rc
-from mlvis.attacks import DEFAULT_ALPHA, n_steps
-from mlvis.attacks.subsets import subset_length
+from mlvis import recipe as rc
+from mlvis.analysis.evaluation import best_targets  # noqa: F401  (a fact the sweep page shows)
+from mlvis.analysis.profiles import FRACTIONS
+from mlvis.app import cache, jobs, options, state
+from mlvis.attacks import DEFAULT_ALPHA, AttackSpec, get_method
+from mlvis.attacks.class_subset import subset_length
+from mlvis.attacks.plan import exposed_values, image_steps
 
-FRACTIONS = (0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0)
+DIMS = 3  # image-steps of L-inf jobs do not depend on the image size (the L2 step does)
 
 
 def scenes(model: mlvis.MultiLabelModel, count: int, seed: int | None = None) -> np.ndarray:
@@ -105,7 +108,9 @@ def profile_controls() -> ProfileSettings:
 
 def profile_cost(model_name: str, s: ProfileSettings) -> jobs.Estimate:
     """At most two probes x images x floor(max_eps / alpha) image-steps (they stop earlier when converged)."""
-    return jobs.estimate(model_name, 2 * s.images * n_steps(s.max_eps, DEFAULT_ALPHA), "profile")
+    from mlvis.analysis.profiles import probe_image_steps
+
+    return jobs.estimate(model_name, probe_image_steps(s.images, s.max_eps, DEFAULT_ALPHA), "profile")
 
 
 def compute_profile(model_name: str, s: ProfileSettings, progress=None):
@@ -234,7 +239,8 @@ def landscape_controls() -> LandscapeSettings:
 
 def landscape_steps(num_labels: int, s: LandscapeSettings) -> int:
     """Image-steps of both matrices: 2 directions x C labels x n images x floor(eps / alpha) (equation 9)."""
-    return 2 * int(num_labels) * s.images * n_steps(s.eps, DEFAULT_ALPHA)
+    one = image_steps(["single-label"], s.eps, int(num_labels) * s.images, alpha=DEFAULT_ALPHA, dims=DIMS)
+    return 2 * one
 
 
 def compute_landscape(model_name: str, s: LandscapeSettings, progress=None):
@@ -277,7 +283,7 @@ def table_ii_frame(up, down, frequencies):
     t = table_ii(up, down, frequencies)
     rows = []
     for quantity in ("attackability vs confidence", "occurrence frequency vs confidence"):
-        row = {"correlation": quantity}
+        row: dict[str, object] = {"correlation": quantity}
         for direction in ("flip up", "flip down"):
             c = t[direction][quantity]
             text = "n/a" if math.isnan(c.r) else f"{c.r:+.3f}" + ("" if c.significant else "*")
@@ -295,7 +301,7 @@ def agreement_frame(up, down, stats: dict):
 
     rows = []
     for key, title in MEASURES.items():
-        row = {"co-occurrence measure": title}
+        row: dict[str, object] = {"co-occurrence measure": title}
         for cm in (up, down):
             c = cooccurrence_agreement(cm, stats[key])
             row[f"flip-{cm.direction} r"] = c.r
@@ -320,32 +326,46 @@ SWEEP_QS_DEFAULT = (0.25, 0.5, 0.75, 1.0)
 
 @dataclasses.dataclass(frozen=True)
 class SweepSettings:
+    """The sweep's controls; ``values`` are the methods' exposed options by recipe key (e.g. ``gamma``)."""
+
     methods: tuple[str, ...] = SWEEP_DEFAULT_METHODS
-    gamma: float = 0.5
+    values: tuple[tuple[str, float], ...] = (("gamma", 0.5),)
     fractions: tuple[float, ...] = (0.05, 0.1, 0.2)
     images: int = 8
     seed: int = 0
 
 
-def sweep_specs(s: SweepSettings) -> list:
-    """The methods as ``evaluate`` takes them (CLASS with the chosen gamma)."""
-    return [("class", {"gamma": s.gamma}) if m == "class" else m for m in s.methods]
+def sweep_options() -> list:
+    """Every exposed option of the methods the sweep offers (CLASS's γ, SLAM's q, a plugin's own)."""
+    return options.exposed(rc.lab_methods())
+
+
+def option_sliders(section: str, exposed: Sequence, columns: Sequence) -> dict[str, float | int]:
+    """The sliders of ``exposed`` options (none disabled: the page picks methods after them)."""
+    return options.sliders(section, exposed, columns, chosen=[info.name for info, _ in exposed])
+
+
+def method_specs(methods: Sequence[str], values) -> list[AttackSpec]:
+    """The methods with their exposed options set from ``values`` (by recipe key; defaults elsewhere)."""
+    vals = dict(values)
+    return [AttackSpec(m, exposed_values(get_method(m), vals)) for m in methods]
+
+
+def sweep_specs(s: SweepSettings) -> list[AttackSpec]:
+    """The methods as ``evaluate`` takes them (each with its exposed options, e.g. CLASS's gamma)."""
+    return method_specs(s.methods, s.values)
 
 
 def sweep_steps(s: SweepSettings, eps_max: float) -> int:
-    """Image-steps of the evaluation: an eps-independent method runs once to the largest eps, the others once
-    per eps (SLAM's p and the subsets depend on eps)."""
+    """Image-steps of the evaluation (the engine's dry run; BCE, the baseline, always runs): an eps-independent
+    method runs once to the largest eps, the others once per eps (SLAM's p and the subsets depend on eps)."""
+    methods = s.methods if "bce" in s.methods else ("bce", *s.methods)
     eps = np.asarray(s.fractions, np.float64) * eps_max
-    steps = [n_steps(float(e), DEFAULT_ALPHA) for e in eps]
-    total = 0
-    for m in s.methods if "bce" in s.methods else ("bce", *s.methods):
-        total += max(steps) if m in ("bce", "linear") else sum(steps)
-    return total * s.images
+    return image_steps(method_specs(methods, s.values), eps, s.images, alpha=DEFAULT_ALPHA, dims=DIMS)
 
 
 def sweep_cost(model_name: str, s: SweepSettings, eps_max: float) -> jobs.Estimate:
-    loop = dataclasses.replace(s, methods=tuple(m for m in s.methods if m in rc.LOOP_METHODS))
-    est = jobs.estimate(model_name, sweep_steps(loop, eps_max), "sweep.table")
+    est = jobs.estimate(model_name, sweep_steps(s, eps_max), "sweep.table")
     return dataclasses.replace(est, note=rc.cost_note(s.methods))
 
 
@@ -403,7 +423,9 @@ class TargetsSettings:
 
 
 def targets_steps(s: TargetsSettings) -> int:
-    return s.num_labels * s.images * sum(n_steps(e, DEFAULT_ALPHA) for e in s.eps)
+    """Image-steps of Fig. 7's job: one ``closest`` spec per target count, each one trajectory over the eps list."""
+    specs = [AttackSpec("closest", {"k": k}) for k in range(1, s.num_labels + 1)]
+    return image_steps(specs, s.eps, s.images, alpha=DEFAULT_ALPHA, dims=DIMS)
 
 
 def compute_targets(model_name: str, s: TargetsSettings, progress=None):
@@ -423,7 +445,7 @@ class BceLinearSettings:
 
 
 def bce_linear_steps(s: BceLinearSettings) -> int:
-    return 2 * s.images * max(n_steps(e, DEFAULT_ALPHA) for e in s.eps)
+    return image_steps(["bce", "linear"], s.eps, s.images, alpha=DEFAULT_ALPHA, dims=DIMS)
 
 
 def compute_bce_linear(model_name: str, s: BceLinearSettings, progress=None):
@@ -444,8 +466,9 @@ class QSweepSettings:
 
 
 def q_sweep_steps(s: QSweepSettings, eps_max: float) -> int:
-    steps = [n_steps(float(f) * eps_max, DEFAULT_ALPHA) for f in s.fractions]
-    return s.images * (max(steps) + len(s.qs) * sum(steps))
+    specs = ["bce", *(AttackSpec("slam", {"q": q}) for q in s.qs)]
+    eps = np.asarray(s.fractions, np.float64) * eps_max
+    return image_steps(specs, eps, s.images, alpha=DEFAULT_ALPHA, dims=DIMS)
 
 
 def compute_q_sweep(model_name: str, s: QSweepSettings, progress=None):
@@ -497,8 +520,14 @@ class HistogramSettings:
     q: float = 0.5
 
 
-def histogram_steps(s: HistogramSettings) -> int:
-    return len([m for m in s.methods if m in rc.LOOP_METHODS]) * s.images * n_steps(s.eps, DEFAULT_ALPHA)
+def histogram_recipe(model_name: str, s: HistogramSettings) -> rc.Recipe:
+    return rc.Recipe(
+        model_name, s.methods, s.eps, rc.ImageSource(count=s.images, seed=s.seed), q=s.q, gamma=s.gamma, seed=s.seed
+    )
+
+
+def histogram_steps(s: HistogramSettings, model_name: str = "") -> int:
+    return histogram_recipe(model_name, s).image_steps(s.images, DIMS)
 
 
 def histogram_cost(model_name: str, s: HistogramSettings) -> jobs.Estimate:
@@ -507,11 +536,9 @@ def histogram_cost(model_name: str, s: HistogramSettings) -> jobs.Estimate:
 
 
 def compute_histograms(model_name: str, s: HistogramSettings, progress=None):
-    """Every method on the batch as one job (``mlvis.app.recipe.run_recipe``): the results carry the
+    """Every method on the batch as one job (``mlvis.recipe.run_recipe``): the results carry the
     confidences before and after."""
     model = cache.load_model(model_name)
     x = scenes(model, s.images, s.seed)
-    recipe = rc.Recipe(
-        model_name, s.methods, s.eps, rc.ImageSource(count=s.images, seed=s.seed), q=s.q, gamma=s.gamma, seed=s.seed
-    )
+    recipe = histogram_recipe(model_name, s)
     return rc.run_recipe(recipe, model, x, progress=progress, artifacts=cache.lab_artifacts(model_name))

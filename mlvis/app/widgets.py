@@ -283,7 +283,7 @@ def attack_settings_controls() -> dict:
         list(hyperplane.LOSSES),
         selection_mode="multi",
         default=[hyperplane.GREEDY, hyperplane.PATIENT],
-        format_func=hyperplane.LOSS_TITLES.get,
+        format_func=lambda loss: hyperplane.LOSS_TITLES.get(loss, loss),
         key=HP_LOSSES,
         bind="query-params",
         help=(

@@ -49,3 +49,9 @@ def stirling_l2_radius(eps: float, dims: int) -> float:
     """The paper's appendix C formula ``r = sqrt(2 (pi N)^(1/N) N / (pi e)) * eps`` (Stirling's approximation)."""
     n = float(dims)
     return math.sqrt(2 * (math.pi * n) ** (1 / n) * n / (math.pi * math.e)) * eps
+
+
+def linf_equivalent(radius: float, dims: int) -> float:
+    """The L-inf half-width whose cube has the volume of the L2 ball of ``radius`` (the inverse of
+    :func:`equal_volume_l2_radius`): what a flip profile, measured in L-inf, is read at for an L2 budget."""
+    return float(radius) / equal_volume_l2_radius(1.0, dims)

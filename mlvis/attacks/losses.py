@@ -39,7 +39,9 @@ class LossInfo:
 _LOSSES: dict[str, LossInfo] = {}
 
 
-def register_loss(name: str, *, params: tuple[str, ...] = (), defaults: dict[str, float] | None = None):
+def register_loss(
+    name: str, *, params: tuple[str, ...] = (), defaults: dict[str, float] | None = None
+) -> Callable[[LossFn], LossFn]:
     """Register ``fn(logits, target, weights=None, **params) -> (N,)`` under ``name``.
 
     ``params`` are the loss's per-sample parameters (SLAM's ``p`` and ``q``); the engine hands each as a

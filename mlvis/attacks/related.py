@@ -57,11 +57,12 @@ from __future__ import annotations
 import math
 import weakref
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
 
-from mlvis.attacks.methods import MethodContext, RunOutput, register_method
+from mlvis.attacks.methods import RUNNER, MethodContext, RunOutput, register_method
 
 ML_CW_PRESETS: dict[str, dict[str, float]] = {
     "original": {"binary_steps": 10, "max_iter": 1000, "lr": 0.01, "init_lambda": 1e5},
@@ -106,9 +107,9 @@ def _image_chunks(
 
 
 def _act_bytes(ctx: MethodContext) -> int:
-    from mlvis.attacks.engine import _activation_bytes
+    from mlvis.attacks.model_helpers import activation_bytes
 
-    return _activation_bytes(ctx.model, ctx.images, False)
+    return activation_bytes(ctx.model, ctx.images, False)
 
 
 def _hamming(logits: torch.Tensor, target: torch.Tensor, threshold: float) -> torch.Tensor:
@@ -216,7 +217,13 @@ def _logit_jacobian(ctx: MethodContext, x: torch.Tensor, basis: _GridBasis) -> t
 # ------------------------------------------------------------------------------------ ML-CW
 
 
-@register_method("ml-cw", description="ML-CW (Song et al.): Adam on a tanh box, hinge to the target + distance")
+@register_method(
+    "ml-cw",
+    title="ML-CW",
+    order=60,
+    kind=RUNNER,
+    description="ML-CW (Song et al.): Adam on a tanh box, hinge to the target + distance",
+)
 def ml_cw(
     ctx: MethodContext,
     *,
@@ -258,7 +265,18 @@ def ml_cw(
     return RunOutput(adv, np.repeat(steps.cpu().numpy()[None], len(ctx.eps), 0))
 
 
-def _ml_cw_chunk(ctx, x0, target, rounds, iters, lr, lam0, distance, abort_early, prog):
+def _ml_cw_chunk(
+    ctx: MethodContext,
+    x0: torch.Tensor,
+    target: torch.Tensor,
+    rounds: int,
+    iters: int,
+    lr: float,
+    lam0: float,
+    distance: str,
+    abort_early: bool,
+    prog: _Progress,
+) -> tuple[torch.Tensor, torch.Tensor]:
     dev, dtype = x0.device, x0.dtype
     n = x0.shape[0]
     tau = ctx.threshold
@@ -333,7 +351,13 @@ def _ml_cw_chunk(ctx, x0, target, rounds, iters, lr, lam0, distance, abort_early
 # ------------------------------------------------------------------------------------ ML-DeepFool
 
 
-@register_method("ml-deepfool", description="ML-DeepFool (Song et al.): pseudo-inverse steps on the linearised labels")
+@register_method(
+    "ml-deepfool",
+    title="ML-DeepFool",
+    order=70,
+    kind=RUNNER,
+    description="ML-DeepFool (Song et al.): pseudo-inverse steps on the linearised labels",
+)
 def ml_deepfool(ctx: MethodContext, *, max_iter: int = 20, overshoot: float = DEEPFOOL_OVERSHOOT) -> RunOutput:
     """ML-DeepFool with up to ``max_iter`` linearisation steps; ``steps`` counts the steps an image took."""
     iters = _positive_int(max_iter, "max_iter")
@@ -353,9 +377,11 @@ def ml_deepfool(ctx: MethodContext, *, max_iter: int = 20, overshoot: float = DE
     return RunOutput(adv, np.repeat(steps.cpu().numpy()[None], len(ctx.eps), 0))
 
 
-def _deepfool_chunk(ctx, x0, t, iters, eta, prog):
+def _deepfool_chunk(
+    ctx: MethodContext, x0: torch.Tensor, t: torch.Tensor, iters: int, eta: float, prog: _Progress
+) -> tuple[torch.Tensor, torch.Tensor]:
     n, c = x0.shape[0], ctx.num_labels
-    basis = _GridBasis(tuple(x0.shape[1:]), None, x0.device)
+    basis = _GridBasis((int(x0.shape[1]), int(x0.shape[2]), int(x0.shape[3])), None, x0.device)
     tau = ctx.threshold
     x = x0.clone()
     best, best_hd = x0.clone(), torch.full((n,), c, device=x0.device, dtype=torch.int64)
@@ -363,7 +389,7 @@ def _deepfool_chunk(ctx, x0, t, iters, eta, prog):
     steps = torch.zeros(n, dtype=torch.int64, device=x0.device)
     ids = torch.arange(n, device=x0.device)
 
-    def keep_best(ids, xi, logits):
+    def keep_best(ids: torch.Tensor, xi: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         hd = _hamming(logits, t[ids].to(logits.dtype), tau)
         l2 = torch.linalg.vector_norm((xi - x0[ids]).flatten(1).double(), 2, dim=1)
         bh, bl = best_hd[ids], best_l2[ids]
@@ -485,7 +511,13 @@ def min_linf_solve(g: np.ndarray, b: np.ndarray, down: np.ndarray, up: np.ndarra
     return v, z, solves
 
 
-@register_method("mla-lp", description="MLA-LP (Zhou et al.): minimal-L-inf linearised steps by linear programming")
+@register_method(
+    "mla-lp",
+    title="MLA-LP",
+    order=80,
+    kind=RUNNER,
+    description="MLA-LP (Zhou et al.): minimal-L-inf linearised steps by linear programming",
+)
 def mla_lp(
     ctx: MethodContext, *, max_iter: int = 10, basis: int | None = None, max_lp_size: int = LP_MAX_SIZE
 ) -> RunOutput:
@@ -497,7 +529,7 @@ def mla_lp(
     iters = _positive_int(max_iter, "max_iter")
     x0 = ctx.images
     n, c = x0.shape[0], ctx.num_labels
-    shape = tuple(int(s) for s in x0.shape[1:])
+    shape = (int(x0.shape[1]), int(x0.shape[2]), int(x0.shape[3]))
     if basis is not None:
         side = _positive_int(basis, "basis")
         if side > min(shape[1:]):
@@ -524,7 +556,9 @@ def mla_lp(
     return RunOutput(adv, np.repeat(steps[None], len(ctx.eps), 0))
 
 
-def _mla_lp_chunk(ctx, x0, target, grid, iters, prog):
+def _mla_lp_chunk(
+    ctx: MethodContext, x0: torch.Tensor, target: torch.Tensor, grid: _GridBasis, iters: int, prog: _Progress
+) -> tuple[torch.Tensor, np.ndarray]:
     from scipy.special import expit
 
     n, c = x0.shape[0], ctx.num_labels
@@ -544,7 +578,7 @@ def _mla_lp_chunk(ctx, x0, target, grid, iters, prog):
     ids = np.arange(n)
     x = x0.clone()
 
-    def keep_best(ids, logits):
+    def keep_best(ids: np.ndarray, logits: torch.Tensor) -> np.ndarray:
         hd = _hamming(logits, target[torch.as_tensor(ids, device=dev)], tau).cpu().numpy()
         linf = np.abs(v[ids]).max(1)
         better = (hd < best_hd[ids]) | ((hd == best_hd[ids]) & (linf < best_linf[ids]))
@@ -552,7 +586,8 @@ def _mla_lp_chunk(ctx, x0, target, grid, iters, prog):
         best_linf[ids] = np.where(better, linf, best_linf[ids])
         sel = torch.as_tensor(ids[better], device=dev)
         best[sel] = x[sel]
-        return hd
+        out: np.ndarray = hd
+        return out
 
     for it in range(iters):
         ids_t = torch.as_tensor(ids, device=dev)
@@ -604,13 +639,13 @@ def _mla_lp_chunk(ctx, x0, target, grid, iters, prog):
 # ------------------------------------------------------------------------------------ validation
 
 
-def _positive_int(v, what: str) -> int:
+def _positive_int(v: Any, what: str) -> int:
     if isinstance(v, bool) or not isinstance(v, (int, np.integer, float)) or v != int(v) or int(v) < 1:
         raise ValueError(f"{what} must be a positive integer, not {v!r}.")
     return int(v)
 
 
-def _positive_float(v, what: str) -> float:
+def _positive_float(v: Any, what: str) -> float:
     try:
         f = float(v)
     except (TypeError, ValueError):

@@ -111,7 +111,7 @@ class AttackResult:
             raise ValueError(f"eps {eps} is not in this result; its budgets are {self.eps.tolist()}.")
         return k
 
-    def to_frame(self):
+    def to_frame(self) -> Any:
         """A tidy ``pandas.DataFrame``: one row per (eps, image) with the per-image numbers."""
         import pandas as pd
 

@@ -166,7 +166,7 @@ def confidence_change_figure(
             name="after (red: flipped)",
             marker={"color": [FLIPPED_COLOUR if f else AFTER_COLOUR for f in flipped]},
             hovertemplate="%{y}: %{x:.3f} after<extra></extra>",
-            meta={"kind": "after", "flipped": [str(labels[j]) for j in np.flatnonzero(flipped_all)]},
+            meta={"kind": "after", "flipped": [str(labels[int(j)]) for j in np.flatnonzero(flipped_all)]},
         )
     )
     if after_8bit is not None:

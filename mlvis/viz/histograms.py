@@ -17,6 +17,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from mlvis.metrics import flip_count
+
 BEFORE_COLOUR = "#8c96a5"
 AFTER_COLOUR = "#1f77b4"
 FLIP_REGION = "rgba(44, 160, 44, 0.12)"
@@ -53,7 +55,7 @@ def histogram_counts(
         flipped = int((v < threshold).sum())
         near = int(((v >= threshold) & (v < threshold + BAND_WIDTH)).sum())
     else:
-        flipped = int(((np.asarray(values) >= threshold) != np.asarray(clean_pred, bool)).sum())
+        flipped = int(flip_count(np.asarray(values), np.asarray(clean_pred, bool), threshold).sum())
         near = int((np.abs(v - threshold) < BAND_WIDTH).sum())
     return {"edges": edges, "counts": counts.astype(np.int64), "flipped": flipped, "near": near, "total": int(v.size)}
 

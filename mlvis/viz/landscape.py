@@ -98,16 +98,17 @@ def attackability_figure(
                 meta={"kind": kind},
             )
         )
-    for kind, values, colour, name in (
+    optional: tuple[tuple[str, np.ndarray | None, str, str], ...] = (
         ("confidence_up", confidence_up, UP_COLOUR, "mean confidence (absent labels)"),
         ("confidence_down", confidence_down, DOWN_COLOUR, "mean confidence (present labels)"),
-    ):
-        if values is None:
+    )
+    for kind, maybe, colour, name in optional:
+        if maybe is None:
             continue
         fig.add_trace(
             go.Scatter(
                 x=names,
-                y=np.asarray(values, np.float64),
+                y=np.asarray(maybe, np.float64),
                 mode="markers",
                 name=name,
                 marker={"color": colour, "symbol": "diamond-open", "size": 9, "line": {"width": 2}},

@@ -18,12 +18,13 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
+from mlvis.analysis.profiles import FRACTIONS  # section VI-C's grid, defined once
+
 BCE_COLOUR = "#1f77b4"
 LINEAR_COLOUR = "#ff7f0e"
 POINTS_COLOUR = "#d62728"
 FIT_COLOUR = "#2ca02c"
 MODEL_COLOURS = ("#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf")
-FRACTIONS = (0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0)
 
 
 def fit_curve(profile, n: int = 200) -> tuple[np.ndarray, np.ndarray]:

@@ -24,7 +24,7 @@ def _colour(i: int) -> str:
 
 
 def sweep_flips_figure(
-    eps: Sequence[float],
+    eps: Sequence[float] | np.ndarray,
     mean: np.ndarray,
     std: np.ndarray,
     methods: Sequence[str],
@@ -108,7 +108,9 @@ def targets_figure(targets: Sequence[int], mean: np.ndarray, std: np.ndarray, ep
     return fig
 
 
-def bce_linear_figure(eps: Sequence[float], stats: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> go.Figure:
+def bce_linear_figure(
+    eps: Sequence[float] | np.ndarray, stats: Mapping[str, tuple[np.ndarray, np.ndarray]]
+) -> go.Figure:
     """Fig. 8: mean flips of BCE and of the linear loss over eps, with a ± std band each.
 
     ``stats`` maps ``"bce"`` / ``"linear"`` to ``(mean (K,), std (K,))`` (``mlvis.analysis.bce_vs_linear``).

@@ -239,7 +239,7 @@ def test_attack_lab_upload_three_methods_and_the_lossless_download(
     import numpy as np
     import torch
 
-    from mlvis.app import recipe as rc
+    from mlvis import recipe as rc
     from mlvis.attacks import load_png16
     from mlvis.data.images import load_image
 

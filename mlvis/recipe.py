@@ -1,19 +1,22 @@
 """The Attack Lab's configuration as a rerunnable *recipe* (JSON), shared by the page and ``mlvis attack``.
 
-No Streamlit in here: the CLI imports this module (``mlvis.app``'s ``__init__`` imports nothing), so a
+A library module (no Streamlit): the Lab, the histograms page and the CLI all run recipes through it, so a
 config downloaded from the dashboard reruns to the same numbers with ``mlvis attack --config FILE``.
 
 A recipe names the model, the images (demo scenes by split / seed / first index / count, or image
 files by name, loaded with :mod:`mlvis.data.images`), the methods and the settings every method shares:
-the budget ``eps``, the step ``alpha``, the norm, SLAM's ``q``, CLASS's ``gamma`` and the seed.
+the budget ``eps``, the step ``alpha``, the norm, the methods' exposed options (SLAM's ``q`` and CLASS's
+``gamma`` as top-level fields, any other registered method's under ``options``, keyed ``"<method>.<name>"``)
+and the seed.
 
 **The budget.** ``eps`` is always the L-inf budget the page shows. With ``norm = "l2"`` the attack's
 budget is the radius of the L2 ball whose volume equals the L-inf cube of half-width ``eps`` (appendix C,
 :func:`mlvis.attacks.equal_volume_l2_radius`), so one number compares the two norms. SLAM's ``p``
 (equation 7) and the subset length of CLASS and the random subset (section V-B) come from the model's
-flip profile at the L-inf ``eps`` (the profile was measured in L-inf); they are written into the
-resolved options as numbers, so the run does not depend on the profile file any more. CLASS reads the
-model's shipped (or cached) flip-up and flip-down correlation matrices.
+flip profile at the L-inf ``eps`` (the profile was measured in L-inf; :class:`mlvis.attacks.Budget`), by
+the methods' own registered rules; they are written into the resolved options as numbers, so the run does
+not depend on the profile file any more. CLASS reads the model's shipped (or cached) flip-up and flip-down
+correlation matrices.
 """
 
 from __future__ import annotations
@@ -27,48 +30,40 @@ from typing import Any
 
 import numpy as np
 
+from mlvis.attacks.budget import NORM_TITLES, Budget
+from mlvis.attacks.geometry import DEFAULT_ALPHA
+from mlvis.attacks.plan import (
+    Artifacts,
+    cost_note,
+    lab_methods,
+    method_description,
+    method_title,
+    resolve,
+    unestimated,
+)
+from mlvis.attacks.plan import image_steps as plan_image_steps
+
+__all__ = [
+    "Artifacts",
+    "ImageSource",
+    "Recipe",
+    "cost_note",
+    "demo_images",
+    "file_images",
+    "lab_methods",
+    "method_description",
+    "method_title",
+    "model_artifacts",
+    "read_files_from",
+    "resolve_specs",
+    "run_recipe",
+    "unestimated",
+]
+
 VERSION = "mlvis.attack-recipe/1"
-#: registered methods that are probes for analyses, not attacks a person picks in the Lab
-HIDDEN_METHODS = ("single-label", "closest")
-#: display names; a method not listed here shows its registry name
-METHOD_TITLES = {
-    "bce": "BCE",
-    "linear": "Linear",
-    "slam": "SLAM",
-    "class": "CLASS",
-    "random": "Random subset",
-    "ml-cw": "ML-CW",
-    "ml-deepfool": "ML-DeepFool",
-    "mla-lp": "MLA-LP",
-}
-#: the order the Lab lists methods in (others follow, sorted)
-METHOD_ORDER = tuple(METHOD_TITLES)
-NORM_TITLES = {"linf": "L∞", "l2": "L2"}
 SPLITS = ("train", "val", "test")
 MAX_IMAGES = 16
 MAX_EPS = 0.5
-
-
-def lab_methods() -> list[str]:
-    """The attack methods the Lab offers: every registered one except the analysis probes."""
-    from mlvis.attacks import list_attacks
-
-    names = [m for m in list_attacks() if m not in HIDDEN_METHODS]
-    known = [m for m in METHOD_ORDER if m in names]
-    return known + sorted(m for m in names if m not in known)
-
-
-def method_title(method: str) -> str:
-    return METHOD_TITLES.get(method, method)
-
-
-def method_description(method: str) -> str:
-    from mlvis.attacks import method_description as describe
-
-    try:
-        return describe(method)
-    except ValueError:
-        return ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,13 +128,14 @@ class Recipe:
     methods: tuple[str, ...]
     eps: float
     images: ImageSource = ImageSource()
-    alpha: float = 1.0 / 2560.0
+    alpha: float = DEFAULT_ALPHA
     norm: str = "linf"
     q: float = 0.5
     gamma: float = 0.5
     seed: int = 0
+    options: tuple[tuple[str, float], ...] = ()
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if not self.methods:
             raise ValueError("Choose at least one attack method.")
         if len(set(self.methods)) != len(self.methods):
@@ -153,21 +149,45 @@ class Recipe:
         for name, v in (("q", self.q), ("γ", self.gamma)):
             if not (math.isfinite(v) and 0 <= v <= 1):
                 raise ValueError(f"{name} must lie in [0, 1], not {v!r}.")
+        for key, v in self.options:
+            if not isinstance(key, str) or isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ValueError(f"The recipe's options must map names to numbers, not {key!r}: {v!r}.")
+
+    @property
+    def values(self) -> dict[str, float]:
+        """Every exposed option's value by its recipe key: ``q``, ``gamma`` and the ``options``."""
+        return {"q": self.q, "gamma": self.gamma, **dict(self.options)}
+
+    @classmethod
+    def with_values(cls, model: str, methods: Sequence[str], eps: float, values: Mapping[str, float], **kw: Any):
+        """A recipe whose exposed options come from ``values`` (keyed like :attr:`values`)."""
+        rest = {k: float(v) for k, v in values.items() if k not in ("q", "gamma")}
+        return cls(model, tuple(methods), eps, q=float(values.get("q", 0.5)), gamma=float(values.get("gamma", 0.5)),
+                   options=tuple(sorted(rest.items())), **kw)  # fmt: skip
+
+    def budget_of(self, dims: int) -> Budget:
+        """The budget as a :class:`~mlvis.attacks.Budget`: the L-inf ``eps`` and, under L2, its radius."""
+        return Budget.from_linf(float(self.eps), self.norm, int(dims))
 
     def budget(self, dims: int) -> float:
         """The attack's budget in its norm: ``eps``, or the equal-volume L2 radius for ``dims`` values."""
-        if self.norm == "linf":
-            return float(self.eps)
-        from mlvis.attacks import equal_volume_l2_radius
-
-        return float(equal_volume_l2_radius(float(self.eps), int(dims)))
+        return self.budget_of(dims).eps[0]
 
     def steps(self, dims: int) -> int:
         """Iterations each method's loop takes (``n = floor(budget / step)``, at least 1)."""
-        from mlvis.attacks import l2_step, n_steps
+        from mlvis.attacks.norms import get_norm
+        from mlvis.attacks.rows import step_counts
 
-        step = self.alpha if self.norm == "linf" else l2_step(self.alpha, int(dims))
-        return n_steps(self.budget(dims), step)
+        step = get_norm(self.norm).step_length(self.alpha, int(dims))
+        return int(step_counts(np.array([self.budget(dims)]), step)[0])
+
+    def image_steps(self, num_images: int, dims: int) -> int:
+        """The dry run: image-steps the recipe's job takes (its own-optimiser methods count 0)."""
+        from mlvis.attacks import AttackSpec, get_method
+        from mlvis.attacks.plan import exposed_values
+
+        specs = [AttackSpec(m, exposed_values(get_method(m), self.values)) for m in self.methods]
+        return plan_image_steps(specs, self.budget_of(dims), int(num_images), alpha=self.alpha, dims=int(dims))
 
     def to_dict(self) -> dict:
         return {
@@ -181,6 +201,7 @@ class Recipe:
             "q": self.q,
             "gamma": self.gamma,
             "seed": self.seed,
+            **({"options": dict(self.options)} if self.options else {}),
         }
 
     def to_json(self) -> str:
@@ -198,16 +219,20 @@ class Recipe:
         methods = d.get("methods")
         if not isinstance(methods, list) or not all(isinstance(m, str) for m in methods):
             raise ValueError("The recipe's methods must be a list of method names.")
+        options = d.get("options", {})
+        if not isinstance(options, Mapping):
+            raise ValueError("The recipe's options must be an object of numbers.")
         return cls(
             model=model,
             methods=tuple(methods),
             eps=_float(d.get("eps"), "eps"),
             images=ImageSource.from_dict(d.get("images", {"source": "demo"})),
-            alpha=_float(d.get("alpha", 1.0 / 2560.0), "alpha"),
+            alpha=_float(d.get("alpha", DEFAULT_ALPHA), "alpha"),
             norm=str(d.get("norm", "linf")),
             q=_float(d.get("q", 0.5), "q"),
             gamma=_float(d.get("gamma", 0.5), "gamma"),
             seed=_int(d.get("seed", 0), "seed"),
+            options=tuple(sorted((str(k), _float(v, f"options.{k}")) for k, v in options.items())),
         )
 
     @classmethod
@@ -234,51 +259,6 @@ def _int(v: Any, name: str) -> int:
 # ------------------------------------------------------------------------------------------------ running
 
 
-_ARTIFACT_NAMES = {
-    "profile": "flip profile",
-    "up": "flip-up correlation matrix",
-    "down": "flip-down correlation matrix",
-}
-
-
-@dataclasses.dataclass(frozen=True)
-class Artifacts:
-    """The model's flip profile and correlation matrices (``None`` where missing)."""
-
-    model: str = ""
-    profile: Any = None
-    up: Any = None
-    down: Any = None
-
-    def correlations(self):
-        """What CLASS reads: the (flip-up, flip-down) pair, or the flip-up matrix alone (flip-down is then
-        approximated by 1 - flip-up, section IV-B), or ``None``."""
-        if self.up is None:
-            return None
-        return (self.up, self.down) if self.down is not None else self.up
-
-    def problem(self, method: str) -> str | None:
-        """Why ``method`` cannot run with these artifacts, as a sentence; ``None`` when it can."""
-        needs = ["profile"] if method in ("slam", "class", "random") else []
-        needs += ["up"] if method == "class" else []
-        missing = [k for k in needs if getattr(self, k) is None]
-        if not missing:
-            return None
-        what = " and no ".join(_ARTIFACT_NAMES[k] for k in missing)
-        page = (
-            "Profiles"
-            if missing == ["profile"]
-            else ("Label landscape" if "profile" not in missing else "Profiles and Label landscape")
-        )
-        cli = " / ".join(
-            f"`mlvis {'profile' if k == 'profile' else 'correlations'} --model {self.model}`" for k in missing
-        )
-        return (
-            f"{method_title(method)} cannot run: {self.model or 'this model'} has no {what} yet. "
-            f"Compute it on the {page} page (or with {cli})."
-        )
-
-
 def model_artifacts(model) -> Artifacts:
     """The shipped (or cached) profile and flip-up / flip-down matrices of ``model`` (``None`` where missing)."""
     import mlvis
@@ -298,43 +278,14 @@ def model_artifacts(model) -> Artifacts:
 
 
 def resolve_specs(recipe: Recipe, model, artifacts: Artifacts | None = None) -> list:
-    """The recipe's methods as engine specs with every option resolved (see the module docstring).
+    """The recipe's methods as engine specs with every option resolved (:func:`mlvis.attacks.plan.resolve`).
 
     Raises ``ValueError`` with a sentence when a method needs an artifact the model does not have, or
     needs an option the Lab cannot give it.
     """
-    from mlvis.attacks import AttackSpec, get_method
-    from mlvis.attacks.subsets import subset_length
-
     arts = artifacts if artifacts is not None else model_artifacts(model)
-    c = len(model.labels)
-    specs = []
-    for method in recipe.methods:
-        info = get_method(method)  # ValueError naming the known methods
-        problem = arts.problem(method)
-        if problem:
-            raise ValueError(problem)
-        opts: dict[str, Any] = {}
-        if method == "slam":
-            opts = {"q": recipe.q, "p": float(arts.profile.flip_ratio(recipe.eps))}
-        elif method in ("class", "random"):
-            opts = {"length": subset_length(float(arts.profile.expected_flips(recipe.eps)), c)}
-            if method == "class":
-                opts |= {"gamma": recipe.gamma, "correlations": arts.correlations()}
-        else:  # bce, linear, and methods registered later: give what they accept
-            offered = {"q": recipe.q, "gamma": recipe.gamma}
-            if arts.profile is not None:
-                offered["profile"] = arts.profile
-            if arts.up is not None:
-                offered["correlations"] = arts.correlations()
-            opts = {k: v for k, v in offered.items() if k in info.options}
-        missing = [o for o in info.required if o not in opts]
-        if missing:
-            raise ValueError(
-                f"{method_title(method)} needs the option(s) {', '.join(missing)}, which the Lab cannot set."
-            )
-        specs.append(AttackSpec(method, opts, name=method_title(method)))
-    return specs
+    dims = 3 * int(np.prod(getattr(getattr(model, "spec", None), "input_size", (1, 1))))
+    return resolve(recipe.methods, recipe.budget_of(dims), arts, recipe.values, len(model.labels))
 
 
 def demo_images(source: ImageSource, size: Sequence[int]) -> np.ndarray:
@@ -365,36 +316,15 @@ def run_recipe(recipe: Recipe, model, images: np.ndarray, *, progress=None, arti
     from mlvis.attacks import run_job
 
     images = np.asarray(images, np.float32)
-    specs = resolve_specs(recipe, model, artifacts)
-    budget = recipe.budget(int(np.prod(images.shape[1:])))
-    return run_job(
-        model, images, specs, budget, alpha=recipe.alpha, norm=recipe.norm, seed=recipe.seed, progress=progress
-    )
-
-
-#: methods that run the engine's MI-FGSM loop, whose cost is images x steps; the others (ML-CW, ML-DeepFool,
-#: MLA-LP, ...) run their own optimisers, often far longer
-LOOP_METHODS = ("bce", "linear", "slam", "class", "random")
-
-
-def unestimated(methods: Sequence[str]) -> list[str]:
-    """The methods whose cost ``image_steps`` cannot estimate (their own optimisers)."""
-    return [m for m in methods if m not in LOOP_METHODS]
-
-
-def cost_note(methods: Sequence[str]) -> str:
-    """A sentence for the cost caption when some methods are not estimated ('' otherwise)."""
-    others = unestimated(methods)
-    if not others:
-        return ""
-    names = ", ".join(method_title(m) for m in others)
-    verb, own = ("runs", "its") if len(others) == 1 else ("run", "their")
-    return f"{names} {verb} {own} own optimiser, not counted (often many seconds per image), so this waits for Run"
+    arts = artifacts if artifacts is not None else model_artifacts(model)
+    budget = recipe.budget_of(int(np.prod(images.shape[1:])))
+    specs = resolve(recipe.methods, budget, arts, recipe.values, len(model.labels))
+    return run_job(model, images, specs, budget, alpha=recipe.alpha, seed=recipe.seed, progress=progress)
 
 
 def image_steps(recipe: Recipe, num_images: int, dims: int) -> int:
-    """Image-steps (one forward + backward of one image) the recipe's job takes: methods x images x steps."""
-    return len(recipe.methods) * int(num_images) * recipe.steps(dims)
+    """Image-steps (one forward + backward of one image) the recipe's job takes (:meth:`Recipe.image_steps`)."""
+    return recipe.image_steps(num_images, dims)
 
 
 def read_files_from(folder: str | Path) -> Callable[[str], bytes]:

@@ -21,11 +21,13 @@ node at a time.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
 
-from mlvis.attacks.methods import LoopPlan, register_method
+from mlvis.attacks.methods import PER_EPS, SHARED, LoopPlan, MethodContext, Option, check_profile, register_method
 
 
 def target_ease(probs: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -33,7 +35,8 @@ def target_ease(probs: np.ndarray, target: np.ndarray) -> np.ndarray:
     probs, target = np.asarray(probs, np.float64), np.asarray(target, np.float64)
     p = target * probs + (1 - target) * (1 - probs)
     m = p.max(axis=-1, keepdims=True)
-    return np.divide(p, m, out=np.zeros_like(p), where=m > 0)
+    out: np.ndarray = np.divide(p, m, out=np.zeros_like(p), where=m > 0)
+    return out
 
 
 def subset_length(expected_flips: float, num_labels: int, factor: float = 1.66) -> int:
@@ -128,7 +131,7 @@ def normalise_correlations(matrix: np.ndarray) -> np.ndarray:
     m = np.asarray(matrix, np.float64)
     off = ~np.eye(m.shape[0], dtype=bool)
     lo, hi = m[off].min(), m[off].max()
-    out = np.divide(m - lo, hi - lo, out=np.zeros_like(m), where=off & (hi > lo))
+    out: np.ndarray = np.divide(m - lo, hi - lo, out=np.zeros_like(m), where=off & (hi > lo))
     np.fill_diagonal(out, 0.0)
     return out
 
@@ -137,17 +140,18 @@ def instance_correlation(up: np.ndarray, down: np.ndarray, target: np.ndarray) -
     """The ICM of section V-B: row i from the (normalised) flip-up matrix where label i's target is 1,
     from the flip-down matrix where it is 0. ``target`` may be (C,) or batched (..., C)."""
     t = np.asarray(target, bool)[..., :, None]
-    return np.where(t, np.asarray(up, np.float64), np.asarray(down, np.float64))
+    out: np.ndarray = np.where(t, np.asarray(up, np.float64), np.asarray(down, np.float64))
+    return out
 
 
-def _matrices(correlations) -> tuple[np.ndarray, np.ndarray]:
+def _matrices(correlations: Any) -> tuple[np.ndarray, np.ndarray]:
     """(up, down), both min-max normalised, from a CorrelationMatrix, a pair of them, or arrays.
 
     With the flip-up matrix alone, flip-down is approximated by ``1 - up`` (section IV-B: the two
     are negatives of each other, so their min-max normalisations are complements).
     """
 
-    def raw(c):
+    def raw(c: Any) -> np.ndarray:
         return np.asarray(getattr(c, "matrix", c), np.float64)
 
     if isinstance(correlations, tuple | list):
@@ -165,20 +169,24 @@ def _matrices(correlations) -> tuple[np.ndarray, np.ndarray]:
     return up, down
 
 
-def correlation_pair(correlations) -> tuple[np.ndarray, np.ndarray]:
+def correlation_pair(correlations: Any) -> tuple[np.ndarray, np.ndarray]:
     """The (flip-up, flip-down) matrices CLASS uses, min-max normalised (see ``_matrices``)."""
     return _matrices(correlations)
 
 
-def _expected_flips(profile, eps: np.ndarray, num_labels: int) -> np.ndarray:
-    if not hasattr(profile, "expected_flips"):
-        raise ValueError("profile must be a FlipProfile (see mlvis.profile).")
-    if getattr(profile, "labels", num_labels) != num_labels:
-        raise ValueError(f"The profile is for a model with {profile.labels} labels, not {num_labels}.")
-    return np.atleast_1d(np.asarray(profile.expected_flips(eps), np.float64))
+def profile_lengths(profile: Any, linf_eps: np.ndarray, num_labels: int, factor: float = 1.66) -> np.ndarray:
+    """Section V-B's subset length per budget, min(C, floor(factor * E(eps))), with E read at the
+    L-inf-equivalent budgets ``linf_eps`` (K,)."""
+    check_profile(profile, num_labels, "expected_flips")
+    e = np.atleast_1d(np.asarray(profile.expected_flips(np.asarray(linf_eps, np.float64)), np.float64))
+    return np.array([subset_length(v, num_labels, factor) for v in e], np.int64)
 
 
-def _lengths(ctx, profile, length, factor: float) -> np.ndarray:
+def _lengths_from_profile(profile: Any, linf_eps: np.ndarray, num_labels: int) -> dict[str, np.ndarray]:
+    return {"length": profile_lengths(profile, linf_eps, num_labels)}
+
+
+def _lengths(ctx: MethodContext, profile: Any, length: Any, factor: float) -> np.ndarray:
     """Subset length per eps: given, or section V-B's min(C, floor(factor * E(eps)))."""
     c = ctx.num_labels
     if length is not None:
@@ -188,15 +196,23 @@ def _lengths(ctx, profile, length, factor: float) -> np.ndarray:
         return ln.copy()
     if profile is None:
         raise ValueError("Give a profile (to size the subset from E(eps)) or an explicit length.")
-    e = _expected_flips(profile, ctx.eps, c)
-    return np.array([subset_length(v, c, factor) for v in e], np.int64)
+    return profile_lengths(profile, ctx.linf, c, factor)
 
 
-def _ctx_numpy(ctx):
+def _ctx_numpy(ctx: MethodContext) -> tuple[np.ndarray, np.ndarray]:
     return ctx.clean_probs.double().cpu().numpy(), ctx.target.double().cpu().numpy()
 
 
-def class_masks(probs, target, lengths, up, down, gamma=0.5, branches=4, depth=4) -> np.ndarray:
+def class_masks(
+    probs: np.ndarray,
+    target: np.ndarray,
+    lengths: np.ndarray,
+    up: np.ndarray,
+    down: np.ndarray,
+    gamma: float = 0.5,
+    branches: int = 4,
+    depth: int = 4,
+) -> np.ndarray:
     """(K, N, C) 0/1 masks: CLASS's subset for every (eps, image); subsets depend on eps only via length.
 
     An image's subsets for each distinct length are computed once; length C needs no search.
@@ -216,16 +232,34 @@ def class_masks(probs, target, lengths, up, down, gamma=0.5, branches=4, depth=4
     return masks
 
 
-@register_method("class", description="CLASS: BCE on a subset chosen by ease and label correlations (Alg. 3)")
+CLASS_GAMMA = Option(
+    "gamma", float, 0.0, 1.0, 0.5, step=0.05, label="CLASS's γ", symbol="γ", key="gamma",
+    help="How CLASS picks its subset (equation 8): 0 = the labels closest to flipping, 1 = the labels whose "
+    "flips help each other most (label correlations).",
+)  # fmt: skip
+
+
+@register_method(
+    "class",
+    title="CLASS",
+    order=40,
+    description="CLASS: BCE on a subset chosen by ease and label correlations (Alg. 3)",
+    needs=("profile", "correlations"),
+    kind=PER_EPS,
+    exposed=(CLASS_GAMMA,),
+    subset=True,
+    from_profile=_lengths_from_profile,
+    profile_gives=("length",),
+)
 def _class(
-    ctx,
+    ctx: MethodContext,
     *,
-    correlations,
-    profile=None,
+    correlations: Any,
+    profile: Any = None,
     gamma: float = 0.5,
     branches: int = 4,
     depth: int = 4,
-    length=None,
+    length: Any = None,
     factor: float = 1.66,
 ) -> LoopPlan:
     """CLASS (section V-B): per (eps, image), a subset of min(C, floor(1.66 E(eps))) labels grown by the
@@ -249,8 +283,18 @@ def _class(
     return LoopPlan("bce", weights=masks)
 
 
-@register_method("random", description="BCE on a uniformly drawn label subset of CLASS's length (the control)")
-def _random(ctx, *, profile=None, length=None, factor: float = 1.66) -> LoopPlan:
+@register_method(
+    "random",
+    title="Random subset",
+    order=50,
+    description="BCE on a uniformly drawn label subset of CLASS's length (the control)",
+    needs=("profile",),
+    kind=PER_EPS,
+    subset=True,
+    from_profile=_lengths_from_profile,
+    profile_gives=("length",),
+)
+def _random(ctx: MethodContext, *, profile: Any = None, length: Any = None, factor: float = 1.66) -> LoopPlan:
     """The random-subset control of section VI: the same subset length as CLASS, labels drawn uniformly.
 
     Each (eps, image) draw is seeded by the job's seed, the image's bytes and the eps value, so an
@@ -270,8 +314,17 @@ def _random(ctx, *, profile=None, length=None, factor: float = 1.66) -> LoopPlan
     return LoopPlan("bce", weights=weights)
 
 
-@register_method("closest", description="BCE on the k labels whose confidences are closest to the threshold")
-def _closest(ctx, *, k) -> LoopPlan:
+def _closest_kind(options: Mapping[str, Any]) -> str:
+    return SHARED if np.ndim(options.get("k", 1)) == 0 else PER_EPS
+
+
+@register_method(
+    "closest",
+    description="BCE on the k labels whose confidences are closest to the threshold",
+    kind=_closest_kind,
+    hidden=True,
+)
+def _closest(ctx: MethodContext, *, k: Any) -> LoopPlan:
     """Fig. 7's targeting: the ``k`` labels closest to flipping (confidence nearest the threshold).
     ``k`` is an int or one per eps ``(K,)`` (an eps-dependent plan)."""
     c = ctx.num_labels
@@ -285,8 +338,10 @@ def _closest(ctx, *, k) -> LoopPlan:
     return LoopPlan("bce", weights=(rank[None] < ks[:, None, None]).astype(np.float64))
 
 
-@register_method("single-label", description="BCE on one label per image, pushed up or down (Algorithm 1's probe)")
-def _single_label(ctx, *, labels, direction: str = "up") -> LoopPlan:
+@register_method(
+    "single-label", description="BCE on one label per image, pushed up or down (Algorithm 1's probe)", hidden=True
+)
+def _single_label(ctx: MethodContext, *, labels: Any, direction: str = "up") -> LoopPlan:
     """Attack one label per image alone: weight one-hot on ``labels[i]``, target 1 (``"up"``) or 0
     (``"down"``) whatever the clean prediction, as Algorithm 1 does to measure correlations."""
     n, c = ctx.num_images, ctx.num_labels
