@@ -5,7 +5,6 @@ import streamlit as st
 
 import mlvis
 from mlvis.app import cache, models_page
-from mlvis.models import cards, preprocess_for
 
 
 def fmt_triple(values) -> str:
@@ -58,7 +57,7 @@ def card_fields(spec: mlvis.ModelSpec | None, column: dict[str, str]) -> dict[st
 
 st.title("Models")
 names = mlvis.list_models()
-folder = cards.models_dir()
+folder = models_page.models_folder()
 st.markdown(
     f"""
 Every page attacks a model from mlvis's **registry**: the {len(names)} registered models are the
@@ -81,7 +80,7 @@ st.caption(f"Weights: {models_page.dtype_label()}. bf16 autocast: `mlvis attack 
 device = cache.device_label()
 load_all = st.button("Load every model (large checkpoints too)", key="models.load_all")
 columns, errors, waiting = models_page.model_columns(names, device, load_all=load_all)
-for error in errors + cards.card_errors():
+for error in errors + models_page.card_problems():
     st.error(error)
 if waiting:
     st.info(
@@ -109,7 +108,7 @@ for name in names:
         st.caption(spec.description)
     for note in spec.notes:
         st.warning(note)
-    st.caption(f"Images are {preprocess_for(spec).describe()} before the model sees them.")
+    st.caption(models_page.preprocessing_sentence(spec))
     labels = pd.DataFrame({"label": list(spec.labels)})
     per_label = card.get("test_AP_per_label")
     if isinstance(per_label, list) and len(per_label) == spec.num_labels:

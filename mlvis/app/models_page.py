@@ -17,7 +17,7 @@ import streamlit as st
 import torch
 
 import mlvis
-from mlvis.models import cards
+from mlvis.models import cards, preprocess_for
 from mlvis.models.labels import TABLES
 from mlvis.models.loading import CHECKPOINT_EXTENSIONS, CheckpointError
 from mlvis.models.registry import FAMILIES, model_source
@@ -37,6 +37,21 @@ _local = threading.local()  # the progress bar of the model being loaded in this
 
 
 # ----------------------------------------------------------------------------------------------- loading
+
+
+def models_folder() -> Path:
+    """The models folder the cards are read from (``MLVIS_MODELS_DIR``, default ``./models``)."""
+    return cards.models_dir()
+
+
+def card_problems() -> list[str]:
+    """One sentence per card in the models folder that could not be read."""
+    return list(cards.card_errors())
+
+
+def preprocessing_sentence(spec: mlvis.ModelSpec) -> str:
+    """How images are resized and interpolated before this model sees them."""
+    return f"Images are {preprocess_for(spec).describe()} before the model sees them."
 
 
 def progress_hook(fraction: float, sentence: str) -> None:

@@ -221,11 +221,11 @@ def write_card(data: dict[str, Any], folder: str | Path | None = None, overwrite
 
 
 def _check_name_free(name: str, folder: Path, overwrite: bool) -> None:
-    from mlvis.models.registry import FAMILIES, _sources
+    from mlvis.models.registry import FAMILIES, registered_source
 
     if name in FAMILIES or name.startswith(("timm:", "torchvision:")):
         raise CardError(f"{name!r} is a family name; give the card a name of its own.")
-    owner = _sources.get(name)
+    owner = registered_source(name)
     if owner is not None and not owner.startswith("card "):
         raise CardError(f"{name!r} is already registered ({owner}); give the card another name.")
     if (folder / f"{name}.json").exists() and not overwrite:
@@ -248,7 +248,7 @@ def _folder_key(folder: Path) -> tuple:
 def sync(force: bool = False) -> None:
     """Register the models folder's cards (and, once per process, the entry points); cheap when nothing
     changed. Cards that disappeared are unregistered; a card may not take a built-in model's name."""
-    from mlvis.models.registry import _sources, register_model, unregister_model
+    from mlvis.models.registry import register_model, registered_source, unregister_model
 
     if _state["plugins"] is None:
         load_entry_points()
@@ -261,7 +261,7 @@ def sync(force: bool = False) -> None:
     cards, errors = discover(folder)
     names: set[str] = set()
     for card in cards:
-        owner = _sources.get(card.name)
+        owner = registered_source(card.name)
         if owner is not None and not owner.startswith("card "):
             errors.append(
                 f"The model card {card.path.name} takes the name {card.name!r} of a {owner} model; it is ignored."

@@ -72,6 +72,12 @@ def model_description(name: str) -> str:
     return _descriptions.get(name, "")
 
 
+def registered_source(name: str) -> str | None:
+    """Who registered ``name`` (``None`` when nobody did), without loading the built-in models first:
+    for the card loader, which runs while the registry fills."""
+    return _sources.get(name)
+
+
 def model_source(name: str) -> str:
     """Where a registered model comes from: ``built in``, a card file, or an entry point."""
     _ensure_builtin()
