@@ -31,7 +31,7 @@ class StoreError(ValueError):
 # ----------------------------------------------------------------------------------------- writing
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None] | bytes | str, mode: int = FILE_MODE) -> Path:
+def atomic_write(path: str | os.PathLike, write: Callable[[str], object] | bytes | str, mode: int = FILE_MODE) -> Path:
     """Write ``path`` atomically: a reader sees the old file or the new one, never a partial one.
 
     Args:

@@ -89,7 +89,7 @@ def select_subset(
         members[0, chosen] = True
         z = pair[chosen].sum(0, keepdims=True)
         first = np.full(1, -1)
-        record = {"root": list(chosen), "levels": []} if trace is not None else None
+        record: dict[str, Any] | None = {"root": list(chosen), "levels": []} if trace is not None else None
         for level in range(levels):
             scale = np.abs(z).max(axis=1, keepdims=True)
             zn = np.divide(z, scale, out=np.zeros_like(z), where=scale > 0)
@@ -113,7 +113,7 @@ def select_subset(
         objective = gamma * sub_icm + (1 - gamma) * (mf @ ease)
         best = int(np.argmax(objective))  # argmax: first of equal leaves
         chosen.append(int(first[best]))
-        if record is not None:
+        if record is not None and trace is not None:
             record.update(objective=objective.copy(), best_leaf=best, chosen=chosen[-1])
             trace.append(record)
     return np.array(chosen, dtype=np.int64)
