@@ -13,7 +13,7 @@ import torch
 from attack_models import LinearMultiLabel
 
 import mlvis
-from mlvis.app import recipe as rc
+from mlvis import recipe as rc
 from mlvis.attacks import load_png16, save_npy, save_png16
 from mlvis.attacks.export import decode_png16
 from mlvis.cli import main
