@@ -154,3 +154,15 @@ def test_every_page_opens_on_a_real_model(folder, page):
     assert any(c.value.startswith("tiny-photos is a real model (photos)") for c in at.sidebar.caption)
     at.switch_page(page).run()
     assert not at.exception, at.exception
+
+
+def test_a_card_replaced_under_the_same_name_is_loaded_afresh(folder):
+    from mlvis.app import cache
+
+    first = cache.load_model("tiny-photos")
+    assert cache.load_model("tiny-photos") is first  # cached while nothing changed
+    timm_card(folder, name="tiny-photos", seed=1)  # new weights under the same name
+    second = cache.load_model("tiny-photos")
+    assert second is not first
+    w1, w2 = (next(iter(m.parameters())) for m in (first, second))
+    assert not torch.equal(w1, w2)

@@ -53,14 +53,21 @@ def device_label() -> str:
     return device.type.upper()
 
 
-@st.cache_resource(max_entries=4, show_spinner="Loading the model ...")
 def load_model(name: str) -> mlvis.MultiLabelModel:
     """The registered model ``name`` on the default device, eval mode, frozen; shared by all sessions.
 
-    Raises what ``mlvis.create_model`` raises (``ValueError`` for an unknown name,
-    ``FileNotFoundError`` when its weights are missing); failures are not cached. A large checkpoint
-    reports its progress to ``models_page.loading_progress`` when one is open.
+    Cached by the name and, for a model card, the card's and checkpoint's size and modification time, so
+    a card replaced under the same name is loaded afresh. Raises what ``mlvis.create_model`` raises
+    (``ValueError`` for an unknown name, ``FileNotFoundError`` when its weights are missing); failures are
+    not cached. A large checkpoint reports its progress to ``models_page.loading_progress`` when one is open.
     """
+    from mlvis.models.cards import card_version
+
+    return _load_model(name, card_version(name))
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the model ...")
+def _load_model(name: str, version: str) -> mlvis.MultiLabelModel:
     from mlvis.app import models_page
 
     return mlvis.create_model(name, **models_page.load_options(name))

@@ -300,6 +300,30 @@ def card_of(name: str) -> Card | None:
     return next((c for c in registered_cards() if c.name == name), None)
 
 
+def card_version(name: str) -> str:
+    """What identifies the files behind a card's model right now: the card's and its checkpoint's size and
+    modification time ("" for a model that is not a card). A cache keyed by it never serves the weights of
+    a card that was replaced under the same name."""
+    card = card_of(name)
+    if card is None:
+        return ""
+    parts = []
+    for path in (card.path, _checkpoint_or_none(card)):
+        try:
+            st = path.stat() if path is not None else None
+        except OSError:
+            st = None
+        parts.append(f"{st.st_size}:{st.st_mtime_ns}" if st is not None else "-")
+    return "|".join(parts)
+
+
+def _checkpoint_or_none(card: Card) -> Path | None:
+    try:
+        return card.checkpoint_path()
+    except (CardError, ValueError, OSError):
+        return None
+
+
 def load_entry_points(force: bool = False) -> list[str]:
     """Register the factories of the ``mlvis.models`` entry points of installed packages; the names."""
     from importlib.metadata import entry_points
