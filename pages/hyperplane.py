@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from mlvis.app import hyperplane_page as hp
+from mlvis.app import hyperplane_page
 
 st.title("Hyperplane simulation")
 st.markdown(
@@ -23,16 +23,16 @@ the budget.
 """
 )
 
-controls = hp.hyperplane_controls()
-run = hp.run_or_last(controls)
+controls = hyperplane_page.hyperplane_controls()
+run = hyperplane_page.run_or_last(controls)
 
 st.subheader("Flips in each box")
-hp.flips_view(run.simulation)
-verdict = hp.verdict_sentence(run.simulation)
+hyperplane_page.flips_view(run.simulation)
+verdict = hyperplane_page.verdict_sentence(run.simulation)
 if verdict:
     st.markdown(verdict)
 
-hp.figures_view(run)
+hyperplane_page.figures_view(run)
 
 with st.expander("How the walk is computed"):
-    st.markdown(hp.HOW_THE_WALK_IS_COMPUTED)
+    st.markdown(hyperplane_page.HOW_THE_WALK_IS_COMPUTED)
