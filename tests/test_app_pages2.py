@@ -356,6 +356,12 @@ def test_profiles_page_shows_the_profile_and_measures_a_new_one(model):
     np.testing.assert_allclose(plotly_array(trace(figure(at, "fit"), "linear")["y"]), mine.flips_linear)
     cost = at.dataframe[1].value.set_index("passes per image")
     assert cost.loc["backward", "measured (both probes)"] == mine.cost["measured"]["backward"]
+    # the look-up's 1/255 button (the shared budget control) sets one 8-bit level, and the URL keeps it
+    at.button(key="prof.eight_bit").click().run()
+    assert_clean(at)
+    text = " ".join(md.value for md in at.markdown)
+    assert f"At ε = {1 / 255:.4g}: **E = {mine.expected_flips(1 / 255):.2f}** flips" in text
+    assert float(at.query_params[profiles_page.PROF_EPS]) == pytest.approx(1 / 255)
 
 
 # ----------------------------------------------------------------------------------------------------------------------

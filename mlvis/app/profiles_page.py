@@ -16,6 +16,7 @@ import streamlit as st
 import mlvis
 from mlvis.analysis.profiles import FRACTIONS
 from mlvis.app import cache, jobs, state
+from mlvis.app.budget_input import BudgetKeys, budget_input
 from mlvis.app.page import scenes
 from mlvis.attacks import DEFAULT_ALPHA
 from mlvis.attacks.class_subset import subset_length
@@ -24,7 +25,8 @@ PROF_N = "prof.n"
 PROF_MAX_EPS = "prof.max_eps"
 PROF_INTERVAL = "prof.interval"
 PROF_DEGREE = "prof.degree"
-PROF_EPS = "prof.eps"
+PROF_BUDGET = "prof"  # the look-up's budget control (mlvis.app.budget_input)
+PROF_EPS = BudgetKeys.of(PROF_BUDGET).exact  # "prof.eps", bound to the URL
 PROF_COMPARE = "prof.compare"
 PROF_SECTION = "prof.compute"
 
@@ -264,17 +266,21 @@ def grid_view(profile) -> None:
             "p = E/C": st.column_config.NumberColumn(format="%.3f", help="SLAM's p (equation 7)."),
         },
     )
-    eps = st.number_input(
-        "Look up ε",
+    eps = budget_input(
+        PROF_BUDGET,
+        default=0.01,
         min_value=0.0,
         max_value=1.0,
-        value=0.01,
         step=0.001,
         format="%.4f",
-        key=PROF_EPS,
-        bind="query-params",
+        label="Look up ε",
+        slider_label="ε (L∞)",
         help="Any budget: E(ε), SLAM's p and CLASS's subset length from this profile.",
-    )
+        slider_help=(
+            "The small budgets at a glance; type any budget into 'Look up ε', or press 1/255 for one 8-bit level."
+        ),
+        caption=False,
+    ).linf[0]
     e = float(profile.expected_flips(eps))
     k = subset_length(e, profile.labels)
     st.markdown(
