@@ -64,7 +64,7 @@ def budget_input(
     slider_help: str = (
         "The most any pixel may change. One 8-bit level is 1/255 ≈ 0.00392: a perturbation smaller than half a "
         "level is rounded away when the image is saved as an ordinary 8-bit PNG. Type larger or finer values into "
-        "the exact entry."
+        "'ε exactly'."
     ),
     norm: str = "linf",
     dims: int | None = None,
