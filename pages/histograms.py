@@ -3,7 +3,7 @@
 import streamlit as st
 
 from mlvis import recipe as rc
-from mlvis.app import jobs, state, studies
+from mlvis.app import histograms_page, jobs, state
 from mlvis.app.page import page_model
 from mlvis.viz import confidence_histograms, histogram_counts
 
@@ -27,9 +27,9 @@ with st.container(border=True):
         "Methods",
         rc.lab_methods(),
         selection_mode="multi",
-        default=list(studies.HIST_DEFAULT_METHODS),
+        default=list(histograms_page.HIST_DEFAULT_METHODS),
         format_func=rc.method_title,
-        key=studies.HIST_METHODS,
+        key=histograms_page.HIST_METHODS,
         bind="query-params",
         help="Each method attacks the same scenes (one batched job); Fig. 10 is BCE, Fig. 11 a subset and linear.",
     )
@@ -41,7 +41,7 @@ with st.container(border=True):
         value=0.01,
         step=0.001,
         format="%.4f",
-        key=studies.HIST_EPS,
+        key=histograms_page.HIST_EPS,
         bind="query-params",
         help="The L∞ budget (the paper's Fig. 11 uses 0.004 on ASL MS-COCO; the demo models are more robust).",
     )
@@ -51,16 +51,16 @@ with st.container(border=True):
         max_value=100,
         value=6,
         step=1,
-        key=studies.HIST_N,
+        key=histograms_page.HIST_N,
         bind="query-params",
         help="Demo test scenes of the sidebar's seed block (the paper uses 100).",
     )
     direction = c3.radio(
         "Labels counted",
-        list(studies.DIRECTIONS),
-        format_func=studies.DIRECTIONS.get,
+        list(histograms_page.DIRECTIONS),
+        format_func=histograms_page.DIRECTIONS.get,
         horizontal=True,
-        key=studies.HIST_DIRECTION,
+        key=histograms_page.HIST_DIRECTION,
         bind="query-params",
         help="Flip up: the labels absent on the clean scene (the paper's figures); flip down: the present ones.",
     )
@@ -75,12 +75,12 @@ with st.container(border=True):
 if not methods:
     st.error("Choose at least one attack method.")
     st.stop()
-settings = studies.HistogramSettings(tuple(methods), float(eps), int(images), state.seed())
+settings = histograms_page.HistogramSettings(tuple(methods), float(eps), int(images), state.seed())
 outcome = jobs.run_section(
-    studies.HIST_SECTION,
+    histograms_page.HIST_SECTION,
     (name, settings),
-    lambda progress: studies.compute_histograms(name, settings, progress),
-    studies.histogram_cost(name, settings),
+    lambda progress: histograms_page.compute_histograms(name, settings, progress),
+    histograms_page.histogram_cost(name, settings),
     label="Attacking",
     model_name=name,
     help="Attack the scenes with every chosen method (one job).",

@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-from mlvis.app import cache, jobs, studies
-from mlvis.app.page import page_model
+from mlvis.app import cache, jobs, landscape_page
+from mlvis.app.page import needs_demo_labels, page_model
 from mlvis.viz import attackability_figure, matrix_heatmap
 
 st.title("Label landscape")
@@ -31,9 +31,9 @@ with st.expander(
     else "Measure the matrices here",
     expanded=bool(missing),
 ):
-    settings = studies.landscape_controls()
+    settings = landscape_page.landscape_controls()
     c = len(model.labels)
-    steps = studies.landscape_steps(c, settings)
+    steps = landscape_page.landscape_steps(c, settings)
     per_matrix = steps // 2
     st.caption(
         f"Equation 9 for these settings: {c} labels × {settings.images} images × "
@@ -41,9 +41,9 @@ with st.expander(
         f"passes per matrix, both matrices {steps:,} image-steps."
     )
     outcome = jobs.run_section(
-        studies.LAND_SECTION,
+        landscape_page.LAND_SECTION,
         (name, settings),
-        lambda progress: studies.compute_landscape(name, settings, progress),
+        lambda progress: landscape_page.compute_landscape(name, settings, progress),
         jobs.estimate(name, steps, "landscape"),
         label="Attacking every label alone",
         model_name=name,
@@ -63,19 +63,19 @@ if up is None and down is None:
     st.stop()
 
 labels = list(model.labels)
-demo = studies.needs_demo_labels(model)
+demo = needs_demo_labels(model)
 stats = None
 if demo:
     n_scenes = st.select_slider(
         "Training scenes counted for the co-occurrence",
         [1_000, 2_000, 5_000, 10_000, 20_000],
         value=2_000,
-        key=studies.LAND_SCENES,
+        key=landscape_page.LAND_SCENES,
         bind="query-params",
         help="Label frequencies and co-occurrences are counted over this many training scenes of the demo world "
         "(about a second per thousand on this machine; the findings report uses 20,000).",
     )
-    stats = studies.scene_statistics(int(n_scenes))
+    stats = landscape_page.scene_statistics(int(n_scenes))
 shown = [cm for cm in (up, down) if cm is not None]
 st.header("Correlation matrices beside the dataset's co-occurrence")
 cols = st.columns(2)
@@ -96,10 +96,10 @@ if demo:
     with left:
         measure = st.radio(
             "Co-occurrence measure",
-            list(studies.MEASURES),
-            format_func=studies.MEASURES.get,
+            list(landscape_page.MEASURES),
+            format_func=landscape_page.MEASURES.get,
             horizontal=True,
-            key=studies.LAND_MEASURE,
+            key=landscape_page.LAND_MEASURE,
             bind="query-params",
             help="How to count labels that appear together in the training scenes: lift (> 1: more often than "
             "chance), the conditional frequency of the column given the row, or raw counts.",
@@ -108,7 +108,7 @@ if demo:
             matrix_heatmap(
                 stats[measure],
                 stats["labels"],
-                f"training scenes: {studies.MEASURES[measure].split(' ')[0].lower()} ({stats['n']:,} scenes)",
+                f"training scenes: {landscape_page.MEASURES[measure].split(' ')[0].lower()} ({stats['n']:,} scenes)",
                 f"cooccurrence_{measure}",
                 diverging=False,
             ),
@@ -122,7 +122,7 @@ if demo:
                 "(observation 3); a positive r means labels that appear together also move together."
             )
             st.dataframe(
-                studies.agreement_frame(up, down, stats),
+                landscape_page.agreement_frame(up, down, stats),
                 hide_index=True,
                 key="land.agreement",
                 column_config={
@@ -155,7 +155,7 @@ st.caption(
 if up is not None and down is not None and demo:
     st.subheader("Table II: what attackability goes with")
     st.dataframe(
-        studies.table_ii_frame(up, down, stats["frequencies"]),
+        landscape_page.table_ii_frame(up, down, stats["frequencies"]),
         hide_index=True,
         key="land.table_ii",
         column_config={

@@ -17,7 +17,8 @@ from streamlit.testing.v1 import AppTest
 
 import mlvis
 from mlvis.analysis import hyperplane as hp
-from mlvis.app import cache, widgets
+from mlvis.app import cache
+from mlvis.app import hyperplane_page as hpage
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
 HYPERPLANE = "pages/hyperplane.py"
@@ -81,8 +82,8 @@ def test_hyperplane_page_opens_on_fig18_and_shows_the_papers_point():
     assert at.title[0].value == "Hyperplane simulation"
     text = " ".join(m.value for m in at.markdown)
     assert "Appendix G" in text and "Appendix H" in text and "Fig. 18" in text
-    assert at.radio(key=widgets.HP_SOURCE).value == "fig18"
-    assert at.slider(key=widgets.HP_EPS).value == hp.DEFAULT_BOXES
+    assert at.radio(key=hpage.HP_SOURCE).value == "fig18"
+    assert at.slider(key=hpage.HP_EPS).value == hp.DEFAULT_BOXES
     sim, curve = library_run(hp.preset("fig18"))
     assert_page_shows(at, sim, curve)
     m = metrics(at)
@@ -97,10 +98,10 @@ def test_hyperplane_page_opens_on_fig18_and_shows_the_papers_point():
 def test_hyperplane_page_follows_its_controls():
     at = AppTest.from_file(str(APP), default_timeout=120).run()
     at.switch_page(HYPERPLANE).run()
-    at.slider(key=widgets.HP_EPS).set_value((0.06, 0.4))
-    at.button_group(key=widgets.HP_LOSSES).set_value(["linear", "bce", "slam"])
-    at.slider(key=widgets.HP_MOMENTUM).set_value(0.0)
-    at.number_input(key=widgets.HP_X1).set_value(0.45)
+    at.slider(key=hpage.HP_EPS).set_value((0.06, 0.4))
+    at.button_group(key=hpage.HP_LOSSES).set_value(["linear", "bce", "slam"])
+    at.slider(key=hpage.HP_MOMENTUM).set_value(0.0)
+    at.number_input(key=hpage.HP_X1).set_value(0.45)
     at.run()
     assert not at.exception and not at.error
     sim, curve = library_run(
@@ -108,9 +109,9 @@ def test_hyperplane_page_follows_its_controls():
     )
     assert_page_shows(at, sim, curve)
     # SLAM's p by hand, then a fixed step count
-    at.checkbox(key=widgets.HP_P_AUTO).uncheck().run()  # p's slider is disabled while p comes from the profile
-    at.slider(key=widgets.HP_P).set_value(0.8)
-    at.number_input(key=widgets.HP_STEPS).set_value(40)
+    at.checkbox(key=hpage.HP_P_AUTO).uncheck().run()  # p's slider is disabled while p comes from the profile
+    at.slider(key=hpage.HP_P).set_value(0.8)
+    at.number_input(key=hpage.HP_STEPS).set_value(40)
     at.run()
     assert not at.exception and not at.error
     sim, curve = library_run(
@@ -124,9 +125,9 @@ def test_hyperplane_page_follows_its_controls():
 def test_random_boundaries_from_a_seed():
     at = AppTest.from_file(str(APP), default_timeout=120).run()
     at.switch_page(HYPERPLANE).run()
-    at.radio(key=widgets.HP_SOURCE).set_value("random").run()
-    at.number_input(key=widgets.HP_SEED).set_value(7)
-    at.number_input(key=widgets.HP_COUNT).set_value(4)
+    at.radio(key=hpage.HP_SOURCE).set_value("random").run()
+    at.number_input(key=hpage.HP_SEED).set_value(7)
+    at.number_input(key=hpage.HP_COUNT).set_value(4)
     at.run()
     assert not at.exception and not at.error
     assert_page_shows(at, *library_run(hp.random_boundaries(4, 7)))
@@ -138,14 +139,14 @@ def test_random_boundaries_from_a_seed():
 def test_editing_the_table_changes_the_walks_and_a_bad_edit_gives_a_sentence():
     at = AppTest.from_file(str(APP), default_timeout=120).run()
     at.switch_page(HYPERPLANE).run()
-    at.radio(key=widgets.HP_SOURCE).set_value("custom").run()
+    at.radio(key=hpage.HP_SOURCE).set_value("custom").run()
     assert not at.exception and not at.error
-    editor = at.data_editor(key=widgets.HP_TABLE)
+    editor = at.data_editor(key=hpage.HP_TABLE)
     assert list(editor.value.columns) == ["label", "w1", "w2", "b"]
     assert [tuple(r) for r in editor.value.itertuples(index=False)] == list(hp.preset("fig18").rows())
 
     # a real edit: move boundary c and add a sixth label
-    at.session_state[widgets.HP_TABLE] = {
+    at.session_state[hpage.HP_TABLE] = {
         "edited_rows": {2: {"b": 4.1}},
         "added_rows": [{"label": "f", "w1": -40.0, "w2": 10.0, "b": 12.0}],
         "deleted_rows": [],
@@ -157,10 +158,10 @@ def test_editing_the_table_changes_the_walks_and_a_bad_edit_gives_a_sentence():
     rows.append(("f", -40.0, 10.0, 12.0))
     edited = hp.Boundaries.from_rows(rows)
     assert_page_shows(at, *library_run(edited))
-    assert at.query_params[widgets.HP_LINES] == hp.format_rows(edited.rows())  # the link keeps the table
+    assert at.query_params[hpage.HP_LINES] == hpage.format_rows(edited.rows())  # the link keeps the table
 
     # a bad edit: w1 = w2 = 0 -> one clear sentence, no traceback, the last good figures stay
-    at.session_state[widgets.HP_TABLE] = {
+    at.session_state[hpage.HP_TABLE] = {
         "edited_rows": {0: {"w1": 0.0, "w2": 0.0}},
         "added_rows": [],
         "deleted_rows": [],
@@ -174,7 +175,7 @@ def test_editing_the_table_changes_the_walks_and_a_bad_edit_gives_a_sentence():
     assert "last configuration that ran" in " ".join(c.value for c in at.caption)
     assert len(chart_specs(at)) == 3
     # an emptied cell
-    at.session_state[widgets.HP_TABLE] = {"edited_rows": {1: {"b": None}}, "added_rows": [], "deleted_rows": []}
+    at.session_state[hpage.HP_TABLE] = {"edited_rows": {1: {"b": None}}, "added_rows": [], "deleted_rows": []}
     at.run()
     assert not at.exception
     assert [e.value for e in at.error] == [
@@ -185,22 +186,22 @@ def test_editing_the_table_changes_the_walks_and_a_bad_edit_gives_a_sentence():
 def test_a_link_opens_its_configuration():
     rows = (("p", 30.0, 5.0, -17.0), ("q", -10.0, 40.0, -12.5))
     query = {
-        widgets.HP_SOURCE: "Custom table",
-        widgets.HP_LINES: hp.format_rows(rows),
-        widgets.HP_EPS: ["0.05", "0.25"],
-        widgets.HP_ALPHA: "0.01",
-        widgets.HP_LOSSES: ["linear (greedy)", "SLAM"],
+        hpage.HP_SOURCE: "Custom table",
+        hpage.HP_LINES: hpage.format_rows(rows),
+        hpage.HP_EPS: ["0.05", "0.25"],
+        hpage.HP_ALPHA: "0.01",
+        hpage.HP_LOSSES: ["linear (greedy)", "SLAM"],
     }
     at = open_page(HYPERPLANE, query)
     assert not at.exception and not at.error
-    assert at.radio(key=widgets.HP_SOURCE).value == "custom"
-    assert at.slider(key=widgets.HP_EPS).value == (0.05, 0.25)
-    assert at.button_group(key=widgets.HP_LOSSES).value == ["linear", "slam"]
+    assert at.radio(key=hpage.HP_SOURCE).value == "custom"
+    assert at.slider(key=hpage.HP_EPS).value == (0.05, 0.25)
+    assert at.button_group(key=hpage.HP_LOSSES).value == ["linear", "slam"]
     assert_page_shows(at, *library_run(hp.Boundaries.from_rows(rows), (0.05, 0.25), ("linear", "slam"), alpha=0.01))
 
 
 def test_a_link_with_a_bad_table_explains_itself():
-    at = open_page(HYPERPLANE, {widgets.HP_SOURCE: "Custom table", widgets.HP_LINES: "a:1,1,-1;b:0,0,2"})
+    at = open_page(HYPERPLANE, {hpage.HP_SOURCE: "Custom table", hpage.HP_LINES: "a:1,1,-1;b:0,0,2"})
     assert not at.exception
     assert [e.value for e in at.error] == [
         "Row 2 (label 'b') has w1 = w2 = 0, so its logit is the same everywhere and it has no decision boundary: "
@@ -208,23 +209,23 @@ def test_a_link_with_a_bad_table_explains_itself():
     ]
     assert not at.get("plotly_chart")  # nothing ran yet in this session, so there is nothing to show
 
-    at = open_page(HYPERPLANE, {widgets.HP_SOURCE: "Custom table", widgets.HP_LINES: "not a table"})
+    at = open_page(HYPERPLANE, {hpage.HP_SOURCE: "Custom table", hpage.HP_LINES: "not a table"})
     assert not at.exception and not at.error
     assert "could not be read" in at.warning[0].value
     assert_page_shows(at, *library_run(hp.preset("fig18")))
 
 
 def test_invalid_url_values_fall_back_to_defaults():
-    at = open_page(HYPERPLANE, {widgets.HP_SOURCE: "nonsense", widgets.HP_EPS: "abc", widgets.HP_ALPHA: "-3"})
+    at = open_page(HYPERPLANE, {hpage.HP_SOURCE: "nonsense", hpage.HP_EPS: "abc", hpage.HP_ALPHA: "-3"})
     assert not at.exception and not at.error
-    assert at.radio(key=widgets.HP_SOURCE).value == "fig18"
+    assert at.radio(key=hpage.HP_SOURCE).value == "fig18"
     assert_page_shows(at, *library_run(hp.preset("fig18")))
 
 
 def test_no_loss_chosen_says_so():
     at = AppTest.from_file(str(APP), default_timeout=120).run()
     at.switch_page(HYPERPLANE).run()
-    at.button_group(key=widgets.HP_LOSSES).set_value([]).run()
+    at.button_group(key=hpage.HP_LOSSES).set_value([]).run()
     assert not at.exception
     assert [e.value for e in at.error] == ["Choose at least one loss."]
 

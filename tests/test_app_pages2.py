@@ -22,7 +22,7 @@ from streamlit.testing.v1 import AppTest
 import mlvis
 from mlvis import cli
 from mlvis import recipe as rc
-from mlvis.app import cache, jobs, lab, studies
+from mlvis.app import cache, histograms_page, jobs, lab, landscape_page, profiles_page, sweep_page
 from mlvis.data import images as mi
 from mlvis.viz import histograms as vh
 
@@ -328,7 +328,7 @@ def trace(fig: dict, kind: str) -> dict:
 
 def test_profiles_page_shows_the_profile_and_measures_a_new_one(model):
     shipped = mlvis.profile(model)
-    at = open_page(PROFILES, {studies.PROF_EPS: "0.02"})
+    at = open_page(PROFILES, {profiles_page.PROF_EPS: "0.02"})
     assert_clean(at)
     m = metrics(at)
     assert m["ε_max"] == f"{shipped.eps_max:.4f}"
@@ -342,11 +342,11 @@ def test_profiles_page_shows_the_profile_and_measures_a_new_one(model):
     text = " ".join(md.value for md in at.markdown)
     assert f"**E = {shipped.expected_flips(0.02):.2f}** flips" in text and "equation 19" in text
     # measure a small profile on one scene
-    at.number_input(key=studies.PROF_N).set_value(1)
-    at.number_input(key=studies.PROF_MAX_EPS).set_value(0.05)
-    at.number_input(key=studies.PROF_INTERVAL).set_value(5)
+    at.number_input(key=profiles_page.PROF_N).set_value(1)
+    at.number_input(key=profiles_page.PROF_MAX_EPS).set_value(0.05)
+    at.number_input(key=profiles_page.PROF_INTERVAL).set_value(5)
     at.run()
-    at.button(key=f"{studies.PROF_SECTION}.run").click().run()
+    at.button(key=f"{profiles_page.PROF_SECTION}.run").click().run()
     assert_clean(at)
     x, _ = mlvis.data.demo_batch(1)
     mine = mlvis.profile(model, x, max_eps=0.05, interval=5, cache=False)
@@ -356,6 +356,12 @@ def test_profiles_page_shows_the_profile_and_measures_a_new_one(model):
     np.testing.assert_allclose(plotly_array(trace(figure(at, "fit"), "linear")["y"]), mine.flips_linear)
     cost = at.dataframe[1].value.set_index("passes per image")
     assert cost.loc["backward", "measured (both probes)"] == mine.cost["measured"]["backward"]
+    # the look-up's 1/255 button (the shared budget control) sets one 8-bit level, and the URL keeps it
+    at.button(key="prof.eight_bit").click().run()
+    assert_clean(at)
+    text = " ".join(md.value for md in at.markdown)
+    assert f"At ε = {1 / 255:.4g}: **E = {mine.expected_flips(1 / 255):.2f}** flips" in text
+    assert float(at.query_params[profiles_page.PROF_EPS]) == pytest.approx(1 / 255)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -364,7 +370,7 @@ def test_profiles_page_shows_the_profile_and_measures_a_new_one(model):
 
 def test_landscape_page_shows_the_matrices_table_ii_and_measures(model):
     up, down = mlvis.correlations(model, direction="up"), mlvis.correlations(model, direction="down")
-    at = open_page(LANDSCAPE, {studies.LAND_SCENES: "1000", studies.LAND_MEASURE: "P(column | row)"})
+    at = open_page(LANDSCAPE, {landscape_page.LAND_SCENES: "1000", landscape_page.LAND_MEASURE: "P(column | row)"})
     assert_clean(at)
     for cm in (up, down):
         t = trace(figure(at, f"correlations_{cm.direction}"), f"correlations_{cm.direction}")
@@ -384,11 +390,11 @@ def test_landscape_page_shows_the_matrices_table_ii_and_measures(model):
     assert table.loc[0, "flip up"] == f"{r.r:+.3f}" + ("" if r.significant else "*")
     assert table.loc[0, "flip up p-value"] == pytest.approx(r.p_value)
     # measure both matrices on one scene
-    at.number_input(key=studies.LAND_N).set_value(1)
-    at.number_input(key=studies.LAND_EPS).set_value(0.001)
+    at.number_input(key=landscape_page.LAND_N).set_value(1)
+    at.number_input(key=landscape_page.LAND_EPS).set_value(0.001)
     at.run()
     assert "24 labels × 1 images × 2 steps = 48 forward + 48 backward" in " ".join(c.value for c in at.caption)
-    at.button(key=f"{studies.LAND_SECTION}.run").click().run()
+    at.button(key=f"{landscape_page.LAND_SECTION}.run").click().run()
     assert_clean(at)
     x, _ = mlvis.data.demo_batch(1)
     mine = mlvis.correlations(model, x, eps=0.001, direction="down", cache=False)
@@ -406,9 +412,9 @@ def test_sweep_page_tables_iv_vi_and_the_other_experiments(model, monkeypatch):
     at = open_page(SWEEP)
     assert_clean(at)
     assert [i.value for i in at.info][:1] == ["Press Run to compute with these settings."]
-    at.number_input(key=studies.SWEEP_N).set_value(2)
-    at.text_input(key=studies.SWEEP_FRACTIONS).set_value("0.1, 0.05")
-    at.button_group(key=studies.SWEEP_METHODS).set_value(["bce", "slam", "class"])
+    at.number_input(key=sweep_page.SWEEP_N).set_value(2)
+    at.text_input(key=sweep_page.SWEEP_FRACTIONS).set_value("0.1, 0.05")
+    at.button_group(key=sweep_page.SWEEP_METHODS).set_value(["bce", "slam", "class"])
     at.run()
     at.button(key="sweep.table.run").click().run()
     assert_clean(at)
@@ -426,7 +432,7 @@ def test_sweep_page_tables_iv_vi_and_the_other_experiments(model, monkeypatch):
     fig = figure(at, "method")
     np.testing.assert_allclose(plotly_array(trace(fig, "method")["y"]), table.mean[0])
     # Fig. 8 on its tab
-    at.text_input(key=studies.SWEEP_BL_EPS).set_value("0.004, 0.008").run()
+    at.text_input(key=sweep_page.SWEEP_BL_EPS).set_value("0.004, 0.008").run()
     at.button(key="sweep.bl.run").click().run()
     assert_clean(at)
     want = mlvis.analysis.bce_vs_linear(model, x, [0.004, 0.008])
@@ -435,7 +441,7 @@ def test_sweep_page_tables_iv_vi_and_the_other_experiments(model, monkeypatch):
         t = next(t for t in fig["data"] if t["meta"] == {"kind": "mean", "method": method})
         np.testing.assert_allclose(plotly_array(t["y"]), want[method][0])
     # a bad list gets a sentence
-    at.text_input(key=studies.SWEEP_FRACTIONS).set_value("0.1, lots").run()
+    at.text_input(key=sweep_page.SWEEP_FRACTIONS).set_value("0.1, lots").run()
     assert not at.exception
     assert "the fractions must be numbers separated by commas, not '0.1, lots'." in [e.value for e in at.error]
 
@@ -447,11 +453,11 @@ def test_sweep_page_tables_iv_vi_and_the_other_experiments(model, monkeypatch):
 def test_histograms_page_counts_the_confidences(model):
     at = open_page(HISTOGRAMS)
     assert not at.exception
-    at.number_input(key=studies.HIST_N).set_value(3)
-    at.radio(key=studies.HIST_DIRECTION).set_value("down")
-    at.button_group(key=studies.HIST_METHODS).set_value(["bce", "linear"])
+    at.number_input(key=histograms_page.HIST_N).set_value(3)
+    at.radio(key=histograms_page.HIST_DIRECTION).set_value("down")
+    at.button_group(key=histograms_page.HIST_METHODS).set_value(["bce", "linear"])
     at.run()
-    at.button(key=f"{studies.HIST_SECTION}.run").click().run()
+    at.button(key=f"{histograms_page.HIST_SECTION}.run").click().run()
     assert_clean(at)
     x, _ = mlvis.data.demo_batch(3)
     want = rc.run_recipe(rc.Recipe(MODEL, ("bce", "linear"), 0.01, rc.ImageSource(count=3)), model, x)

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from mlvis.analysis import hyperplane as hp
+from mlvis.app import hyperplane_page
 from mlvis.attacks import losses as attack_losses
 from mlvis.viz import flips_per_step_figure, flips_vs_eps_figure, plane_figure
 from mlvis.viz.hyperplane import clip_line
@@ -236,16 +237,16 @@ def test_bad_rows_raise_a_sentence_that_names_the_row(rows, message):
 def test_rows_round_trip_through_text_and_empty_names_become_letters():
     b = hp.Boundaries.from_rows([("", 1.5, -2, 0.25), ("x:y;z", 3, 4, -1e-3), (None, 1, 0, 0)])
     assert b.names == ("a", "x:y;z", "c")
-    text = hp.format_rows(b.rows())
+    text = hyperplane_page.format_rows(b.rows())
     assert text == "a:1.5,-2,0.25;x_y_z:3,4,-0.001;c:1,0,0"
-    back = hp.Boundaries.from_rows(hp.parse_rows(text))
+    back = hp.Boundaries.from_rows(hyperplane_page.parse_rows(text))
     np.testing.assert_array_equal(back.weights, b.weights)
     np.testing.assert_array_equal(back.biases, b.biases)
     fig18 = hp.preset("fig18")
-    assert hp.parse_rows(hp.format_rows(fig18.rows())) == fig18.rows()
+    assert hyperplane_page.parse_rows(hyperplane_page.format_rows(fig18.rows())) == fig18.rows()
     for bad in ("", "a:1,2", "a:1,2,x", "a1,2,3"):
         with pytest.raises(ValueError):
-            hp.parse_rows(bad)
+            hyperplane_page.parse_rows(bad)
 
 
 def test_boundaries_are_read_only():

@@ -21,7 +21,7 @@ from streamlit.testing.v1 import AppTest
 import mlvis
 from mlvis import cli
 from mlvis import recipe as rc
-from mlvis.app import jobs, lab, studies
+from mlvis.app import jobs, lab, sweep_page
 from mlvis.attacks import PER_EPS, SHARED, AttackSpec, Budget, get_method, plan, run_job
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
@@ -93,9 +93,9 @@ def test_the_plugin_in_the_sweep_with_an_exact_cost(model, monkeypatch):
     at = AppTest.from_file(str(APP), default_timeout=120).run()
     at.switch_page("pages/sweep.py").run()
     assert not at.exception
-    at.number_input(key=studies.SWEEP_N).set_value(2)
-    at.text_input(key=studies.SWEEP_FRACTIONS).set_value("0.05")
-    at.button_group(key=studies.SWEEP_METHODS).set_value(["hinge", "slam"])
+    at.number_input(key=sweep_page.SWEEP_N).set_value(2)
+    at.text_input(key=sweep_page.SWEEP_FRACTIONS).set_value("0.05")
+    at.button_group(key=sweep_page.SWEEP_METHODS).set_value(["hinge", "slam"])
     at.slider(key="sweep.hinge.margin").set_value(2.0)
     at.run()
     at.button(key="sweep.table.run").click().run()
@@ -105,9 +105,9 @@ def test_the_plugin_in_the_sweep_with_an_exact_cost(model, monkeypatch):
     want = mlvis.evaluate(model, x, [("hinge", {"margin": 2.0}), "slam"], (0.05,), profile=prof)
     assert want.methods == ("BCE", "Hinge(margin=2)", "SLAM(q=0.5)")
     assert want.to_markdown() in [m.value for m in at.markdown]
-    settings = studies.SweepSettings(("hinge", "slam"), (("hinge.margin", 2.0),), (0.05,), 2)
-    specs = plan.evaluation_specs(["bce", *studies.sweep_specs(settings)], prof, None)
-    assert studies.sweep_steps(settings, prof.eps_max) == engine_steps(model, x, specs, 0.05 * prof.eps_max)
+    settings = sweep_page.SweepSettings(("hinge", "slam"), (("hinge.margin", 2.0),), (0.05,), 2)
+    specs = plan.evaluation_specs(["bce", *sweep_page.sweep_specs(settings)], prof, None)
+    assert sweep_page.sweep_steps(settings, prof.eps_max) == engine_steps(model, x, specs, 0.05 * prof.eps_max)
 
 
 @pytest.mark.parametrize("norm", ["linf", "l2"])

@@ -209,43 +209,6 @@ def _lines(normals, offsets, signs, names, sharpness: float = SHARPNESS) -> Boun
     return make_boundaries(weights, biases, names)
 
 
-_NAME_FORBIDDEN = str.maketrans({":": "_", ";": "_", ",": "_"})
-
-
-def format_rows(rows: Sequence[Sequence]) -> str:
-    """Compact text for ``(name, w1, w2, b)`` rows, for a URL: ``"a:25,25,-27.6;b:25,25,-29.1"``.
-
-    ``:``, ``;`` and ``,`` in names become ``_``; numbers are written with ``repr`` precision (``%.17g``
-    trimmed), so :func:`parse_rows` gives back the same floats.
-    """
-    parts = []
-    for name, *values in rows:
-        name = str(name).translate(_NAME_FORBIDDEN).strip()
-        parts.append(f"{name}:" + ",".join(repr(float(v)).removesuffix(".0") for v in values))
-    return ";".join(parts)
-
-
-def parse_rows(text: str) -> tuple[tuple[str, float, float, float], ...]:
-    """The rows written by :func:`format_rows`; a ``ValueError`` naming the bad part otherwise.
-
-    Only the text format is checked here; :meth:`Boundaries.from_rows` checks the values.
-    """
-    rows = []
-    for i, part in enumerate(p for p in str(text).split(";") if p.strip()):
-        name, sep, numbers = part.rpartition(":")
-        values = numbers.split(",")
-        if not sep or len(values) != 3:
-            raise ValueError(f"part {i + 1} ({part!r}) is not 'name:w1,w2,b'")
-        try:
-            w1, w2, b = (float(v) for v in values)
-        except ValueError:
-            raise ValueError(f"part {i + 1} ({part!r}) holds something that is not a number") from None
-        rows.append((name.strip(), w1, w2, b))
-    if not rows:
-        raise ValueError("it holds no boundaries")
-    return tuple(rows)
-
-
 def _fig18() -> Boundaries:
     # Two families at +-45 degrees around the start (0.5, 0.5), as in the paper's figure: the two
     # near lines u + v = 1.104, 1.164 (L-inf distances 0.052 and 0.082 from the start) and the three

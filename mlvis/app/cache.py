@@ -5,8 +5,7 @@
   and the model's confidences on it, keyed by seed, count and model name; they return numpy, so
   each caller gets its own copy.
 - ``model_cards`` (no cache of its own): every registered model's spec through ``load_model``.
-- ``hyperplane_rows`` / ``hyperplane_run`` (``st.cache_data``): the 2-D hyperplane simulation
-  (``mlvis.analysis.hyperplane``), keyed by a frozen ``HyperplaneConfig`` of plain values.
+- the 2-D hyperplane simulation's cache lives with its page (``mlvis.app.hyperplane_page``).
 
 No widgets in here.
 """
@@ -15,14 +14,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import streamlit as st
 import torch
 
 import mlvis
-from mlvis.analysis import hyperplane
 from mlvis.models.registry import default_device
 
 
@@ -117,66 +114,6 @@ def model_cards(names: Sequence[str]) -> list[tuple[str, mlvis.ModelSpec | None,
         model, error = try_load_model(name)
         out.append((name, model.spec if model is not None else None, error))
     return out
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# the 2-D hyperplane simulation (pages/hyperplane.py)
-
-Row = tuple[str, float, float, float]
-
-
-@dataclasses.dataclass(frozen=True)
-class HyperplaneConfig:
-    """Everything the hyperplane page simulates, as plain hashable values (the cache key).
-
-    ``rows`` are ``(name, w1, w2, b)``; ``boxes`` the L-inf budgets; ``steps`` ``None`` for eps / alpha;
-    ``p`` ``None`` for SLAM's p from the toy's own profile (see ``mlvis.analysis.hyperplane.simulate``).
-    """
-
-    rows: tuple[Row, ...]
-    start: tuple[float, float] = hyperplane.DEFAULT_START
-    boxes: tuple[float, ...] = hyperplane.DEFAULT_BOXES
-    losses: tuple[str, ...] = (hyperplane.GREEDY, hyperplane.PATIENT)
-    alpha: float = hyperplane.DEFAULT_ALPHA
-    steps: int | None = None
-    momentum: float = hyperplane.DEFAULT_MOMENTUM
-    p: float | None = None
-    q: float = hyperplane.DEFAULT_Q
-
-
-@dataclasses.dataclass(frozen=True)
-class HyperplaneRun:
-    """What the page shows: the walks in each box and the flips-vs-eps curves of the same losses."""
-
-    config: HyperplaneConfig
-    simulation: hyperplane.Simulation
-    curve: hyperplane.FlipCurve
-
-
-@st.cache_data(max_entries=64, show_spinner=False)
-def hyperplane_rows(source: str, seed: int = 0, n_labels: int = 6) -> tuple[Row, ...]:
-    """The boundary rows of a preset (``source`` in ``hyperplane.PRESETS``) or, for ``"random"``, of
-    ``random_boundaries(n_labels, seed)`` around the default start. ``ValueError`` for anything else."""
-    if source == "random":
-        return hyperplane.random_boundaries(int(n_labels), int(seed)).rows()
-    return hyperplane.preset(source).rows()
-
-
-@st.cache_data(max_entries=64, show_spinner="Simulating ...")
-def hyperplane_run(config: HyperplaneConfig) -> HyperplaneRun:
-    """Validate and run ``config``: the walks in its boxes and the flips-vs-eps curves.
-
-    Raises ``ValueError`` with a sentence for people on bad input (a bad table row, a start outside
-    [0, 1], ...); failures are not cached.
-    """
-    boundaries = hyperplane.Boundaries.from_rows(config.rows)
-    settings: dict[str, Any] = {
-        "alpha": config.alpha, "steps": config.steps, "momentum": config.momentum, "p": config.p, "q": config.q
-    }
-    sim = hyperplane.simulate(boundaries, config.start, config.boxes, config.losses, **settings)
-    grid = hyperplane.eps_grid(config.alpha, config.boxes)
-    curve = hyperplane.flips_vs_eps(boundaries, config.start, grid, config.losses, **settings)
-    return HyperplaneRun(config, sim, curve)
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -1,0 +1,429 @@
+"""Glue of the Budget sweep page (pages/sweep.py).
+
+Its controls (bound to the URL under ``sweep.*`` keys), the cost of each tab in image-steps, one ``compute_*``
+per tab (``mlvis.evaluate``, ``flips_vs_targets``, ``bce_vs_linear``, ``q_sweep``; each with a progress
+callback, run by ``mlvis.app.jobs.run_section``) and one ``*_view`` per tab that shows its result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+import streamlit as st
+
+import mlvis
+from mlvis import recipe as rc
+from mlvis.analysis.evaluation import best_targets
+from mlvis.app import cache, jobs, options, state
+from mlvis.app.page import DIMS, parse_numbers, scenes
+from mlvis.attacks import DEFAULT_ALPHA, AttackSpec, get_method
+from mlvis.attacks.plan import exposed_values, image_steps
+
+SWEEP_METHODS = "sweep.methods"
+SWEEP_GAMMA = "sweep.gamma"
+SWEEP_FRACTIONS = "sweep.fractions"
+SWEEP_N = "sweep.n"
+SWEEP_EIGHT = "sweep.eight_bit"
+SWEEP_TARGET_EPS = "sweep.target_eps"
+SWEEP_QS = "sweep.qs"
+SWEEP_BL_EPS = "sweep.bl_eps"
+SWEEP_DEFAULT_METHODS = ("bce", "slam", "class", "random")
+SWEEP_QS_DEFAULT = (0.25, 0.5, 0.75, 1.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepSettings:
+    """The sweep's controls; ``values`` are the methods' exposed options by recipe key (e.g. ``gamma``)."""
+
+    methods: tuple[str, ...] = SWEEP_DEFAULT_METHODS
+    values: tuple[tuple[str, float], ...] = (("gamma", 0.5),)
+    fractions: tuple[float, ...] = (0.05, 0.1, 0.2)
+    images: int = 8
+    seed: int = 0
+
+
+def sweep_options() -> list:
+    """Every exposed option of the methods the sweep offers (CLASS's γ, SLAM's q, a plugin's own)."""
+    return options.exposed(rc.lab_methods())
+
+
+def option_sliders(section: str, exposed: Sequence, columns: Sequence) -> dict[str, float | int]:
+    """The sliders of ``exposed`` options (none disabled: the page picks methods after them)."""
+    return options.sliders(section, exposed, columns, chosen=[info.name for info, _ in exposed])
+
+
+def method_specs(methods: Sequence[str], values) -> list[AttackSpec]:
+    """The methods with their exposed options set from ``values`` (by recipe key; defaults elsewhere)."""
+    vals = dict(values)
+    return [AttackSpec(m, exposed_values(get_method(m), vals)) for m in methods]
+
+
+def sweep_specs(s: SweepSettings) -> list[AttackSpec]:
+    """The methods as ``evaluate`` takes them (each with its exposed options, e.g. CLASS's gamma)."""
+    return method_specs(s.methods, s.values)
+
+
+def sweep_steps(s: SweepSettings, eps_max: float) -> int:
+    """Image-steps of the evaluation (the engine's dry run; BCE, the baseline, always runs): an eps-independent
+    method runs once to the largest eps, the others once per eps (SLAM's p and the subsets depend on eps)."""
+    methods = s.methods if "bce" in s.methods else ("bce", *s.methods)
+    eps = np.asarray(s.fractions, np.float64) * eps_max
+    return image_steps(method_specs(methods, s.values), eps, s.images, alpha=DEFAULT_ALPHA, dims=DIMS)
+
+
+def sweep_cost(model_name: str, s: SweepSettings, eps_max: float) -> jobs.Estimate:
+    est = jobs.estimate(model_name, sweep_steps(s, eps_max), "sweep.table")
+    return dataclasses.replace(est, note=rc.cost_note(s.methods))
+
+
+def compute_sweep(model_name: str, s: SweepSettings, progress=None):
+    """Tables IV-VI (``mlvis.evaluate``): every method at every budget as one job."""
+    model = cache.load_model(model_name)
+    x = scenes(model, s.images, s.seed)
+    arts = cache.lab_artifacts(model_name)
+    for m in s.methods:
+        problem = arts.problem(m)
+        if problem:
+            raise ValueError(problem)
+    return mlvis.evaluate(
+        model,
+        x,
+        sweep_specs(s),
+        s.fractions,
+        profile=arts.profile,
+        correlations=arts.correlations(),
+        seed=s.seed,
+        progress=progress,
+    )
+
+
+def evaluation_frame(table, eight_bit: bool = False):
+    """Tables IV-VI as a frame of strings: ``mean ± std`` per method x eps, ``*`` for same-as-baseline,
+    and the total; ``best`` says which cells are significant winners (to make them bold)."""
+    import pandas as pd
+
+    flips = table.flips_8bit if eight_bit else table.flips
+    mean, std = flips.mean(-1), flips.std(-1)
+    best = table.best if not eight_bit else np.zeros(mean.shape, bool)
+    data = {"method": list(table.methods)}
+    for k, e in enumerate(table.eps):
+        head = f"ε = {e:.4g} ({table.fractions[k]:.0%})" if np.isfinite(table.fractions[k]) else f"ε = {e:.4g}"
+        data[head] = [
+            "*" if table.same_as_baseline[i, k] else f"{mean[i, k]:.2f} ± {std[i, k]:.2f}"
+            for i in range(len(table.methods))
+        ]
+    data["total"] = [f"{v:.2f}" for v in mean.sum(1)]
+    return pd.DataFrame(data), best
+
+
+def evaluation_markdown(table, eight_bit: bool = False) -> str:
+    """The table in the paper's layout with **significant winners** in bold (``EvaluationTable.to_markdown``)."""
+    return table.to_markdown(eight_bit=eight_bit)
+
+
+@dataclasses.dataclass(frozen=True)
+class TargetsSettings:
+    eps: tuple[float, ...] = (0.01, 0.02)
+    images: int = 8
+    seed: int = 0
+    num_labels: int = 24
+
+
+def targets_steps(s: TargetsSettings) -> int:
+    """Image-steps of Fig. 7's job: one ``closest`` spec per target count, each one trajectory over the eps list."""
+    specs = [AttackSpec("closest", {"k": k}) for k in range(1, s.num_labels + 1)]
+    return image_steps(specs, s.eps, s.images, alpha=DEFAULT_ALPHA, dims=DIMS)
+
+
+def compute_targets(model_name: str, s: TargetsSettings, progress=None):
+    """Fig. 7 (``flips_vs_targets``): mean flips vs the number of targets closest to the threshold."""
+    from mlvis.analysis import flips_vs_targets
+
+    model = cache.load_model(model_name)
+    x = scenes(model, s.images, s.seed)
+    return flips_vs_targets(model, x, list(s.eps), progress=progress)
+
+
+@dataclasses.dataclass(frozen=True)
+class BceLinearSettings:
+    eps: tuple[float, ...] = (0.005, 0.01, 0.02, 0.04)
+    images: int = 8
+    seed: int = 0
+
+
+def bce_linear_steps(s: BceLinearSettings) -> int:
+    return image_steps(["bce", "linear"], s.eps, s.images, alpha=DEFAULT_ALPHA, dims=DIMS)
+
+
+def compute_bce_linear(model_name: str, s: BceLinearSettings, progress=None):
+    """Fig. 8 (``bce_vs_linear``): mean and std of the flips of both losses over the eps list (one job)."""
+    from mlvis.analysis import bce_vs_linear
+
+    model = cache.load_model(model_name)
+    x = scenes(model, s.images, s.seed)
+    return bce_vs_linear(model, x, list(s.eps), progress=progress)
+
+
+@dataclasses.dataclass(frozen=True)
+class QSweepSettings:
+    qs: tuple[float, ...] = SWEEP_QS_DEFAULT
+    fractions: tuple[float, ...] = (0.05, 0.1, 0.2)
+    images: int = 8
+    seed: int = 0
+
+
+def q_sweep_steps(s: QSweepSettings, eps_max: float) -> int:
+    specs = ["bce", *(AttackSpec("slam", {"q": q}) for q in s.qs)]
+    eps = np.asarray(s.fractions, np.float64) * eps_max
+    return image_steps(specs, eps, s.images, alpha=DEFAULT_ALPHA, dims=DIMS)
+
+
+def compute_q_sweep(model_name: str, s: QSweepSettings, progress=None):
+    """Table IX (``q_sweep``): SLAM at several q over the grid, with the BCE baseline."""
+    from mlvis.analysis import q_sweep
+
+    model = cache.load_model(model_name)
+    x = scenes(model, s.images, s.seed)
+    prof = cache.artifact(model_name, "profile")
+    if prof is None:
+        raise ValueError(cache.lab_artifacts(model_name).problem("slam"))
+    return q_sweep(model, x, s.qs, profile=prof, eps_fractions=s.fractions, seed=s.seed, progress=progress)
+
+
+# ---------------------------------------------------------------------------------------------------- the page's parts
+
+
+def profile_or_stop(model_name: str):
+    """The model's flip profile (its ε_max is what the budgets are fractions of); without one the page
+    says where to measure it and stops."""
+    profile = cache.artifact(model_name, "profile")
+    if profile is None:
+        st.error(
+            f"{model_name} has no flip profile, so there is no ε_max to take fractions of. Measure one on the "
+            f"Profiles page (or with `mlvis profile --model {model_name}`)."
+        )
+        st.stop()
+    return profile
+
+
+def sweep_controls(eps_max: float) -> SweepSettings:
+    """The images, the budgets (fractions of ``eps_max``), the methods' exposed options and the methods, in
+    one bordered box; the page stops with the sentence when the fractions cannot be read."""
+    with st.container(border=True):
+        c1, c2, c3 = st.columns([1, 2, 2])
+        images = c1.number_input(
+            "Images",
+            min_value=2,
+            max_value=100,
+            value=8,
+            step=1,
+            key=SWEEP_N,
+            bind="query-params",
+            help="Demo test scenes of the sidebar's seed block (the paper uses 100; the cost grows with it). "
+            "At least two, for the t-tests.",
+        )
+        fractions_text = c2.text_input(
+            "Budgets: fractions of ε_max",
+            value="0.05, 0.1, 0.2",
+            key=SWEEP_FRACTIONS,
+            bind="query-params",
+            help=f"Comma-separated fractions of ε_max = {eps_max:.4g}; the paper's grid is "
+            "0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1 (expensive here).",
+        )
+        exposed = sweep_options()
+        values = option_sliders("sweep", exposed, [c3] * len(exposed))
+        methods = st.pills(
+            "Methods (BCE, the baseline, always runs)",
+            rc.lab_methods(),
+            selection_mode="multi",
+            default=list(SWEEP_DEFAULT_METHODS),
+            format_func=rc.method_title,
+            key=SWEEP_METHODS,
+            bind="query-params",
+            help="Every method runs on the same images at every budget, in one batched job.",
+        )
+    try:
+        fractions = parse_numbers(fractions_text, "the fractions", 0.0, 1.0)
+    except ValueError as exc:
+        st.error(str(exc))
+        st.stop()
+    return SweepSettings(tuple(methods or ()), tuple(values.items()), fractions, int(images), state.seed())
+
+
+def run_table(model_name: str, s: SweepSettings, eps_max: float):
+    """Tables IV-VI as one job (with its status line); the table, or ``None`` while there is none."""
+    outcome = jobs.run_section(
+        "sweep.table",
+        (model_name, s),
+        lambda progress: compute_sweep(model_name, s, progress),
+        sweep_cost(model_name, s, eps_max),
+        label="Evaluating",
+        model_name=model_name,
+        help="Run every method at every budget on the images (one job).",
+    )
+    jobs.show_status(outcome, "The table and figure below")
+    return outcome.result
+
+
+def table_view(table, num_labels: int) -> None:
+    """The table in the paper's layout (optionally after 8-bit rounding), its figure and its downloads."""
+    from mlvis.viz import sweep_flips_figure
+
+    eight_bit = st.toggle(
+        "After 8-bit rounding",
+        value=False,
+        key=SWEEP_EIGHT,
+        bind="query-params",
+        help="Count the flips of the images an 8-bit file would hold (no significance marks there).",
+    )
+    st.markdown(evaluation_markdown(table, eight_bit))
+    st.caption(
+        f"{table.model}, {table.config.get('images')} images, mean ± std of the flips of {num_labels} labels; bold: "
+        "the column's best, significantly different from BCE (paired t-test, p < 0.05); *: the same as BCE."
+    )
+    flips = table.flips_8bit if eight_bit else table.flips
+    st.plotly_chart(
+        sweep_flips_figure(table.eps, flips.mean(-1), flips.std(-1), table.methods, num_labels),
+        key="sweep.fig.table",
+        config={"displayModeBar": False},
+    )
+    d1, d2 = st.columns(2)
+    d1.download_button(
+        "Table (CSV)",
+        table.to_frame().to_csv(index=False),
+        file_name=f"{table.model}_evaluation.csv",
+        mime="text/csv",
+        key="sweep.dl.csv",
+        on_click="ignore",
+        help="Method x budget: mean, std, 8-bit mean, p-value against BCE, best, same-as-baseline.",
+    )
+    d2.download_button(
+        "Table (JSON)",
+        table.to_json(),
+        file_name=f"{table.model}_evaluation.json",
+        mime="application/json",
+        key="sweep.dl.json",
+        on_click="ignore",
+        help="Everything above plus every image's flips.",
+    )
+
+
+def _numbers_input(label: str, default: str, key: str, help: str, name: str, hi: float, max_count: int = 12):
+    """A bound text input of comma-separated numbers in (0, ``hi``]; ``None`` (and the sentence shown) when it
+    cannot be read."""
+    text = st.text_input(label, value=default, key=key, bind="query-params", help=help)
+    try:
+        return parse_numbers(text, name, 0.0, hi, max_count=max_count)
+    except ValueError as exc:
+        st.error(str(exc))
+        return None
+
+
+def targets_controls(s: SweepSettings, num_labels: int) -> TargetsSettings | None:
+    """Fig. 7's budgets (one curve each) with the sweep's images; ``None`` when they cannot be read."""
+    eps = _numbers_input(
+        "Budgets ε",
+        "0.01, 0.02",
+        SWEEP_TARGET_EPS,
+        "Comma-separated L∞ budgets, one curve each.",
+        "the budgets",
+        0.5,
+        6,
+    )
+    return None if eps is None else TargetsSettings(eps, s.images, s.seed, num_labels)
+
+
+def run_targets(model_name: str, ts: TargetsSettings):
+    """Fig. 7 as one job (with its status line): ``(targets, mean, std)`` or ``None``."""
+    out = jobs.run_section(
+        "sweep.targets",
+        (model_name, ts),
+        lambda progress: compute_targets(model_name, ts, progress),
+        jobs.estimate(model_name, targets_steps(ts), "sweep.targets"),
+        label="Attacking with 1 ... C targets",
+        model_name=model_name,
+    )
+    jobs.show_status(out, "The figure below")
+    return out.result
+
+
+def targets_view(result, ts: TargetsSettings) -> None:
+    """Fig. 7 and, per budget, the best number of targets (``mlvis.analysis.evaluation.best_targets``)."""
+    from mlvis.viz import targets_figure
+
+    targets, mean, std = result
+    st.plotly_chart(
+        targets_figure(targets, mean, std, ts.eps), key="sweep.fig.targets", config={"displayModeBar": False}
+    )
+    st.markdown(
+        "  \n".join(
+            f"ε = {b['eps']:.4g}: best with **{b['targets']}** targets, {b['flips']:.2f} flips "
+            f"(flips / targets = {b['ratio']:.2f}; the paper finds about 0.6)"
+            for b in best_targets(targets, mean, ts.eps)
+        )
+    )
+
+
+def bce_linear_controls(s: SweepSettings) -> BceLinearSettings | None:
+    """Fig. 8's budgets with the sweep's images; ``None`` when they cannot be read."""
+    eps = _numbers_input(
+        "Budgets ε", "0.005, 0.01, 0.02, 0.04", SWEEP_BL_EPS, "Comma-separated L∞ budgets.", "the budgets", 0.5
+    )
+    return None if eps is None else BceLinearSettings(eps, s.images, s.seed)
+
+
+def run_bce_linear(model_name: str, bs: BceLinearSettings):
+    """Fig. 8 as one job (with its status line): ``bce_vs_linear``'s result or ``None``."""
+    out = jobs.run_section(
+        "sweep.bl",
+        (model_name, bs),
+        lambda progress: compute_bce_linear(model_name, bs, progress),
+        jobs.estimate(model_name, bce_linear_steps(bs), "sweep.bce_linear"),
+        label="BCE and linear",
+        model_name=model_name,
+    )
+    jobs.show_status(out, "The figure below")
+    return out.result
+
+
+def bce_linear_view(result, bs: BceLinearSettings) -> None:
+    """Fig. 8 and which loss is ahead at each budget."""
+    from mlvis.viz import bce_linear_figure
+
+    st.plotly_chart(bce_linear_figure(bs.eps, result), key="sweep.fig.bl", config={"displayModeBar": False})
+    b, lin = result["bce"][0], result["linear"][0]
+    lead = [f"{e:.4g}: {'linear' if lv > bv else ('BCE' if bv > lv else 'tie')}" for e, bv, lv in zip(bs.eps, b, lin)]
+    st.caption("Ahead at each ε: " + ", ".join(lead) + ".")
+
+
+def q_sweep_controls(s: SweepSettings) -> QSweepSettings | None:
+    """Table IX's q values on the sweep's budgets and images; ``None`` when they cannot be read."""
+    qs = _numbers_input("q values", "0.25, 0.5, 0.75, 1", SWEEP_QS, "Comma-separated values in (0, 1].", "q", 1.0, 8)
+    return None if qs is None else QSweepSettings(qs, s.fractions, s.images, s.seed)
+
+
+def run_q_sweep(model_name: str, qset: QSweepSettings, eps_max: float):
+    """Table IX as one job (with its status line): the ``QSweepTable`` or ``None``."""
+    out = jobs.run_section(
+        "sweep.q",
+        (model_name, qset),
+        lambda progress: compute_q_sweep(model_name, qset, progress),
+        jobs.estimate(model_name, q_sweep_steps(qset, eps_max), "sweep.q"),
+        label="SLAM with each q",
+        model_name=model_name,
+    )
+    jobs.show_status(out, "The table below")
+    return out.result
+
+
+def q_sweep_view(qt, qset: QSweepSettings) -> None:
+    """Table IX and each q's total flips against BCE's."""
+    from mlvis.viz import q_totals_figure
+
+    st.markdown(qt.to_markdown())
+    totals = [float(v) for v in qt.total]
+    st.plotly_chart(
+        q_totals_figure(qset.qs, totals[1:], baseline=totals[0]), key="sweep.fig.q", config={"displayModeBar": False}
+    )
