@@ -4,15 +4,15 @@ import numpy as np
 import streamlit as st
 
 import mlvis
-from mlvis.app import jobs, lab, models_page
+from mlvis.app import default_view, jobs, lab, models_page
 from mlvis.app.page import page_model
 from mlvis.viz import (
-    amplified_perturbation,
     confidence_change_figure,
     flips_figure,
     perturbation_heatmaps,
     upscale_image,
 )
+from mlvis.viz.audit import amplified, common_factor
 
 IMAGE_SCALE = 3
 PER_ROW = 4  # methods per row of images and charts
@@ -45,6 +45,16 @@ if controls.recipe is None:
         st.info("Upload one or more images to attack (or switch to the sample scenes).")
     st.stop()
 
+view = default_view.default_view(name)
+shown_source = controls.recipe.images
+if (
+    view is not None
+    and shown_source.kind == "demo"
+    and shown_source.seed == 0
+    and shown_source.start == view.scene
+    and controls.recipe.eps == view.eps
+):
+    st.info(view.sentence(), icon=":material/rule:")
 outcome = lab.run_section(controls, name, model)
 jobs.show_status(outcome)
 run = outcome.result
@@ -107,6 +117,28 @@ if i >= len(run.names):
 
 st.subheader(f"Image: {run.names[i]}")
 clean = results[0].clean[i]
+order, states = lab.label_states(run, i)
+labels = results[0].labels
+CHIP = {
+    "present": ":blue-badge[{}]",
+    "up": ":red-badge[↑ {}]",
+    "down": ":orange-badge[↓ {}]",
+    "absent": ":gray-badge[{}]",
+}
+st.markdown(
+    "**What the model sees**: per method, every label present before the attack or flipped by any method, in one "
+    "common order (clean confidence, highest first): :blue-badge[present] still present, :red-badge[↑ flipped up] "
+    "switched on by the attack, :orange-badge[↓ flipped down] switched off, :gray-badge[absent] off."
+)
+for r in results:
+    chips = " ".join(CHIP[st_].format(labels[j]) for j, st_ in zip(order, states[r.name]))
+    n = sum(st_ in ("up", "down") for st_ in states[r.name])
+    st.markdown(f"**{r.name}** ({n} / {c} flipped): {chips}")
+factor = common_factor(clean, [r.adv[0, i] for r in results])
+st.caption(
+    f"Every perturbation below is amplified × {factor:g}, one factor for the whole row (the largest that keeps "
+    "every method's change visible), so a stronger perturbation looks stronger. Grey means unchanged."
+)
 for row in range(0, len(results), PER_ROW):
     chunk = results[row : row + PER_ROW]
     cols = st.columns(PER_ROW + 1)
@@ -122,7 +154,7 @@ for row in range(0, len(results), PER_ROW):
             f8 = int(r.flips_8bit[0, i])
             st.caption(f"8-bit: {f8} flip{'s' * (f8 != 1)} · PSNR {r.psnr[0, i]:.1f} dB · SSIM {r.ssim[0, i]:.4f}")
             st.image(upscale_image(r.adv[0, i], IMAGE_SCALE), caption=f"{r.name}: adversarial")
-            amp, factor = amplified_perturbation(clean, r.adv[0, i])
+            amp = amplified(clean, r.adv[0, i], factor)
             st.image(upscale_image(amp, IMAGE_SCALE), caption=f"{r.name}: perturbation × {factor:g}")
 
 st.markdown(

@@ -129,7 +129,7 @@ def test_lab_runs_its_defaults_at_once_and_matches_the_library(model):
     assert "section V-A" in text and "section V-B" in text and "Algorithm 2" in text
     assert at.button_group(key=lab.LAB_METHODS).value == list(lab.DEFAULT_METHODS)
     assert at.number_input(key=lab.LAB_EPS).value == lab.DEFAULT_EPS
-    recipe = rc.Recipe(MODEL, lab.DEFAULT_METHODS, lab.DEFAULT_EPS)
+    recipe = rc.Recipe(MODEL, lab.DEFAULT_METHODS, lab.DEFAULT_EPS, rc.ImageSource(start=lab.default_scene(MODEL)))
     images = rc.demo_images(recipe.images, model.spec.input_size)
     want = expected(model, recipe, images)
     assert_lab_shows(at, want)
@@ -159,7 +159,8 @@ def test_lab_follows_its_controls_and_keeps_the_result(model):
     assert at.slider(key=lab.LAB_EPS_SLIDER).value == pytest.approx(0.006)  # the slider follows the exact entry
     at.button(key="lab.run").click().run()
     assert_clean(at)
-    recipe = rc.Recipe(MODEL, ("bce", "linear", "random"), 0.006, rc.ImageSource(count=2), norm="l2")
+    source = rc.ImageSource(start=lab.default_scene(MODEL), count=2)
+    recipe = rc.Recipe(MODEL, ("bce", "linear", "random"), 0.006, source, norm="l2")
     want = expected(model, recipe, rc.demo_images(recipe.images, model.spec.input_size))
     assert_lab_shows(at, want)
     radius = mlvis.attacks.equal_volume_l2_radius(0.006, 3 * 64 * 64)

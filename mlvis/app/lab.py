@@ -26,6 +26,7 @@ import streamlit as st
 import mlvis
 from mlvis import recipe as rc
 from mlvis.app import cache, jobs, options, state
+from mlvis.app import default_view as dv
 from mlvis.attacks import DEFAULT_ALPHA, equal_volume_l2_radius
 from mlvis.data import images as uploads
 
@@ -48,7 +49,7 @@ SECTION = "lab"
 SOURCES = {"demo": "Sample scenes", "upload": "Upload images"}
 FITS = {"crop": "Centre crop", "stretch": "Stretch"}
 DEFAULT_METHODS = ("bce", "slam", "class")
-DEFAULT_EPS = 0.01
+DEFAULT_EPS = dv.RULE_EPS  # the budget of the default view's rule (mlvis.app.default_view), where methods differ
 EPS_SLIDER_MAX = 0.05
 EPS_SLIDER_STEP = 0.0005
 EIGHT_BIT = 1.0 / 255.0
@@ -109,6 +110,43 @@ def _slider_value(eps) -> float:
     return float(min(max(float(eps or DEFAULT_EPS), EPS_SLIDER_STEP), EPS_SLIDER_MAX))
 
 
+def default_scene(model_name: str) -> int:
+    """The first scene the Lab opens on: the default view's rule (``mlvis.app.default_view``), else 0."""
+    view = dv.default_view(model_name)
+    return view.scene if view is not None else 0
+
+
+def label_states(run: LabRun, image: int) -> tuple[list[int], dict[str, list[str]]]:
+    """What the model sees: one common label order and, per method, each label's state in it.
+
+    The order holds every label present before the attack or flipped by any method, by the clean
+    confidence (highest first), so the same position names the same label in every method's row. States:
+    ``"present"`` (on before and after), ``"up"`` (flipped on), ``"down"`` (flipped off), ``"absent"``
+    (on for no method's adversarial image here, kept for the common order).
+    """
+    r0 = run.results[0]
+    clean = np.asarray(r0.clean_probs[image]) >= r0.threshold
+    show = clean.copy()
+    for r in run.results:
+        show |= (np.asarray(r.adv_probs[0, image]) >= r.threshold) != clean
+    order = [int(j) for j in np.argsort(-np.asarray(r0.clean_probs[image]), kind="stable") if show[j]]
+    states: dict[str, list[str]] = {}
+    for r in run.results:
+        adv = np.asarray(r.adv_probs[0, image]) >= r.threshold
+        row = []
+        for j in order:
+            if clean[j] and adv[j]:
+                row.append("present")
+            elif adv[j] and not clean[j]:
+                row.append("up")
+            elif clean[j] and not adv[j]:
+                row.append("down")
+            else:
+                row.append("absent")
+        states[r.name] = row
+    return order, states
+
+
 def other_model(current: str, models: Sequence[str]) -> str | None:
     """The model a run transfers to: the other demo model when there is one, else the next registered model."""
     others = [m for m in models if m != current]
@@ -122,11 +160,13 @@ def eps_controls() -> float:
     that sets one 8-bit level; returns the exact value."""
     ss = st.session_state
     c_slider, c_number, c_button = st.columns([4, 2, 1], vertical_alignment="bottom")
+    # One source of truth: the exact entry's key. Its default is given only while the key is not yet in
+    # session state, so no run creates it with a default AND a value set by the callbacks below.
     eps = c_number.number_input(
         "ε exactly",
         min_value=0.0001,
         max_value=rc.MAX_EPS,
-        value=DEFAULT_EPS,
+        value=DEFAULT_EPS if LAB_EPS not in ss else "min",
         step=0.0005,
         format="%.6f",
         key=LAB_EPS,
@@ -188,7 +228,7 @@ def image_controls(
             "First scene",
             min_value=0,
             max_value=999,
-            value=0,
+            value=default_scene(model.spec.name),
             step=1,
             key=LAB_START,
             bind="query-params",
