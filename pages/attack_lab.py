@@ -4,7 +4,7 @@ import numpy as np
 import streamlit as st
 
 import mlvis
-from mlvis.app import default_view, jobs, lab, models_page
+from mlvis.app import cooccurrence, default_view, jobs, lab, models_page
 from mlvis.app.page import page_model
 from mlvis.viz import (
     confidence_change_figure,
@@ -12,7 +12,7 @@ from mlvis.viz import (
     perturbation_heatmaps,
     upscale_image,
 )
-from mlvis.viz.audit import amplified, common_factor
+from mlvis.viz.audit import amplified, blink_html, common_factor, level_histogram_figure, loupe_html
 
 IMAGE_SCALE = 3
 PER_ROW = 4  # methods per row of images and charts
@@ -168,6 +168,58 @@ st.plotly_chart(
     config={"displayModeBar": False},
 )
 
+st.header("Imperceptibility audit")
+st.caption(
+    f"One amplification for every method: × {factor:g} (stated once, as above). Blink flickers the clean and the "
+    "adversarial image in place; the loupe magnifies under the pointer; the histogram counts how many 8-bit levels "
+    "each pixel channel moved in the image an 8-bit file holds."
+)
+audit_method = st.selectbox(
+    "Method to look at closely",
+    list(range(len(results))),
+    format_func=lambda k: results[k].name,
+    key="lab.audit",
+    help="The blink and the loupe below show this method's adversarial image of the image shown.",
+)
+ra = results[int(audit_method or 0)]
+b1, b2, b3 = st.columns(3)
+with b1:
+    st.html(blink_html(clean, ra.adv[0, i], size=256, caption=f"clean ⇄ {ra.name}, once a second"))
+with b2:
+    st.iframe(loupe_html(ra.adv[0, i], size=256, zoom=4), height=266, tab_index=-1)
+    st.caption(f"{ra.name}: adversarial, under a ×4 loupe")
+with b3:
+    st.metric(f"{ra.name}: PSNR", f"{ra.psnr[0, i]:.1f} dB", help="Peak signal-to-noise ratio: higher is subtler.")
+    st.metric(f"{ra.name}: SSIM", f"{ra.ssim[0, i]:.4f}", help="Structural similarity to the clean image (1 = same).")
+st.plotly_chart(
+    level_histogram_figure(clean, [r.adv_8bit[0, i] for r in results], [r.name for r in results]),
+    key="lab.fig.levels",
+    config={"displayModeBar": False},
+)
+if model.spec.world == "demo" and tuple(results[0].labels) == tuple(mlvis.data.LABELS):
+    rules = cooccurrence.demo_rules()
+    st.markdown(
+        "**Semantic detectability**: would a co-occurrence check (Melacci et al., the paper's related work) flag the "
+        "adversarial prediction? Rules learned from the demo world's first 20,000 training scenes: two labels that "
+        "never meet although chance predicts they should, and labels that always come with another. *Coherence* is "
+        "the mean log-lift of the predicted set's label pairs (negative: pairs that rarely meet). Over all images:"
+    )
+    st.dataframe(
+        lab.detectability_frame(run, rules),
+        hide_index=True,
+        key="lab.detect",
+        column_config={"implausible share": st.column_config.NumberColumn(format="%.2f")},
+    )
+    for method, sentences in lab.new_violations(run, rules, i).items():
+        if sentences:
+            st.markdown(f"**{method}** on this image breaks: " + " ".join(sentences))
+        else:
+            st.markdown(f"**{method}** on this image breaks no co-occurrence rule the clean prediction kept.")
+else:
+    st.caption(
+        "The semantic check needs the label statistics of the model's training data; the demo world's are shipped."
+    )
+
 st.markdown(
     "**Confidences before and after**: grey bars before the attack, blue after, red where the label "
     "flipped (⇄); the dashed line is the threshold and the orange ticks the confidences after 8-bit rounding. "
@@ -224,6 +276,20 @@ for row in range(0, len(results), PER_ROW):
                 help="Every adversarial image of this method, float32 (N, 3, H, W), bit-exact.",
                 width="stretch",
             )
+            k = results.index(r)
+            for kind, mime in (("png", "image/png"), ("svg", "image/svg+xml")):
+                st.download_button(
+                    f"Slide ({kind.upper()})",
+                    lambda k=k, kind=kind: lab.slide_bytes(run, k, i, factor, order, kind),
+                    file_name=lab.file_stem(run, r.name, i) + f"_slide.{kind}",
+                    mime=mime,
+                    key=f"lab.dl.slide.{kind}.{r.name}",
+                    on_click="ignore",
+                    help="One slide-ready panel: clean | adversarial | perturbation (the row's one amplification) | "
+                    "confidence bars, pixels enlarged ×6 with nearest neighbour"
+                    + (" (text and bars as vectors)." if kind == "svg" else "."),
+                    width="stretch",
+                )
             lost = int(r.flips[0, i]) - int(r.flips_8bit[0, i])
             st.download_button(
                 "8-bit PNG (lossy)",

@@ -548,3 +548,43 @@ def file_stem(run: LabRun, method: str, image: int | None = None) -> str:
     eps = f"{run.recipe.eps:.6g}"
     base = f"{run.recipe.model}_{safe}_eps{eps}"
     return base if image is None else f"{base}_img{image}"
+
+
+# ---------------------------------------------------------------------------------------------------- audit
+
+
+def detectability_frame(run: LabRun, rules):
+    """Per method, the semantic check of the adversarial predictions against ``rules``
+    (``mlvis.analysis.coherence.CooccurrenceRules``): images newly flagged, implausible flips, coherence."""
+    import pandas as pd
+
+    rows = []
+    for r in run.results:
+        s = rules.compare(r.clean_pred, r.adv_pred[0]).summary()
+        rows.append({"method": r.name, **s})
+    return pd.DataFrame(rows)
+
+
+def new_violations(run: LabRun, rules, image: int) -> dict[str, list[str]]:
+    """Per method, one sentence per rule the adversarial prediction of ``image`` breaks and the clean one kept."""
+    out = {}
+    for r in run.results:
+        d = rules.compare(r.clean_pred[image : image + 1], r.adv_pred[0, image : image + 1])
+        before = set(d.clean.describe(0))
+        out[r.name] = [s for s in d.adv.describe(0) if s not in before]
+    return out
+
+
+def slide_bytes(run: LabRun, method: int, image: int, factor: float, order, kind: str = "png") -> bytes:
+    """The slide-ready panel (``mlvis.viz.audit.slide_panel`` / ``slide_svg``) of one method and image."""
+    from mlvis.viz import audit
+
+    r = run.results[method]
+    args = (r.clean[image], r.adv[0, image], r.clean_probs[image], r.adv_probs[0, image], r.labels, r.threshold, factor)
+    title = f"{r.name} on {run.names[image]}: {int(r.flips[0, image])} / {run.num_labels} flips, ε = {run.recipe.eps:g}"
+    kw = {"order": list(order) or None, "title": title}
+    if kind == "svg":
+        return audit.slide_svg(*args, **kw).encode()
+    buf = io.BytesIO()
+    audit.slide_panel(*args, **kw).save(buf, format="PNG")
+    return buf.getvalue()
