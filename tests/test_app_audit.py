@@ -99,3 +99,19 @@ def test_slides_are_upscaled_png_and_svg_per_method(lab_at):
     keys = {b.proto.id for b in lab_at.get("download_button")}
     assert sum("lab.dl.slide" in k for k in keys) == 2 * len(run.results)
     json.loads(lab.json_bytes(run))
+
+
+def test_heatmaps_name_every_label_with_axis_titles_and_log_axes_read_as_powers_of_ten():
+    from mlvis.viz import histograms as vh
+    from mlvis.viz.landscape import matrix_heatmap
+
+    labels = list(mlvis.data.LABELS)
+    fig = matrix_heatmap(np.eye(len(labels)), labels, "t", "k").to_plotly_json()
+    for axis in ("xaxis", "yaxis"):
+        assert fig["layout"][axis]["dtick"] == 1 and fig["layout"][axis]["title"]["text"]
+    assert "row %{y}" in fig["data"][0]["hovertemplate"] and list(fig["data"][0]["x"]) == labels
+    rng = np.random.default_rng(0)
+    clean = rng.random((20, len(labels)))
+    adv = rng.random((20, len(labels)))
+    hist = vh.confidence_histograms(clean, {"BCE": adv}, clean >= 0.5, 0.5, log_y=True).to_plotly_json()
+    assert hist["layout"]["yaxis"]["type"] == "log" and hist["layout"]["yaxis"]["dtick"] == 1
