@@ -121,3 +121,41 @@ def test_the_budget_has_one_source_of_truth_and_no_duplicate_state_warning(caplo
     model = mlvis.create_model(MODEL, device="cpu")
     images = rc.demo_images(run.recipe.images, model.spec.input_size)
     np.testing.assert_array_equal(run.results[0].adv, mlvis.attack(model, images, "bce", 0.0125).adv)
+
+
+def test_the_exports_carry_every_setting_and_the_flipped_labels_names():
+    import io as _io
+    import json
+
+    import pandas as pd
+
+    at = open_lab()
+    run = lab_run(at)
+    frame = pd.read_csv(_io.BytesIO(lab.csv_bytes(run)), keep_default_na=False)
+    for col, want in (("model", MODEL), ("seed", 0), ("norm", "linf"), ("eps_setting", run.recipe.eps),
+                      ("alpha", run.recipe.alpha), ("q", run.recipe.q), ("gamma", run.recipe.gamma)):  # fmt: skip
+        assert (frame[col] == want).all(), col
+    doc = json.loads(lab.json_bytes(run))
+    assert doc["settings"]["q"] == run.recipe.q and doc["settings"]["model"] == MODEL
+    for r in run.results:
+        flipped = [r.labels[j] for j in np.flatnonzero(r.adv_pred[0, 0] != r.clean_pred[0])]
+        row = frame[frame["method"] == r.name].iloc[0]
+        assert sorted(filter(None, row["flipped_labels"].split(";"))) == sorted(flipped)
+        got = doc["flipped"][r.name][0]
+        assert sorted(got["up"] + got["down"]) == sorted(flipped)
+        assert all(not r.clean_pred[0][r.labels.index(n)] for n in got["up"])
+
+
+def test_a_stale_result_is_collapsed_until_run(monkeypatch):
+    from mlvis.app import jobs
+
+    at = open_lab({lab.LAB_METHODS: ["BCE"]})
+    assert all("last run" not in e.label for e in at.expander)
+    monkeypatch.setattr(jobs, "AUTO_RUN_S", 0.0)  # nothing runs by itself now
+    at.number_input(key=lab.LAB_EPS).set_value(0.0305).run()
+    stale = [e for e in at.expander if "last run" in e.label]
+    assert len(stale) == 1 and not stale[0].proto.expanded  # the old result, collapsed
+    assert lab_run(at).recipe.eps == pytest.approx(lab.DEFAULT_EPS)
+    at.button(key="lab.run").click().run()
+    assert lab_run(at).recipe.eps == pytest.approx(0.0305)
+    assert all("last run" not in e.label for e in at.expander)

@@ -483,14 +483,44 @@ def transfer_frame(run: LabRun):
     )
 
 
+def settings_columns(recipe: rc.Recipe) -> dict[str, object]:
+    """Every setting of a run as export columns: model, seed, norm, eps, alpha, q, gamma and the other options."""
+    return {
+        "model": recipe.model,
+        "seed": recipe.seed,
+        "norm": recipe.norm,
+        "eps_setting": recipe.eps,
+        "alpha": recipe.alpha,
+        **recipe.values,
+    }
+
+
+def flipped_names(result, image: int, sign: int = 0) -> str:
+    """The names of the labels ``result`` flipped on ``image`` (``sign`` +1: up only, -1: down only), ``;``-joined."""
+    clean, adv = np.asarray(result.clean_pred[image]).astype(bool), np.asarray(result.adv_pred[0, image]).astype(bool)
+    mask = clean != adv
+    if sign > 0:
+        mask &= adv
+    elif sign < 0:
+        mask &= clean
+    return ";".join(result.labels[j] for j in np.flatnonzero(mask))
+
+
 def results_frame(run: LabRun):
-    """Every (method, image) row of every result (``AttackResult.to_frame``), with the image names."""
+    """Every (method, image) row of every result (``AttackResult.to_frame``), with the image names, the
+    flipped labels' names (all, up, down) and every setting of the run."""
     import pandas as pd
 
     frames = []
     for i, r in enumerate(run.results):
         f = r.to_frame()
         f.insert(2, "image_name", [run.names[j] for j in f["image"]])
+        f["flipped_labels"] = [flipped_names(r, int(j)) for j in f["image"]]
+        f["flipped_up"] = [flipped_names(r, int(j), 1) for j in f["image"]]
+        f["flipped_down"] = [flipped_names(r, int(j), -1) for j in f["image"]]
+        for key, value in settings_columns(run.recipe).items():
+            if key not in f.columns:
+                f[key] = value
         if run.transfers:
             t = run.transfers[i]
             f[f"flips_on_{t.target}"] = t.flips.reshape(-1)
@@ -533,6 +563,17 @@ def json_bytes(run: LabRun) -> bytes:
     doc = {
         "recipe": run.recipe.to_dict(),
         "images": list(run.names),
+        "settings": settings_columns(run.recipe),
+        "flipped": {
+            r.name: [
+                {
+                    "up": [n for n in flipped_names(r, j, 1).split(";") if n],
+                    "down": [n for n in flipped_names(r, j, -1).split(";") if n],
+                }
+                for j in range(len(run.names))
+            ]
+            for r in run.results
+        },
         "results": [json.loads(r.to_json()) for r in run.results],
         "transfer": [t.summary() for t in run.transfers],
     }
