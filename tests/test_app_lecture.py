@@ -159,3 +159,16 @@ def test_a_stale_result_is_collapsed_until_run(monkeypatch):
     at.button(key="lab.run").click().run()
     assert lab_run(at).recipe.eps == pytest.approx(0.0305)
     assert all("last run" not in e.label for e in at.expander)
+
+
+def test_speed_estimates_are_kept_per_session():
+    from mlvis.app import jobs
+
+    first = open_lab({lab.LAB_METHODS: ["BCE"]})
+    seen = first.session_state[jobs.OBSERVED]
+    seen[(MODEL, "lab")] = 123.0  # an absurdly slow rate seen in this session only
+    second = open_lab({lab.LAB_METHODS: ["BCE"]})
+    assert (MODEL, "lab") not in second.session_state[jobs.OBSERVED] or (
+        second.session_state[jobs.OBSERVED][(MODEL, "lab")] != 123.0
+    )
+    assert lab_run(second).recipe.eps == lab.DEFAULT_EPS  # the other session still ran its default by itself
