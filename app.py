@@ -6,12 +6,17 @@ Run with ``streamlit run app.py``. This script sets the page config, draws the s
 ``mlvis.app.state.model_name()`` / ``seed()``.
 """
 
+from pathlib import Path
+
 import streamlit as st
 
 import mlvis
 from mlvis.app import cache, widgets
 
-st.set_page_config(page_title="mlvis", page_icon=":material/scatter_plot:", layout="wide")
+# the icon is a local file (served by the app itself): a material or emoji icon would be fetched from a font host
+st.set_page_config(
+    page_title="mlvis", page_icon=str(Path(__file__).parent / "mlvis" / "app" / "icon.png"), layout="wide"
+)
 
 models = mlvis.list_models()
 if not models:

@@ -108,7 +108,7 @@ if demo:
             matrix_heatmap(
                 stats[measure],
                 stats["labels"],
-                f"training scenes: {landscape_page.MEASURES[measure].split(' ')[0].lower()} ({stats['n']:,} scenes)",
+                f"Training scenes: {landscape_page.MEASURES[measure]} over {stats['n']:,} scenes",
                 f"cooccurrence_{measure}",
                 diverging=False,
             ),

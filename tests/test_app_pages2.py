@@ -129,7 +129,7 @@ def test_lab_runs_its_defaults_at_once_and_matches_the_library(model):
     assert "section V-A" in text and "section V-B" in text and "Algorithm 2" in text
     assert at.button_group(key=lab.LAB_METHODS).value == list(lab.DEFAULT_METHODS)
     assert at.number_input(key=lab.LAB_EPS).value == lab.DEFAULT_EPS
-    recipe = rc.Recipe(MODEL, lab.DEFAULT_METHODS, lab.DEFAULT_EPS)
+    recipe = rc.Recipe(MODEL, lab.DEFAULT_METHODS, lab.DEFAULT_EPS, rc.ImageSource(start=lab.default_scene(MODEL)))
     images = rc.demo_images(recipe.images, model.spec.input_size)
     want = expected(model, recipe, images)
     assert_lab_shows(at, want)
@@ -140,7 +140,7 @@ def test_lab_runs_its_defaults_at_once_and_matches_the_library(model):
     np.testing.assert_allclose(plotly_array(flips["data"][0]["y"]), [r.flips[0].mean() for r in want])
     heat = next(f for f in figs if f["data"][0].get("meta", {}).get("kind") == "heatmap")
     assert [t["meta"]["method"] for t in heat["data"]] == [r.name for r in want]
-    assert len(at.get("download_button")) == 3 * len(want) + 3
+    assert len(at.get("download_button")) == 5 * len(want) + 3  # 16-bit, .npy, 8-bit, slide PNG and SVG
     captions = " ".join(c.value for c in at.caption)
     assert "8-bit level 1/255" in captions and "image-steps" in captions
     for w in (*at.radio, *at.slider, *at.number_input, *at.button_group, *at.checkbox):
@@ -159,7 +159,8 @@ def test_lab_follows_its_controls_and_keeps_the_result(model):
     assert at.slider(key=lab.LAB_EPS_SLIDER).value == pytest.approx(0.006)  # the slider follows the exact entry
     at.button(key="lab.run").click().run()
     assert_clean(at)
-    recipe = rc.Recipe(MODEL, ("bce", "linear", "random"), 0.006, rc.ImageSource(count=2), norm="l2")
+    source = rc.ImageSource(start=lab.default_scene(MODEL), count=2)
+    recipe = rc.Recipe(MODEL, ("bce", "linear", "random"), 0.006, source, norm="l2")
     want = expected(model, recipe, rc.demo_images(recipe.images, model.spec.input_size))
     assert_lab_shows(at, want)
     radius = mlvis.attacks.equal_volume_l2_radius(0.006, 3 * 64 * 64)
@@ -216,7 +217,7 @@ def test_lab_transfer_and_the_recipe_reruns_from_the_cli(model, tmp_path, capsys
     run = lab_run(at)
     other = lab.other_model(MODEL, mlvis.list_models())
     assert run.transfer_model == other
-    table = at.dataframe[1].value
+    table = next(d.value for d in at.dataframe if f"flips on {other}" in d.value.columns)
     for row, r in zip(table.to_dict("records"), run.results):
         t = mlvis.transfer(r, mlvis.create_model(other, device="cpu"))
         assert row[f"flips on {other}"] == pytest.approx(t.flips[0].mean())

@@ -75,7 +75,13 @@ def test_the_plugin_in_the_lab_with_its_slider_and_an_exact_cost(model, monkeypa
     assert not at.exception
     assert at.slider(key="lab.hinge.margin").label == "Hinge's margin"
     cost = next(c.value for c in at.caption if c.value.startswith("Cost:"))
-    recipe = rc.Recipe(MODEL, ("bce", "hinge"), lab.DEFAULT_EPS, options=(("hinge.margin", 2.0),))
+    recipe = rc.Recipe(
+        MODEL,
+        ("bce", "hinge"),
+        lab.DEFAULT_EPS,
+        rc.ImageSource(start=lab.default_scene(MODEL)),
+        options=(("hinge.margin", 2.0),),
+    )
     images = rc.demo_images(recipe.images, model.spec.input_size)
     steps = engine_steps(model, images, rc.resolve_specs(recipe, model), recipe.budget_of(images[0].size))
     assert recipe.image_steps(len(images), images[0].size) == steps

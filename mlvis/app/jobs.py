@@ -93,11 +93,20 @@ def step_seconds(model_name: str) -> float:
     return max(min(times[1:]) / 16, 1e-5)
 
 
-@st.cache_resource(show_spinner=False)
+OBSERVED = "jobs._observed"  # session-state key of this session's observed speeds
+
+
 def _observed() -> dict:
-    """Seconds per image-step seen in finished runs, per (model, kind of computation), ``None`` after the
-    warm-up run of a kind; shared by the sessions of this process."""
-    return {}
+    """Seconds per image-step seen in this session's finished runs, per (model, kind of computation),
+    ``None`` after the warm-up run of a kind. Kept per session, so one user's runs never change what
+    runs by itself for another (outside a script run, as in a library call, a table of its own)."""
+    try:
+        return st.session_state.setdefault(OBSERVED, {})
+    except Exception:  # no session (bare mode without a script run context)
+        return _BARE
+
+
+_BARE: dict = {}
 
 
 def observe(model_name: str, image_steps: int, seconds: float, kind: str = "") -> None:

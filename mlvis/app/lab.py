@@ -26,6 +26,7 @@ import streamlit as st
 import mlvis
 from mlvis import recipe as rc
 from mlvis.app import cache, jobs, options, state
+from mlvis.app import default_view as dv
 from mlvis.attacks import DEFAULT_ALPHA, equal_volume_l2_radius
 from mlvis.data import images as uploads
 
@@ -48,7 +49,7 @@ SECTION = "lab"
 SOURCES = {"demo": "Sample scenes", "upload": "Upload images"}
 FITS = {"crop": "Centre crop", "stretch": "Stretch"}
 DEFAULT_METHODS = ("bce", "slam", "class")
-DEFAULT_EPS = 0.01
+DEFAULT_EPS = dv.RULE_EPS  # the budget of the default view's rule (mlvis.app.default_view), where methods differ
 EPS_SLIDER_MAX = 0.05
 EPS_SLIDER_STEP = 0.0005
 EIGHT_BIT = 1.0 / 255.0
@@ -109,6 +110,43 @@ def _slider_value(eps) -> float:
     return float(min(max(float(eps or DEFAULT_EPS), EPS_SLIDER_STEP), EPS_SLIDER_MAX))
 
 
+def default_scene(model_name: str) -> int:
+    """The first scene the Lab opens on: the default view's rule (``mlvis.app.default_view``), else 0."""
+    view = dv.default_view(model_name)
+    return view.scene if view is not None else 0
+
+
+def label_states(run: LabRun, image: int) -> tuple[list[int], dict[str, list[str]]]:
+    """What the model sees: one common label order and, per method, each label's state in it.
+
+    The order holds every label present before the attack or flipped by any method, by the clean
+    confidence (highest first), so the same position names the same label in every method's row. States:
+    ``"present"`` (on before and after), ``"up"`` (flipped on), ``"down"`` (flipped off), ``"absent"``
+    (on for no method's adversarial image here, kept for the common order).
+    """
+    r0 = run.results[0]
+    clean = np.asarray(r0.clean_probs[image]) >= r0.threshold
+    show = clean.copy()
+    for r in run.results:
+        show |= (np.asarray(r.adv_probs[0, image]) >= r.threshold) != clean
+    order = [int(j) for j in np.argsort(-np.asarray(r0.clean_probs[image]), kind="stable") if show[j]]
+    states: dict[str, list[str]] = {}
+    for r in run.results:
+        adv = np.asarray(r.adv_probs[0, image]) >= r.threshold
+        row = []
+        for j in order:
+            if clean[j] and adv[j]:
+                row.append("present")
+            elif adv[j] and not clean[j]:
+                row.append("up")
+            elif clean[j] and not adv[j]:
+                row.append("down")
+            else:
+                row.append("absent")
+        states[r.name] = row
+    return order, states
+
+
 def other_model(current: str, models: Sequence[str]) -> str | None:
     """The model a run transfers to: the other demo model when there is one, else the next registered model."""
     others = [m for m in models if m != current]
@@ -122,11 +160,13 @@ def eps_controls() -> float:
     that sets one 8-bit level; returns the exact value."""
     ss = st.session_state
     c_slider, c_number, c_button = st.columns([4, 2, 1], vertical_alignment="bottom")
+    # One source of truth: the exact entry's key. Its default is given only while the key is not yet in
+    # session state, so no run creates it with a default AND a value set by the callbacks below.
     eps = c_number.number_input(
         "ε exactly",
         min_value=0.0001,
         max_value=rc.MAX_EPS,
-        value=DEFAULT_EPS,
+        value=DEFAULT_EPS if LAB_EPS not in ss else "min",
         step=0.0005,
         format="%.6f",
         key=LAB_EPS,
@@ -188,7 +228,7 @@ def image_controls(
             "First scene",
             min_value=0,
             max_value=999,
-            value=0,
+            value=default_scene(model.spec.name),
             step=1,
             key=LAB_START,
             bind="query-params",
@@ -443,14 +483,44 @@ def transfer_frame(run: LabRun):
     )
 
 
+def settings_columns(recipe: rc.Recipe) -> dict[str, object]:
+    """Every setting of a run as export columns: model, seed, norm, eps, alpha, q, gamma and the other options."""
+    return {
+        "model": recipe.model,
+        "seed": recipe.seed,
+        "norm": recipe.norm,
+        "eps_setting": recipe.eps,
+        "alpha": recipe.alpha,
+        **recipe.values,
+    }
+
+
+def flipped_names(result, image: int, sign: int = 0) -> str:
+    """The names of the labels ``result`` flipped on ``image`` (``sign`` +1: up only, -1: down only), ``;``-joined."""
+    clean, adv = np.asarray(result.clean_pred[image]).astype(bool), np.asarray(result.adv_pred[0, image]).astype(bool)
+    mask = clean != adv
+    if sign > 0:
+        mask &= adv
+    elif sign < 0:
+        mask &= clean
+    return ";".join(result.labels[j] for j in np.flatnonzero(mask))
+
+
 def results_frame(run: LabRun):
-    """Every (method, image) row of every result (``AttackResult.to_frame``), with the image names."""
+    """Every (method, image) row of every result (``AttackResult.to_frame``), with the image names, the
+    flipped labels' names (all, up, down) and every setting of the run."""
     import pandas as pd
 
     frames = []
     for i, r in enumerate(run.results):
         f = r.to_frame()
         f.insert(2, "image_name", [run.names[j] for j in f["image"]])
+        f["flipped_labels"] = [flipped_names(r, int(j)) for j in f["image"]]
+        f["flipped_up"] = [flipped_names(r, int(j), 1) for j in f["image"]]
+        f["flipped_down"] = [flipped_names(r, int(j), -1) for j in f["image"]]
+        for key, value in settings_columns(run.recipe).items():
+            if key not in f.columns:
+                f[key] = value
         if run.transfers:
             t = run.transfers[i]
             f[f"flips_on_{t.target}"] = t.flips.reshape(-1)
@@ -493,6 +563,17 @@ def json_bytes(run: LabRun) -> bytes:
     doc = {
         "recipe": run.recipe.to_dict(),
         "images": list(run.names),
+        "settings": settings_columns(run.recipe),
+        "flipped": {
+            r.name: [
+                {
+                    "up": [n for n in flipped_names(r, j, 1).split(";") if n],
+                    "down": [n for n in flipped_names(r, j, -1).split(";") if n],
+                }
+                for j in range(len(run.names))
+            ]
+            for r in run.results
+        },
         "results": [json.loads(r.to_json()) for r in run.results],
         "transfer": [t.summary() for t in run.transfers],
     }
@@ -508,3 +589,43 @@ def file_stem(run: LabRun, method: str, image: int | None = None) -> str:
     eps = f"{run.recipe.eps:.6g}"
     base = f"{run.recipe.model}_{safe}_eps{eps}"
     return base if image is None else f"{base}_img{image}"
+
+
+# ---------------------------------------------------------------------------------------------------- audit
+
+
+def detectability_frame(run: LabRun, rules):
+    """Per method, the semantic check of the adversarial predictions against ``rules``
+    (``mlvis.analysis.coherence.CooccurrenceRules``): images newly flagged, implausible flips, coherence."""
+    import pandas as pd
+
+    rows = []
+    for r in run.results:
+        s = rules.compare(r.clean_pred, r.adv_pred[0]).summary()
+        rows.append({"method": r.name, **s})
+    return pd.DataFrame(rows)
+
+
+def new_violations(run: LabRun, rules, image: int) -> dict[str, list[str]]:
+    """Per method, one sentence per rule the adversarial prediction of ``image`` breaks and the clean one kept."""
+    out = {}
+    for r in run.results:
+        d = rules.compare(r.clean_pred[image : image + 1], r.adv_pred[0, image : image + 1])
+        before = set(d.clean.describe(0))
+        out[r.name] = [s for s in d.adv.describe(0) if s not in before]
+    return out
+
+
+def slide_bytes(run: LabRun, method: int, image: int, factor: float, order, kind: str = "png") -> bytes:
+    """The slide-ready panel (``mlvis.viz.audit.slide_panel`` / ``slide_svg``) of one method and image."""
+    from mlvis.viz import audit
+
+    r = run.results[method]
+    args = (r.clean[image], r.adv[0, image], r.clean_probs[image], r.adv_probs[0, image], r.labels, r.threshold, factor)
+    title = f"{r.name} on {run.names[image]}: {int(r.flips[0, image])} / {run.num_labels} flips, ε = {run.recipe.eps:g}"
+    kw = {"order": list(order) or None, "title": title}
+    if kind == "svg":
+        return audit.slide_svg(*args, **kw).encode()
+    buf = io.BytesIO()
+    audit.slide_panel(*args, **kw).save(buf, format="PNG")
+    return buf.getvalue()

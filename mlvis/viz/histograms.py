@@ -124,5 +124,7 @@ def confidence_histograms(
             label = "flipped" if kind == "after" else "past the threshold"
             fig.layout.annotations[i].text = f"{title}<br><sub>{label}: {h['flipped']} · in the band: {h['near']}</sub>"
     fig.update_yaxes(title_text="labels", type="log" if log_y else "linear", row=1, col=1)
+    if log_y:  # ticks at 1, 10, 100 ... only ("1 2 5 10 2 5" reads as nonsense)
+        fig.update_yaxes(dtick=1, tickformat=",d", row=1, col=1)
     fig.update_layout(height=340, margin={"l": 10, "r": 10, "t": 70, "b": 10}, bargap=0.05)
     return fig

@@ -29,8 +29,11 @@ def matrix_heatmap(
     diverging: bool = True,
     blank_diagonal: bool = True,
     colorbar: str = "",
+    row_title: str = "row: the attacked / given label",
+    column_title: str = "column: the affected label",
 ) -> go.Figure:
-    """A labelled heatmap of ``matrix`` (row = the attacked / given label, column = the affected one).
+    """A labelled heatmap of ``matrix`` (row = the attacked / given label, column = the affected one), with
+    every label on both axes (no label skipped however many), axis titles and a hover naming both labels.
 
     ``diverging`` centres a red-blue scale on 0 (symmetric range over the off-diagonal values), else a
     sequential scale. The trace's ``meta`` is ``{"kind": kind, "min": ..., "max": ...}`` of the shown values.
@@ -63,8 +66,21 @@ def matrix_heatmap(
         title={"text": title},
         height=560,
         margin={"l": 10, "r": 10, "t": 50, "b": 10},
-        xaxis={"tickangle": -60, "tickfont": {"size": 9}, "side": "bottom", "automargin": True},
-        yaxis={"autorange": "reversed", "tickfont": {"size": 9}, "automargin": True},
+        xaxis={
+            "tickangle": -60,
+            "tickfont": {"size": 9},
+            "side": "bottom",
+            "automargin": True,
+            "dtick": 1,
+            "title": {"text": column_title},
+        },
+        yaxis={
+            "autorange": "reversed",
+            "tickfont": {"size": 9},
+            "automargin": True,
+            "dtick": 1,
+            "title": {"text": row_title},
+        },
     )
     return fig
 
