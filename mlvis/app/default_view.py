@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 SCENES = 50
 RULE_EPS = 0.02
@@ -128,7 +129,7 @@ def measure(model_name: str, eps: Sequence[float] = (0.01, 0.02, 0.03, 0.05)) ->
     m = mlvis.create_model(model_name, device="cpu")
     prof, up = mlvis.profile(m), mlvis.correlations(m, direction="up")
     x, _ = mlvis.data.demo_batch(SCENES)
-    kw = {"bce": {}, "slam": {"profile": prof}, "class": {"profile": prof, "correlations": up}}
+    kw: dict[str, dict[str, Any]] = {"bce": {}, "slam": {"profile": prof}, "class": {"profile": prof, "correlations": up}}
     out = {}
     for method, extra in kw.items():
         r = mlvis.attack(m, x, method, list(eps), **extra)
