@@ -129,7 +129,11 @@ def measure(model_name: str, eps: Sequence[float] = (0.01, 0.02, 0.03, 0.05)) ->
     m = mlvis.create_model(model_name, device="cpu")
     prof, up = mlvis.profile(m), mlvis.correlations(m, direction="up")
     x, _ = mlvis.data.demo_batch(SCENES)
-    kw: dict[str, dict[str, Any]] = {"bce": {}, "slam": {"profile": prof}, "class": {"profile": prof, "correlations": up}}
+    kw: dict[str, dict[str, Any]] = {
+        "bce": {},
+        "slam": {"profile": prof},
+        "class": {"profile": prof, "correlations": up},
+    }
     out = {}
     for method, extra in kw.items():
         r = mlvis.attack(m, x, method, list(eps), **extra)
