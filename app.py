@@ -34,5 +34,6 @@ pages = [
     st.Page("pages/sweep.py", title="Budget sweep", icon=":material/table_chart:"),
     st.Page("pages/hyperplane.py", title="Hyperplane simulation", icon=":material/timeline:"),
     st.Page("pages/models.py", title="Models", icon=":material/model_training:"),
+    st.Page("pages/runs.py", title="Runs", icon=":material/folder_open:"),
 ]
 st.navigation(pages).run()

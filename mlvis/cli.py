@@ -236,27 +236,98 @@ def add_model_cmd(args: argparse.Namespace) -> int:
 
 def _images_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="registered model name (see `mlvis models`)")
-    p.add_argument("--images", type=int, default=100, help="number of demo test scenes (default 100)")
-    p.add_argument("--split", default="test", choices=["train", "val", "test"], help="scene split (default test)")
-    p.add_argument("--seed", type=int, default=0, help="scene block seed (default 0)")
+    p.add_argument("--data", default=None, metavar="KIND:PATH",
+                   help="a dataset folder instead of demo scenes: coco:, voc:, nuswide: or folder:PATH (its "
+                        "evaluation split, labels matched to the model's by name)")  # fmt: skip
+    p.add_argument("--images", type=int, default=100,
+                   help="number of images (default 100): demo test scenes, or a seeded sample of --data")  # fmt: skip
+    p.add_argument("--split", default=None,
+                   help="demo scenes: train, val or test (default test); --data: the dataset's split (default: "
+                        "the paper's evaluation split, e.g. val2014)")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0, help="scene block seed, or --data's sampling seed (default 0)")
+    p.add_argument(
+        "--order",
+        default="sampled",
+        choices=["sampled", "listed"],
+        help="--data: a seeded random sample (default) or the first --images in the dataset's order",
+    )
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     _real_model_args(p)
 
 
+def _run_args(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--out", default=None, metavar="RUN_DIR",
+                   help=f"compute in chunks into this run directory (resumable: the same command continues "
+                        f"it after a crash) and print {what} from it")  # fmt: skip
+    p.add_argument("--chunk", type=int, default=25, help="--out: images per chunk (default 25)")
+    p.add_argument("--save-images", action="store_true", help="--out: also write the adversarial images (PNG)")
+    p.add_argument("--backend", default="local", choices=["local", "ray"], help="--out: run the chunks here or on Ray")
+    p.add_argument(
+        "--address",
+        default=None,
+        help="--backend ray: auto (the running cluster) or HOST:PORT (default: a local Ray on 127.0.0.1)",
+    )
+
+
+def _source(args: argparse.Namespace, model):
+    """The images of ``args`` as a source with ``load_for`` (a :class:`Dataset` or :class:`DemoImages`)."""
+    from mlvis.runs import DemoImages
+
+    if args.images < 1:
+        raise ValueError("--images must be at least 1.")
+    if getattr(args, "data", None):
+        if args.image_dir:
+            raise ValueError("Give --data KIND:PATH or --image-dir FOLDER, not both.")
+        from mlvis.data import open_dataset
+
+        ds = open_dataset(args.data, split=args.split).align(model.labels)
+        if args.order == "listed":
+            ds = ds.subset(range(min(args.images, len(ds))), {"first": args.images})
+        else:
+            ds = ds.sample(args.images, args.seed)
+        print(f"{len(ds)} image(s) of {ds.kind}:{ds.root} ({ds.split}), {ds.fingerprint}", file=sys.stderr)
+        return ds
+    split = args.split or "test"
+    if split not in ("train", "val", "test"):
+        raise ValueError(f"The demo scenes' split is train, val or test, not {split!r}.")
+    _check_demo_world(model)
+    size = model.spec.input_size
+    if size[0] != size[1]:
+        raise ValueError(f"The demo scenes are square; {args.model} expects {size}.")
+    return DemoImages(args.images, split, args.seed, size[0])
+
+
 def _load(args: argparse.Namespace):
+    import torch
+
     import mlvis
 
     if args.images < 1:
         raise ValueError("--images must be at least 1.")
     model = _create(args)
-    if args.image_dir:
+    if args.image_dir and not getattr(args, "data", None):
         return model, _folder_images(model, args.image_dir, args.images)
-    _check_demo_world(model)
-    size = model.spec.input_size
-    if size[0] != size[1]:
-        raise ValueError(f"The demo scenes are square; {args.model} expects {size}.")
-    images, _ = mlvis.data.demo_batch(args.images, split=args.split, seed=args.seed, size=size[0])
-    return model, images
+    source = _source(args, model)
+    if not getattr(args, "data", None):  # today's demo path, unchanged: demo_batch's tensors
+        images, _ = mlvis.data.demo_batch(source.n, split=source.split, seed=source.seed, size=source.size)
+        return model, images
+    return model, torch.from_numpy(source.load_for(model, range(len(source))))
+
+
+def _model_ref(args: argparse.Namespace):
+    from mlvis.runs import ModelRef
+
+    checkpoint = getattr(args, "checkpoint", None)
+    return ModelRef(args.model, (("checkpoint", checkpoint),) if checkpoint else ())
+
+
+def _check_run_args(args: argparse.Namespace) -> None:
+    if args.chunk < 1:
+        raise ValueError("--chunk must be at least 1.")
+    if args.image_dir:
+        raise ValueError("--out RUN_DIR reads --data KIND:PATH or demo scenes; use --data folder:PATH for a folder.")
+    if args.address and args.backend != "ray":
+        raise ValueError("--address is for --backend ray.")
 
 
 # ----------------------------------------------------------- real models: --checkpoint, --image-dir (issue 10)
@@ -410,7 +481,7 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
                    help="comma-separated, from the method registry: " + _method_syntax())  # fmt: skip
     p.add_argument("--fractions", default=_fractions(), help="fractions of eps_max (default: section VI-C's grid)")
     p.add_argument("--format", default="md", choices=["md", "csv", "json"], help="table format on stdout")
-    p.add_argument("--out", default=None, help="also write table.md, table.csv and table.json into this folder")
+    _run_args(p, "the table (also written there as table.md, table.csv and table.json)")
 
 
 @command("evaluate", "Tables IV-VI: flips per method and budget with paired t-tests", _evaluate_args)
@@ -418,6 +489,7 @@ def evaluate_cmd(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     import mlvis
+    from mlvis.analysis.evaluation import evaluate_run, table_from_run
     from mlvis.store import atomic_write_text
 
     try:
@@ -425,13 +497,48 @@ def evaluate_cmd(args: argparse.Namespace) -> int:
     except ValueError:
         raise ValueError(f"--fractions must be comma-separated numbers, not {args.fractions!r}.") from None
     methods = [parse_method(m) for m in args.methods.split(",") if m.strip()]
-    model, images = _load(args)
-    table = mlvis.evaluate(model, images, methods, fractions, progress=ProgressBar(f"evaluate {args.model}"))
+    if args.out:
+        _check_run_args(args)
+        model = _create(args)
+        source = _source(args, model)
+        run = evaluate_run(model, source, args.out, methods, fractions, chunk_size=args.chunk, seed=args.seed,
+                           save_images=args.save_images, backend=args.backend, address=args.address,
+                           model_ref=_model_ref(args),
+                           progress=ProgressBar(f"evaluate {args.model} (chunks)"))  # fmt: skip
+        table = table_from_run(run)
+    else:
+        model, images = _load(args)
+        table = mlvis.evaluate(model, images, methods, fractions, progress=ProgressBar(f"evaluate {args.model}"))
     texts = {"md": table.to_markdown(), "csv": table.to_frame().to_csv(index=False), "json": table.to_json()}
     print(texts[args.format])
     if args.out:
         for fmt, text in texts.items():
             atomic_write_text(Path(args.out) / f"table.{fmt}", text + "\n")
+    return 0
+
+
+def _write_scenes_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, help="the new (or empty) dataset folder to write")
+    p.add_argument(
+        "--layout",
+        default="folder",
+        choices=["folder", "coco", "nuswide"],
+        help="folder (images/ + labels.csv), coco (annotations/ + val2014/) or nuswide (nus_wid_data.csv)",
+    )
+    p.add_argument("--n", type=int, default=100, help="number of scenes (default 100)")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"], help="scene split (default test)")
+    p.add_argument("--seed", type=int, default=0, help="scene block seed, as --seed of the demo path (default 0)")
+    p.add_argument("--size", type=int, default=64, help="image side in pixels (default 64, the demo models')")
+
+
+@command("write-scenes", "write demo scenes as a dataset folder (lossless PNGs) for --data KIND:PATH",
+         _write_scenes_args)  # fmt: skip
+def write_scenes_cmd(args: argparse.Namespace) -> int:
+    from mlvis.data import write_scene_dataset
+
+    folder = write_scene_dataset(args.out, args.layout, n=args.n, split=args.split, seed=args.seed, size=args.size)
+    kind = {"folder": "folder", "coco": "coco", "nuswide": "nuswide"}[args.layout]
+    print(f"wrote {args.n} {args.split} scenes to {folder}; use --data {kind}:{folder}")
     return 0
 
 

@@ -193,29 +193,200 @@ def evaluate(
     flips = np.stack([r.flips for r in results]).astype(np.float64)
     flips_8bit = np.stack([r.flips_8bit for r in results]).astype(np.float64)
     b = [s.method for s in specs].index(baseline)
+    same = np.zeros(flips.shape[:2], bool)
+    for i, r in enumerate(results):
+        if r.targets is not None and get_method(specs[i].method).subset:
+            same[i] = (r.targets > 0).all(axis=(1, 2))
+    return _table(
+        getattr(getattr(model, "spec", None), "name", type(model).__name__),
+        [str(s.name) for s in specs],
+        b,
+        budgets,
+        fr,
+        flips,
+        flips_8bit,
+        same,
+        significance,
+        {"seed": seed, "images": int(flips.shape[-1]), "eps_max": getattr(profile, "eps_max", None)},
+    )
+
+
+def _table(model_name, names, b, budgets, fr, flips, flips_8bit, same, significance, config) -> EvaluationTable:
+    """The table of ``flips (M, K, N)`` with the paired t-tests of every method against method ``b``."""
     m, k = flips.shape[:2]
     p = np.full((m, k), np.nan)
     for i in range(m):
         if i != b:
             for kk in range(k):
                 p[i, kk] = paired_p(flips[i, kk], flips[b, kk])
-    same = np.zeros((m, k), bool)
-    for i, r in enumerate(results):
-        if r.targets is not None and get_method(specs[i].method).subset:
-            same[i] = (r.targets > 0).all(axis=(1, 2))
     return EvaluationTable(
-        model=getattr(getattr(model, "spec", None), "name", type(model).__name__),
-        methods=tuple(str(s.name) for s in specs),
-        eps=budgets,
-        fractions=fr,
+        model=model_name,
+        methods=tuple(names),
+        eps=np.asarray(budgets, np.float64),
+        fractions=np.asarray(fr, np.float64),
         flips=flips,
         flips_8bit=flips_8bit,
         p_values=p,
         same_as_baseline=same,
-        baseline=str(specs[b].name),
+        baseline=names[b],
         significance=significance,
-        config={"seed": seed, "images": int(flips.shape[-1]), "eps_max": getattr(profile, "eps_max", None)},
+        config=config,
     )
+
+
+# ------------------------------------------------------------------------------ run directories
+
+DEFAULT_METHODS = (
+    "bce",
+    "slam",
+    "random",
+    ("class", {"gamma": 0.0}),
+    ("class", {"gamma": 0.5}),
+    ("class", {"gamma": 1.0}),
+)
+
+
+def evaluate_run(
+    model,
+    images,
+    run_dir,
+    methods: Sequence[Any] = DEFAULT_METHODS,
+    eps_fractions: Sequence[float] = FRACTIONS,
+    *,
+    chunk_size: int = 25,
+    profile=None,
+    correlations=None,
+    eps: Sequence[float] | None = None,
+    baseline: str = "bce",
+    significance: float = 0.05,
+    seed: int = 0,
+    save_images: bool = False,
+    backend: str = "local",
+    address: str | None = None,
+    model_ref=None,
+    progress=None,
+    **job,
+):
+    """:func:`evaluate` as a streaming, resumable run: chunks of images written into ``run_dir``.
+
+    The same settings in the same folder continue the run from its last finished chunk (after a crash
+    or a kill); :func:`table_from_run` then computes the table from the folder. Each chunk's random draws
+    use :func:`mlvis.runs.chunk_seed`, so a random-subset row differs from :func:`evaluate`'s one batch
+    (the deterministic methods give the same flips).
+
+    Args:
+        model: the loaded model (its profile, correlation matrices and fingerprint are read here).
+        images: a :class:`mlvis.data.Dataset` aligned to the model, or :class:`mlvis.runs.DemoImages`.
+        run_dir: the run directory (new or holding the same run).
+        chunk_size: images per chunk (part of the run's identity: float bits depend on batch size).
+        save_images: also write every 8-bit adversarial image (lossless PNGs) into the run directory.
+        backend, address: ``"local"`` or ``"ray"`` (see :func:`mlvis.runs.run_chunks`).
+        model_ref: how a worker loads the model (default ``ModelRef(model.spec.name)``); in this process
+            the model given is used.
+        progress: ``progress(done_chunks, total_chunks)``.
+
+    Returns:
+        The finished :class:`mlvis.runs.Run`.
+    """
+    from mlvis.analysis.correlation_matrices import correlations as get_correlations
+    from mlvis.analysis.profiles import profile as get_profile
+    from mlvis.runs import AttackChunks, ModelRef, cached, make_manifest, run_chunks
+    from mlvis.store import model_fingerprint
+
+    name = getattr(getattr(model, "spec", None), "name", type(model).__name__)
+    if profile is None and (eps is None or needs(methods, "profile")):
+        profile = get_profile(model)
+    if correlations is None and needs(methods, "correlations"):
+        correlations = get_correlations(model, direction="up")
+    if baseline not in [as_spec(m).method for m in methods]:
+        methods = [baseline, *methods]
+    specs = evaluation_specs(methods, profile, correlations)
+    fr = np.asarray(eps_fractions, np.float64)
+    budgets = np.asarray(eps, np.float64) if eps is not None else fr * profile.eps_max
+    if eps is not None:
+        fr = budgets / profile.eps_max if profile is not None else np.full(len(budgets), np.nan)
+    b = [s.method for s in specs].index(baseline)
+    ref = model_ref if model_ref is not None else ModelRef(name)
+    cached(("model", ref.name, ref.options), lambda: model)  # this process uses the model it was given
+    manifest = make_manifest(
+        "evaluate",
+        model={"name": name, "fingerprint": model_fingerprint(model)},
+        dataset=images.describe(),
+        seed=seed,
+        methods=[_spec_record(s) for s in specs],
+        budgets=budgets.tolist(),
+        settings={
+            "fractions": [None if np.isnan(f) else float(f) for f in fr],
+            "eps_max": getattr(profile, "eps_max", None),
+            "baseline": str(specs[b].name),
+            "significance": float(significance),
+            "subset": [str(s.name) for s in specs if get_method(s.method).subset],
+            "job": dict(job),
+            "save_images": bool(save_images),
+        },
+    )
+    compute = AttackChunks(ref, images, tuple(specs), tuple(budgets.tolist()),
+                           tuple(sorted({"seed": seed, **job}.items())), save_images)  # fmt: skip
+    return run_chunks(run_dir, manifest, len(images), chunk_size, compute, backend, progress, address=address)
+
+
+def table_from_run(run) -> EvaluationTable:
+    """The evaluation table (means, stds, paired t-tests, best, ``*``) of a finished ``evaluate`` run directory.
+
+    Args:
+        run: a :class:`mlvis.runs.Run` or its folder.
+
+    Raises:
+        mlvis.runs.RunError: the folder is not a finished evaluate run.
+    """
+    from pathlib import Path
+
+    from mlvis.runs import Run, RunError
+
+    run = run if isinstance(run, Run) else Run(Path(run))
+    m = run.manifest
+    if m.get("kind") != "evaluate":
+        raise RunError(f"{run.path} holds a {m.get('kind')!r} run, not an evaluate run.")
+    names = [str(r["name"]) for r in m["methods"]]
+    st = m["settings"]
+    subset = [n for n in names if n in st.get("subset", [])]
+    keys = [f"{n}.{f}" for n in names for f in ("flips", "flips_8bit")]
+    arrays = run.load(keys)
+    targets = {n: run.load([f"{n}.targets"])[f"{n}.targets"] for n in subset}
+    flips = np.stack([np.moveaxis(arrays[f"{n}.flips"], 0, 1) for n in names]).astype(np.float64)
+    flips_8bit = np.stack([np.moveaxis(arrays[f"{n}.flips_8bit"], 0, 1) for n in names]).astype(np.float64)
+    same = np.zeros(flips.shape[:2], bool)
+    for i, n in enumerate(names):
+        if n in targets:
+            same[i] = (targets[n] > 0).all(axis=(0, 2))
+    fr = [np.nan if f is None else f for f in st["fractions"]]
+    config = {"seed": m["seed"], "images": int(flips.shape[-1]), "eps_max": st.get("eps_max"),
+              "chunk_size": m["chunk_size"]}  # fmt: skip
+    return _table(m["model"]["name"], names, names.index(st["baseline"]), m["budgets"], fr, flips, flips_8bit, same,
+                  float(st["significance"]), config)  # fmt: skip
+
+
+def _spec_record(spec: AttackSpec) -> dict[str, Any]:
+    """A spec as JSON for a manifest: numbers as they are, a profile or matrix as a hash of its contents."""
+    import hashlib
+
+    def plain(v: Any) -> Any:
+        if v is None or isinstance(v, (bool, int, float, str)):
+            return v
+        if isinstance(v, np.generic):
+            return v.item()
+        if isinstance(v, np.ndarray):
+            return v.tolist()
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {str(k): plain(x) for k, x in v.items()}
+        if hasattr(v, "to_dict"):
+            text = json.dumps(v.to_dict(), sort_keys=True, default=str)
+            return {"type": type(v).__name__, "sha256": hashlib.sha256(text.encode()).hexdigest()[:16]}
+        return repr(v)
+
+    return {"method": spec.method, "name": str(spec.name), "options": plain(dict(spec.options))}
 
 
 # ------------------------------------------------------------------------------------- sweeps
