@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from mlvis.errors import InvalidInput, check_device
 from mlvis.models.wrapper import MultiLabelModel
 
 _entrypoints: dict[str, Callable[..., MultiLabelModel]] = {}
@@ -169,7 +170,9 @@ def create_model(
         >>> asl = create_model("asl-tresnet-l", checkpoint="models/MS_COCO_TRresNet_L_448_86.6.pth")
     """
     _ensure_builtin()
-    dev = torch.device(device) if device is not None else default_device()
+    if not isinstance(name, str) or not name:
+        raise InvalidInput(f"A model name must be a non-empty string, not {name!r}.")
+    dev = check_device(device) if device is not None else default_device()
     if checkpoint is not None:
         kwargs["checkpoint"] = checkpoint
     factory = _entrypoints.get(name)
