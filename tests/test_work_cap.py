@@ -94,3 +94,19 @@ def test_max_work_raises_the_cap_for_one_run_only(capsys, monkeypatch):
     assert "MLVIS_MAX_IMAGE_STEPS" not in os.environ
     assert main(["evaluate", "--model", "demo-asl", "--images", "1", "--max-work", "zero"]) == 2
     assert "must be a positive whole number of image-steps, not 'zero'" in capsys.readouterr().err
+
+
+def test_with_the_cap_raised_the_bookkeeping_does_not_grow_with_the_steps(asl, x):
+    """Issue 14 §1: 5·10^9 image-steps asked for 19 GiB before the loop's first step; now nothing measurable."""
+
+    class Stop(Exception):
+        pass
+
+    def stop(done, total):
+        raise Stop(total)
+
+    mlvis.attack(asl, x, "bce", 0.004)  # warm up, so the peak below is the job's own
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(Stop, match="5120000000"):
+        mlvis.attack(asl, x, "bce", 1e6, max_image_steps=10**15, progress=stop)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 50_000  # KiB
