@@ -180,7 +180,7 @@ def create_model(
         factory = builder_for(name)
         if factory is None:
             known = ", ".join(sorted(_entrypoints)) or "none"
-            raise ValueError(
+            raise InvalidInput(
                 f"Unknown model {name!r}. Registered models: {known}; families (with a checkpoint): "
                 f"{', '.join(FAMILIES)}, timm:<arch>, torchvision:<arch>."
             )
@@ -188,7 +188,7 @@ def create_model(
     elif _accepts(factory, "device"):
         kwargs["device"] = dev
     elif "checkpoint" in kwargs and not _accepts(factory, "checkpoint"):
-        raise ValueError(f"{name} loads its own weights; it takes no checkpoint.")
+        raise InvalidInput(f"{name} loads its own weights; it takes no checkpoint.")
     if "progress" in kwargs and not _accepts(factory, "progress"):
         kwargs.pop("progress")  # a factory without progress reports (the demo models load in a blink)
     model = factory(**kwargs)
