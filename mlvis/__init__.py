@@ -12,6 +12,7 @@ The public API::
 
 from mlvis import (
     data,
+    errors,
     recipe,  # noqa: E402  (after the attacks and analyses it builds on)
 )
 from mlvis.analysis import (
@@ -24,6 +25,7 @@ from mlvis.analysis import (
     transfer,
 )
 from mlvis.attacks import AttackResult, attack
+from mlvis.errors import MlvisError
 from mlvis.models import ModelSpec, MultiLabelModel, create_model, list_models, register_model
 
 __version__ = "0.1.0"
@@ -33,6 +35,7 @@ __all__ = [
     "CorrelationMatrix",
     "EvaluationTable",
     "FlipProfile",
+    "MlvisError",
     "ModelSpec",
     "MultiLabelModel",
     "__version__",
@@ -40,6 +43,7 @@ __all__ = [
     "correlations",
     "create_model",
     "data",
+    "errors",
     "evaluate",
     "list_models",
     "profile",

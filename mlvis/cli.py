@@ -557,8 +557,10 @@ def findings_cmd(args: argparse.Namespace) -> int:
     import mlvis
     from mlvis.analysis.findings import paper_findings
     from mlvis.data.stats import scene_statistics
+    from mlvis.errors import check_number
     from mlvis.store import atomic_write_text
 
+    check_number("--gamma-step", args.gamma_step, 0.001, 1)  # before the 20 s of scene statistics
     model, images = _load(args)
     stats = scene_statistics("train", 20_000)
     other = mlvis.create_model(args.other, device=args.device) if args.other else None
@@ -714,8 +716,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlvis", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (help_, add_args, _) in COMMANDS.items():
-        add_args(sub.add_parser(name, help=help_, description=help_))
+        p = sub.add_parser(name, help=help_, description=help_)
+        add_args(p)
+        _common_args(p)
     return parser
+
+
+def _common_args(p: argparse.ArgumentParser) -> None:
+    """The options every command takes: the cap on work and the traceback switch."""
+    p.add_argument("--max-work", default=None, metavar="IMAGE_STEPS",
+                   help="cap on image-steps per attack call (default $MLVIS_MAX_IMAGE_STEPS or 1e7)")  # fmt: skip
+    p.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error ($MLVIS_DEBUG=1)")
 
 
 _OUT_IS_FILE = {"profile"}  # commands whose --out names one file; every other --out is a folder
@@ -731,16 +742,102 @@ def check_outputs(args: argparse.Namespace) -> None:
         store.check_out(args.out, "file" if args.command in _OUT_IS_FILE else "folder")
     if args.command in _WRITES_CACHE:
         store.check_cache_dir()
+    if getattr(args, "device", None):
+        check_device(args.device)
+
+
+def check_device(name: str) -> None:
+    """A ``--device`` that names no usable device is a sentence before any work (not CUDA's traceback)."""
+    import torch
+
+    from mlvis.errors import InvalidInput
+
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise InvalidInput(f"--device {name!r} is not a device; use cpu, cuda or cuda:N.") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise InvalidInput(f"--device {name} asks for a GPU, but this machine has no usable CUDA GPU; use cpu.")
+        if dev.index is not None and dev.index >= count:
+            raise InvalidInput(f"--device {name}: this machine has {count} CUDA GPU(s), numbered from 0.")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise InvalidInput(f"--device {name} asks for Apple's MPS, which this machine does not have; use cpu.")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise InvalidInput(f"--device {name!r} is not supported; use cpu or cuda.")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run ``mlvis ARGS``; every outcome is an exit code, never a traceback (unless ``--debug``).
+
+    Exit 0 on success, 2 with one sentence on stderr for anything refused (an :class:`~mlvis.errors.MlvisError`,
+    any ``ValueError``, a file that cannot be read or written, a recipe nested too deep, memory that ran
+    out), 130 when interrupted, and 1 with one sentence naming where to report it for a bug of ours.
+    argparse's own errors exit 2 through ``SystemExit``, with its usage line.
+    """
+    import os
+
+    from mlvis.errors import max_image_steps
+
+    args = build_parser().parse_args(argv)  # argparse: usage + one sentence and SystemExit(2), or --help
+    debug = args.debug or os.environ.get("MLVIS_DEBUG", "") not in ("", "0")
+    saved = os.environ.get("MLVIS_MAX_IMAGE_STEPS")
     try:
+        if args.max_work is not None:
+            os.environ["MLVIS_MAX_IMAGE_STEPS"] = str(max_image_steps(args.max_work))
+        else:
+            max_image_steps()  # a bad MLVIS_MAX_IMAGE_STEPS is a sentence before any work
         check_outputs(args)
         return COMMANDS[args.command][2](args)
-    except (ValueError, FileNotFoundError, PermissionError) as e:
-        print(f"mlvis {args.command}: {e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
-        print(f"mlvis {args.command}: interrupted", file=sys.stderr)
+        print(f"mlvis {args.command}: interrupted.", file=sys.stderr)
         return 130
+    except Exception as e:  # noqa: BLE001 -- the one place every error becomes a sentence
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        print(f"mlvis {args.command}: {error_sentence(e)}", file=sys.stderr)
+        return 1 if _unexpected(e) else 2
+    finally:
+        if args.max_work is not None:
+            if saved is None:
+                os.environ.pop("MLVIS_MAX_IMAGE_STEPS", None)
+            else:
+                os.environ["MLVIS_MAX_IMAGE_STEPS"] = saved
+
+
+def _unexpected(e: BaseException) -> bool:
+    return not isinstance(e, (ValueError, OSError, RecursionError, MemoryError, OverflowError))
+
+
+def error_sentence(e: BaseException) -> str:
+    """One sentence for ``e``: its own message for mlvis's errors, a plain one for the others."""
+    from mlvis.errors import MlvisError
+
+    text = str(e).strip() or type(e).__name__
+    if isinstance(e, MlvisError):
+        return text
+    if isinstance(e, FileNotFoundError):
+        return f"no such file or folder: {e.filename}." if e.filename else f"{text}."
+    if isinstance(e, IsADirectoryError):
+        return f"{e.filename} is a folder where a file is meant." if e.filename else f"{text}."
+    if isinstance(e, NotADirectoryError):
+        return f"{e.filename} is a file where a folder is meant." if e.filename else f"{text}."
+    if isinstance(e, PermissionError):
+        return f"permission denied: {e.filename}." if e.filename else f"{text}."
+    if isinstance(e, OSError):
+        return f"cannot read or write {e.filename}: {e.strerror or text}." if e.filename else f"{text}."
+    if isinstance(e, RecursionError):
+        return "the input is nested too deeply to be read."
+    if isinstance(e, MemoryError):
+        return "this does not fit in memory; give fewer images or smaller settings."
+    if isinstance(e, OverflowError):
+        return f"a number is too large ({text})."
+    if isinstance(e, ValueError):
+        return text if text.endswith((".", "?", "!")) else f"{text}."
+    return (
+        f"unexpected error ({type(e).__name__}: {text}); this is a bug in mlvis: please report it to the "
+        f"mlvis maintainers with the command line (run again with --debug or MLVIS_DEBUG=1 for the traceback)."
+    )

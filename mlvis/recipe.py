@@ -42,6 +42,7 @@ from mlvis.attacks.plan import (
     unestimated,
 )
 from mlvis.attacks.plan import image_steps as plan_image_steps
+from mlvis.errors import InvalidInput
 
 __all__ = [
     "Artifacts",
@@ -91,33 +92,36 @@ class ImageSource:
     @classmethod
     def from_dict(cls, d: Mapping) -> ImageSource:
         if not isinstance(d, Mapping):
-            raise ValueError("The recipe's images must be an object with a source.")
+            raise InvalidInput("The recipe's images must be an object with a source.")
         source = d.get("source")
         if source == "files":
             files = d.get("files")
             if not isinstance(files, list) or not files or not all(isinstance(f, str) and f for f in files):
-                raise ValueError("The recipe's images.files must be a non-empty list of file names.")
+                raise InvalidInput("The recipe's images.files must be a non-empty list of file names.")
             if len(files) > MAX_IMAGES:
-                raise ValueError(f"A recipe may name at most {MAX_IMAGES} image files, not {len(files)}.")
+                raise InvalidInput(f"A recipe may name at most {MAX_IMAGES} image files, not {len(files)}.")
             fit = d.get("fit", "crop")
             if fit not in ("crop", "stretch"):
-                raise ValueError(f"The recipe's images.fit must be crop or stretch, not {fit!r}.")
+                raise InvalidInput(f"The recipe's images.fit must be crop or stretch, not {fit!r}.")
             return cls(kind="files", files=tuple(files), fit=fit)
         if source == "demo":
             split = d.get("split", "test")
             if split not in SPLITS:
-                raise ValueError(f"The recipe's images.split must be one of {', '.join(SPLITS)}, not {split!r}.")
+                raise InvalidInput(f"The recipe's images.split must be one of {', '.join(SPLITS)}, not {split!r}.")
             seed, start, count = (
                 _int(d.get(k, v), f"images.{k}") for k, v in (("seed", 0), ("start", 0), ("count", 1))
             )
             if not 0 <= seed <= 999:
-                raise ValueError(f"The recipe's images.seed must lie in 0..999, not {seed}.")
+                raise InvalidInput(f"The recipe's images.seed must lie in 0..999, not {seed}.")
             if not 0 <= start <= 10_000:
-                raise ValueError(f"The recipe's images.start must lie in 0..10000, not {start}.")
+                raise InvalidInput(f"The recipe's images.start must lie in 0..10000, not {start}.")
             if not 1 <= count <= MAX_IMAGES:
-                raise ValueError(f"The recipe's images.count must lie in 1..{MAX_IMAGES}, not {count}.")
+                raise InvalidInput(f"The recipe's images.count must lie in 1..{MAX_IMAGES}, not {count}.")
             return cls(kind="demo", split=split, seed=seed, start=start, count=count)
-        raise ValueError(f"The recipe's images.source must be 'demo' or 'files', not {source!r}.")
+        raise InvalidInput(f"The recipe's images.source must be 'demo' or 'files', not {source!r}.")
+
+
+MAX_RECIPE_CHARS = 1_000_000  # a recipe is a few hundred bytes; this bounds what a shared file may ask to parse
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,21 +141,21 @@ class Recipe:
 
     def __post_init__(self) -> None:
         if not self.methods:
-            raise ValueError("Choose at least one attack method.")
+            raise InvalidInput("Choose at least one attack method.")
         if len(set(self.methods)) != len(self.methods):
-            raise ValueError("Each method may be chosen once.")
+            raise InvalidInput("Each method may be chosen once.")
         if not (math.isfinite(self.eps) and 0 < self.eps <= MAX_EPS):
-            raise ValueError(f"ε must be a number above 0 and at most {MAX_EPS}, not {self.eps!r}.")
+            raise InvalidInput(f"ε must be a number above 0 and at most {MAX_EPS}, not {self.eps!r}.")
         if not (math.isfinite(self.alpha) and 0 < self.alpha <= MAX_EPS):
-            raise ValueError(f"α must be a number above 0 and at most {MAX_EPS}, not {self.alpha!r}.")
+            raise InvalidInput(f"α must be a number above 0 and at most {MAX_EPS}, not {self.alpha!r}.")
         if self.norm not in NORM_TITLES:
-            raise ValueError(f"The norm must be linf or l2, not {self.norm!r}.")
+            raise InvalidInput(f"The norm must be linf or l2, not {self.norm!r}.")
         for name, v in (("q", self.q), ("γ", self.gamma)):
             if not (math.isfinite(v) and 0 <= v <= 1):
-                raise ValueError(f"{name} must lie in [0, 1], not {v!r}.")
+                raise InvalidInput(f"{name} must lie in [0, 1], not {v!r}.")
         for key, v in self.options:
             if not isinstance(key, str) or isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise ValueError(f"The recipe's options must map names to numbers, not {key!r}: {v!r}.")
+                raise InvalidInput(f"The recipe's options must map names to numbers, not {key!r}: {v!r}.")
 
     @property
     def values(self) -> dict[str, float]:
@@ -210,18 +214,18 @@ class Recipe:
     @classmethod
     def from_dict(cls, d: Mapping) -> Recipe:
         if not isinstance(d, Mapping):
-            raise ValueError("A recipe must be a JSON object.")
+            raise InvalidInput("A recipe must be a JSON object.")
         if d.get("recipe") != VERSION:
-            raise ValueError(f"This is not an mlvis attack recipe (its 'recipe' field must be {VERSION!r}).")
+            raise InvalidInput(f"This is not an mlvis attack recipe (its 'recipe' field must be {VERSION!r}).")
         model = d.get("model")
         if not isinstance(model, str) or not model:
-            raise ValueError("The recipe must name its model.")
+            raise InvalidInput("The recipe must name its model.")
         methods = d.get("methods")
         if not isinstance(methods, list) or not all(isinstance(m, str) for m in methods):
-            raise ValueError("The recipe's methods must be a list of method names.")
+            raise InvalidInput("The recipe's methods must be a list of method names.")
         options = d.get("options", {})
         if not isinstance(options, Mapping):
-            raise ValueError("The recipe's options must be an object of numbers.")
+            raise InvalidInput("The recipe's options must be an object of numbers.")
         return cls(
             model=model,
             methods=tuple(methods),
@@ -237,22 +241,28 @@ class Recipe:
 
     @classmethod
     def from_json(cls, text: str) -> Recipe:
+        if len(text) > MAX_RECIPE_CHARS:
+            raise InvalidInput(
+                f"A recipe is at most {MAX_RECIPE_CHARS // 1000} kB of JSON; this one has {len(text)} characters."
+            )
         try:
             d = json.loads(text)
+        except RecursionError:
+            raise InvalidInput("The recipe is nested too deeply to be a recipe.") from None
         except ValueError as exc:
-            raise ValueError(f"The recipe is not valid JSON ({exc}).") from None
+            raise InvalidInput(f"The recipe is not valid JSON ({exc}).") from None
         return cls.from_dict(d)
 
 
 def _float(v: Any, name: str) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise ValueError(f"The recipe's {name} must be a number, not {v!r}.")
+        raise InvalidInput(f"The recipe's {name} must be a number, not {v!r}.")
     return float(v)
 
 
 def _int(v: Any, name: str) -> int:
     if isinstance(v, bool) or not isinstance(v, int):
-        raise ValueError(f"The recipe's {name} must be a whole number, not {v!r}.")
+        raise InvalidInput(f"The recipe's {name} must be a whole number, not {v!r}.")
     return int(v)
 
 
@@ -294,7 +304,7 @@ def demo_images(source: ImageSource, size: Sequence[int]) -> np.ndarray:
 
     h, w = (int(v) for v in size)
     if h != w:
-        raise ValueError(f"The demo scenes are square; this model expects {h}×{w}: upload images instead.")
+        raise InvalidInput(f"The demo scenes are square; this model expects {h}×{w}: upload images instead.")
     x, _ = mlvis.data.demo_batch(source.start + source.count, split=source.split, seed=source.seed, size=h)
     return x[source.start :].numpy()
 

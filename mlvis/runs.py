@@ -48,6 +48,8 @@ from typing import Any
 
 import numpy as np
 
+from mlvis.errors import RecipeError
+
 MANIFEST = "manifest.json"
 CHUNKS = "chunks"
 IMAGES = "images"
@@ -67,7 +69,7 @@ ComputeChunk = Callable[[int, int], Mapping[str, np.ndarray]]
 Progress = Callable[[int, int], None]
 
 
-class RunError(ValueError):
+class RunError(RecipeError):
     """A run directory that cannot be used or continued; the message is one sentence."""
 
 

@@ -19,12 +19,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from mlvis.errors import StorageError
+
 TMP_SUFFIX = ".mlvis-tmp"  # our temporary files: ".{target name}.{random}.mlvis-tmp" beside the target
 ORPHAN_AGE_S = 3600.0  # a temporary file of ours older than this is an orphan of a killed writer
 FILE_MODE = 0o644
 
 
-class StoreError(ValueError):
+class StoreError(StorageError):
     """A file or folder mlvis was asked to use cannot be used (the message is one sentence)."""
 
 

@@ -312,7 +312,7 @@ def test_lp_too_large_is_refused_with_an_estimate():
         ("ml-deepfool", {"overshoot": -0.1}, "overshoot"),
         ("mla-lp", {"basis": 0}, "basis must be a positive integer"),
         ("mla-lp", {"basis": 17}, "grid side between 1 and 16"),
-        ("mla-lp", {"max_iter": 2.5}, "max_iter must be a positive integer"),
+        ("mla-lp", {"max_iter": 2.5}, "max_iter must be a whole number"),  # checked by the registry (issue 14)
     ],
 )
 def test_clear_errors(method, opts, match):

@@ -28,6 +28,7 @@ import os
 import warnings
 from pathlib import Path
 
+from mlvis.errors import InvalidInput
 from mlvis.store import StoreError, artifact_path, atomic_write_text, check_cache_dir, model_fingerprint, model_folder
 
 SCHEMA = 1  # the artifact schema this version writes and the newest it reads
@@ -138,7 +139,7 @@ def find(kind: str, model, settings: dict | None = None) -> dict | None:
     Invalid documents are skipped with an :class:`ArtifactWarning` (see the module docstring).
     """
     if kind not in _PAYLOAD:
-        raise ValueError(f"Unknown artifact kind {kind!r}; known kinds: {', '.join(_PAYLOAD)}.")
+        raise InvalidInput(f"Unknown artifact kind {kind!r}; known kinds: {', '.join(_PAYLOAD)}.")
     name, fp, labels = _model_name(model), model_fingerprint(model), _model_labels(model)
     wanted = None if settings is None else json.loads(json.dumps(settings))
     for path, shipped in _candidates(kind, name, fp):
@@ -175,7 +176,7 @@ def _warn(path: Path, reason: str) -> None:
 def document(kind: str, model, settings: dict, payload: dict) -> dict:
     """The artifact document (schema, fingerprint, settings, payload, checksum) for ``payload``."""
     if kind not in _PAYLOAD:
-        raise ValueError(f"Unknown artifact kind {kind!r}; known kinds: {', '.join(_PAYLOAD)}.")
+        raise InvalidInput(f"Unknown artifact kind {kind!r}; known kinds: {', '.join(_PAYLOAD)}.")
     doc = {"schema": SCHEMA, "kind": kind, "model": _model_name(model), "fingerprint": model_fingerprint(model),
            "settings": settings, **payload}  # fmt: skip
     doc = json.loads(json.dumps(doc))  # plain JSON types, exactly what a reader will parse

@@ -24,6 +24,7 @@ from mlvis.attacks.class_subset import (
     select_subset,
     target_ease,
 )
+from mlvis.errors import InvalidInput
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,7 +73,7 @@ class ClassTree:
         if not self.iterations:
             return []
         if not 0 <= iteration < len(self.iterations):
-            raise ValueError(f"This tree has iterations 0 to {len(self.iterations) - 1}, not {iteration}.")
+            raise InvalidInput(f"This tree has iterations 0 to {len(self.iterations) - 1}, not {iteration}.")
         it = self.iterations[iteration]
         levels = it["levels"]
         nodes = [TreeNode(0, 0, -1, -1, float("nan"), float("nan"), True)]
@@ -143,11 +144,11 @@ def class_tree(
     if x.dim() == 3:
         x = x.unsqueeze(0)
     if x.dim() != 4 or x.shape[0] != 1 or x.shape[1] != 3 or not x.is_floating_point():
-        raise ValueError(f"class_tree takes one float image (3, H, W) in [0, 1], not shape {tuple(x.shape)}.")
+        raise InvalidInput(f"class_tree takes one float image (3, H, W) in [0, 1], not shape {tuple(x.shape)}.")
     if not torch.isfinite(x).all() or x.min() < 0 or x.max() > 1:
-        raise ValueError("The image must have finite values in [0, 1].")
+        raise InvalidInput("The image must have finite values in [0, 1].")
     if not 0.0 <= float(gamma) <= 1.0:
-        raise ValueError(f"gamma must lie in [0, 1], not {gamma!r}.")
+        raise InvalidInput(f"gamma must lie in [0, 1], not {gamma!r}.")
     dev = next((p.device for p in model.parameters()), torch.device("cpu"))
     with torch.no_grad():
         logits = model(x.to(dev, torch.float32)).float()
@@ -157,14 +158,14 @@ def class_tree(
     target = (probs < threshold).astype(np.float64)  # 1 - clean prediction
     up, down = correlation_pair(correlations)
     if up.shape[0] != c:
-        raise ValueError(f"The correlation matrices are {up.shape[0]} x {up.shape[0]}; the model has {c} labels.")
+        raise InvalidInput(f"The correlation matrices are {up.shape[0]} x {up.shape[0]}; the model has {c} labels.")
     if length is None:
         if profile is None or not hasattr(profile, "expected_flips"):
-            raise ValueError("Give the model's profile (to size the subset from E(eps)) or an explicit length.")
+            raise InvalidInput("Give the model's profile (to size the subset from E(eps)) or an explicit length.")
         length = int(profile_lengths(profile, np.array([float(eps)]), c, factor)[0])
     length = int(length)
     if not 1 <= length <= c:
-        raise ValueError(f"The subset length must be between 1 and the number of labels ({c}), not {length}.")
+        raise InvalidInput(f"The subset length must be between 1 and the number of labels ({c}), not {length}.")
     ease = target_ease(probs, target)
     icm = instance_correlation(up, down, target)
     trace: list = []

@@ -31,6 +31,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from mlvis.errors import InvalidInput
+
 SMOOTHING = 0.5
 
 
@@ -57,18 +59,18 @@ class CooccurrenceRules:
         counts = np.asarray(self.counts, np.float64)
         co = np.asarray(self.cooccurrence, np.float64)
         if c < 2 or counts.shape != (c,) or co.shape != (c, c):
-            raise ValueError(f"Co-occurrence statistics need C >= 2 labels, counts (C,) and a (C, C) matrix; got "
+            raise InvalidInput(f"Co-occurrence statistics need C >= 2 labels, counts (C,) and a (C, C) matrix; got "
                              f"{c} labels, {counts.shape} and {co.shape}.")  # fmt: skip
         if not (np.isfinite(co).all() and np.isfinite(counts).all()) or (co < 0).any() or (counts < 0).any():
-            raise ValueError("Co-occurrence counts must be finite and non-negative.")
+            raise InvalidInput("Co-occurrence counts must be finite and non-negative.")
         if not np.allclose(co, co.T) or (co > np.minimum.outer(counts, counts) + 1e-9).any():
-            raise ValueError("A co-occurrence matrix must be symmetric and no pair can outnumber either label.")
+            raise InvalidInput("A co-occurrence matrix must be symmetric and no pair can outnumber either label.")
         if isinstance(self.n, bool) or int(self.n) != self.n or self.n < max(1, counts.max()):
-            raise ValueError(f"n must be a whole number of images at least as large as every count, not {self.n!r}.")
+            raise InvalidInput(f"n must be a whole number of images at least as large as every count, not {self.n!r}.")
         if not 0.5 < float(self.implication) <= 1.0:
-            raise ValueError(f"The implication threshold must lie in (0.5, 1], not {self.implication!r}.")
+            raise InvalidInput(f"The implication threshold must lie in (0.5, 1], not {self.implication!r}.")
         if not (np.isfinite(self.exclusion_expected) and self.exclusion_expected > 0 and self.min_support >= 1):
-            raise ValueError("exclusion_expected must be positive and min_support at least 1.")
+            raise InvalidInput("exclusion_expected must be positive and min_support at least 1.")
         object.__setattr__(self, "counts", counts)
         object.__setattr__(self, "cooccurrence", co)
 
@@ -77,9 +79,9 @@ class CooccurrenceRules:
         """Rules from a multi-hot ground-truth matrix ``(n, C)`` (a dataset's annotations)."""
         y = np.asarray(y)
         if y.ndim != 2 or y.shape[1] != len(labels) or y.shape[0] < 1:
-            raise ValueError(f"Labels must be a multi-hot (n, {len(labels)}) matrix, not shape {y.shape}.")
+            raise InvalidInput(f"Labels must be a multi-hot (n, {len(labels)}) matrix, not shape {y.shape}.")
         if not np.isin(y, (0, 1)).all():
-            raise ValueError("Labels must be multi-hot (0 or 1).")
+            raise InvalidInput("Labels must be multi-hot (0 or 1).")
         yi = y.astype(np.int64)
         co = yi.T @ yi
         return cls(tuple(labels), int(y.shape[0]), np.diag(co).copy(), co, **thresholds)
@@ -133,7 +135,7 @@ class CooccurrenceRules:
         clean, adv = self.check(clean_pred), self.check(adv_pred)
         if clean.sets.shape != adv.sets.shape:
             shapes = f"{clean.sets.shape} vs {adv.sets.shape}"
-            raise ValueError(f"Clean and adversarial predictions differ in shape: {shapes}.")
+            raise InvalidInput(f"Clean and adversarial predictions differ in shape: {shapes}.")
         return Detectability(clean, adv)
 
 
@@ -222,9 +224,9 @@ def _as_sets(pred, c: int) -> np.ndarray:
     if p.ndim == 1:
         p = p[None]
     if p.ndim != 2 or p.shape[1] != c:
-        raise ValueError(f"Predictions must be (N, {c}) label sets, not shape {np.shape(pred)}.")
+        raise InvalidInput(f"Predictions must be (N, {c}) label sets, not shape {np.shape(pred)}.")
     if p.dtype != bool:
         if not np.isin(p, (0, 1)).all():
-            raise ValueError("Predictions must be bool or 0/1 label sets (threshold the confidences first).")
+            raise InvalidInput("Predictions must be bool or 0/1 label sets (threshold the confidences first).")
         p = p.astype(bool)
     return p

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mlvis.errors import InvalidInput, check_number
+
 
 @dataclasses.dataclass(frozen=True)
 class CorrelationMatrix:
@@ -81,10 +83,10 @@ class CorrelationMatrix:
                 cost=dict(d.get("cost", {})),
             )
         except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"not a correlation matrix: {e}") from None
+            raise InvalidInput(f"not a correlation matrix: {e}") from None
         c = len(m.labels)
         if m.matrix.shape != (c, c) or m.direction not in ("up", "down"):
-            raise ValueError("not a correlation matrix: its shape or direction is wrong")
+            raise InvalidInput("not a correlation matrix: its shape or direction is wrong")
         return m
 
     def save(self, path: str | Path) -> None:
@@ -132,22 +134,23 @@ def correlations(
     from mlvis.attacks.geometry import DEFAULT_ALPHA, n_steps
     from mlvis.attacks.model_helpers import check_images, model_device, work_dtype
 
-    if direction not in ("up", "down"):
-        raise ValueError(f"direction must be 'up' or 'down', not {direction!r}.")
-    alpha = DEFAULT_ALPHA if alpha is None else float(alpha)
+    if not isinstance(direction, str) or direction not in ("up", "down"):
+        raise InvalidInput(f"direction must be 'up' or 'down', not {direction!r}.")
+    check_number("eps", eps, 0, 1e6, above=True)
+    alpha = DEFAULT_ALPHA if alpha is None else float(check_number("alpha", alpha, 0, 1, above=True))
     name = getattr(getattr(model, "spec", None), "name", type(model).__name__)
     kind = f"correlations-{direction}"
     if images is None:
         doc = artifacts.find(kind, model)
         if doc is None:
-            raise ValueError(
+            raise InvalidInput(
                 f"No flip-{direction} correlation matrix of {name!r} is shipped or cached for these weights. "
                 f"Compute one with mlvis.correlations(model, images) or `mlvis correlations --model {name}`."
             )
         return CorrelationMatrix.from_dict(doc["correlations"])
     eps = float(eps)
     if not (math.isfinite(eps) and eps > 0):
-        raise ValueError(f"eps must be a positive number, not {eps!r}.")
+        raise InvalidInput(f"eps must be a positive number, not {eps!r}.")
     x = check_images(images)
     n = x.shape[0]
     with torch.no_grad():

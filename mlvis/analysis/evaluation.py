@@ -20,6 +20,7 @@ from mlvis.analysis.profiles import FRACTIONS
 from mlvis.attacks.engine import AttackSpec, run_job
 from mlvis.attacks.methods import get_method
 from mlvis.attacks.plan import as_spec, evaluation_specs, needs
+from mlvis.errors import InvalidInput, check_number
 from mlvis.metrics import flip_count
 
 
@@ -177,6 +178,13 @@ def evaluate(
     from mlvis.analysis.correlation_matrices import correlations as get_correlations
     from mlvis.analysis.profiles import profile as get_profile
 
+    if isinstance(methods, (str, bytes)) or not isinstance(methods, (list, tuple)) or not methods:
+        raise InvalidInput(f"methods must be a non-empty list of method names or (name, options), not {methods!r}.")
+    if eps is None:
+        listed = [eps_fractions] if np.ndim(eps_fractions) == 0 else eps_fractions
+        if isinstance(listed, (str, bytes)) or not isinstance(listed, (list, tuple, np.ndarray)) or not len(listed):
+            raise InvalidInput(f"eps_fractions must be a non-empty list of fractions of eps_max, not {listed!r}.")
+        eps_fractions = [check_number("each eps fraction", f, 0, 1e6) for f in listed]
     names = [as_spec(m).method for m in methods]
     if profile is None and (eps is None or needs(methods, "profile")):
         profile = get_profile(model)
@@ -418,7 +426,7 @@ def flips_vs_targets(model, images, eps: Sequence[float] | np.ndarray, targets: 
     num_labels = len(getattr(model, "labels", ()) or ()) or None
     if targets is None:
         if num_labels is None:
-            raise ValueError("Give the target counts (the model does not name its labels).")
+            raise InvalidInput("Give the target counts (the model does not name its labels).")
         targets = range(1, num_labels + 1)
     counts = np.asarray(list(targets), np.int64)
     specs = [AttackSpec("closest", {"k": int(t)}, name=f"top{t}") for t in counts]

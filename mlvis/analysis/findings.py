@@ -21,6 +21,7 @@ from mlvis.analysis.landscape import cooccurrence_agreement, table_ii
 from mlvis.analysis.profiles import FlipProfile
 from mlvis.attacks.engine import AttackSpec
 from mlvis.attacks.methods import get_method
+from mlvis.errors import InvalidInput, check_number
 
 
 @dataclasses.dataclass
@@ -94,6 +95,10 @@ def paper_findings(
     progress=None,
 ) -> Findings:
     """Measure F1-F6 on ``model`` (see docs/results.md for what each finding says)."""
+    gamma_step = check_number("gamma_step", gamma_step, 0.001, 1)
+    fr = np.asarray([check_number("each fraction", f, 0, 100, above=True) for f in np.atleast_1d(fractions)])
+    if fr.size == 0:
+        raise InvalidInput("fractions must list at least one fraction of eps_max.")
     name = getattr(getattr(model, "spec", None), "name", type(model).__name__)
     n = int(images.shape[0])
     methods = ["bce", "linear", "slam", "random", AttackSpec("class", {"gamma": 0.0}),
@@ -112,7 +117,7 @@ def paper_findings(
     best_gamma = float(gammas[int(np.argmax(g_table.total[1:]))])
     # F3 / Fig. 8 from the profile's probe curves: exactly BCE and linear at every measured budget
     if profile.per_image_bce is None or profile.per_image_linear is None or profile.per_image_bce.shape[1] != n:
-        raise ValueError("F3 reads the profile's per-image probe curves: compute the profile on these images.")
+        raise InvalidInput("F3 reads the profile's per-image probe curves: compute the profile on these images.")
     pr: dict[str, np.ndarray] = {
         "eps": profile.eps, "per_image_bce": profile.per_image_bce, "per_image_linear": profile.per_image_linear
     }

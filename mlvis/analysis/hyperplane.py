@@ -40,6 +40,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from mlvis.errors import InvalidInput
+
 #: loss names, as in ``mlvis.attacks.losses``
 LOSSES = ("linear", "bce", "slam")
 #: the greedy attacker of appendix H (the linear loss) and the patient one (BCE)
@@ -108,13 +110,13 @@ class Boundaries:
         """
         rows = list(rows)
         if not rows:
-            raise ValueError("The boundary table is empty: add at least one row with w1, w2 and b.")
+            raise InvalidInput("The boundary table is empty: add at least one row with w1, w2 and b.")
         names: list[str | None] = []
         values: list[list[float]] = []
         for i, row in enumerate(rows, start=1):
             row = list(row)
             if len(row) != 4:
-                raise ValueError(f"Row {i} has {len(row)} values; each row needs a name, w1, w2 and b.")
+                raise InvalidInput(f"Row {i} has {len(row)} values; each row needs a name, w1, w2 and b.")
             name = row[0]
             names.append(None if name is None or (isinstance(name, float) and math.isnan(name)) else str(name))
             values.append([_number(v, i, col, names[-1]) for v, col in zip(row[1:], ("w1", "w2", "b"))])
@@ -130,15 +132,15 @@ def _number(value, i: int, column: str, name: str | None) -> float:
     """``value`` as a float, or a ``ValueError`` that names the row and column."""
     where = _row_label(i, name)
     if value is None or (isinstance(value, str) and not value.strip()):
-        raise ValueError(f"{where} has no value in {column}: every row needs numbers for w1, w2 and b.")
+        raise InvalidInput(f"{where} has no value in {column}: every row needs numbers for w1, w2 and b.")
     if isinstance(value, bool):
-        raise ValueError(f"{where} has {value!r} in {column}, which is not a number.")
+        raise InvalidInput(f"{where} has {value!r} in {column}, which is not a number.")
     try:
         v = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{where} has {value!r} in {column}, which is not a number.") from None
+        raise InvalidInput(f"{where} has {value!r} in {column}, which is not a number.") from None
     if math.isnan(v):
-        raise ValueError(f"{where} has no value in {column}: every row needs numbers for w1, w2 and b.")
+        raise InvalidInput(f"{where} has no value in {column}: every row needs numbers for w1, w2 and b.")
     return v
 
 
@@ -167,32 +169,32 @@ def make_boundaries(
     w = np.array(weights, dtype=np.float64, copy=True)
     b = np.array(biases, dtype=np.float64, copy=True).reshape(-1)
     if w.size == 0 or b.size == 0:
-        raise ValueError("The boundary table is empty: add at least one row with w1, w2 and b.")
+        raise InvalidInput("The boundary table is empty: add at least one row with w1, w2 and b.")
     if w.ndim != 2 or w.shape[1] != 2:
-        raise ValueError(f"The weights must have two columns (w1, w2), one row per label; got shape {w.shape}.")
+        raise InvalidInput(f"The weights must have two columns (w1, w2), one row per label; got shape {w.shape}.")
     if len(b) != len(w):
-        raise ValueError(f"There are {len(w)} weight rows but {len(b)} biases; give one b per row.")
+        raise InvalidInput(f"There are {len(w)} weight rows but {len(b)} biases; give one b per row.")
     if len(w) > MAX_LABELS:
-        raise ValueError(f"At most {MAX_LABELS} boundaries are supported; the table has {len(w)}.")
+        raise InvalidInput(f"At most {MAX_LABELS} boundaries are supported; the table has {len(w)}.")
     given = list(names) if names is not None else [None] * len(w)
     if len(given) != len(w):
-        raise ValueError(f"There are {len(w)} boundaries but {len(given)} names.")
+        raise InvalidInput(f"There are {len(w)} boundaries but {len(given)} names.")
     clean = [(str(n).strip() if n is not None else "") or _letter(i) for i, n in enumerate(given)]
     for i, (name, wi, bi) in enumerate(zip(clean, w, b), start=1):
         for col, v in (("w1", wi[0]), ("w2", wi[1]), ("b", bi)):
             if not math.isfinite(v):
-                raise ValueError(f"{_row_label(i, name)} has {col} = {v}, which is not a finite number.")
+                raise InvalidInput(f"{_row_label(i, name)} has {col} = {v}, which is not a finite number.")
             if abs(v) > MAX_ABS_VALUE:
-                raise ValueError(f"{_row_label(i, name)} has {col} = {v:g}; keep |values| below {MAX_ABS_VALUE:g}.")
+                raise InvalidInput(f"{_row_label(i, name)} has {col} = {v:g}; keep |values| below {MAX_ABS_VALUE:g}.")
         if wi[0] == 0 and wi[1] == 0:
-            raise ValueError(
+            raise InvalidInput(
                 f"{_row_label(i, name)} has w1 = w2 = 0, so its logit is the same everywhere and it has no "
                 "decision boundary: give it at least one non-zero weight."
             )
     seen: set[str] = set()
     for name in clean:
         if name in seen:
-            raise ValueError(f"Label names must be distinct, and {name!r} appears more than once.")
+            raise InvalidInput(f"Label names must be distinct, and {name!r} appears more than once.")
         seen.add(name)
     w.setflags(write=False)
     b.setflags(write=False)
@@ -248,7 +250,7 @@ _PRESET_BUILDERS = {"fig18": _fig18, "aligned": _aligned}
 def preset(name: str = "fig18") -> Boundaries:
     """The preset boundaries ``name`` (see ``PRESETS``); a ``ValueError`` naming the known ones otherwise."""
     if name not in _PRESET_BUILDERS:
-        raise ValueError(f"Unknown preset {name!r}; known presets: {', '.join(PRESETS)}.")
+        raise InvalidInput(f"Unknown preset {name!r}; known presets: {', '.join(PRESETS)}.")
     return _PRESET_BUILDERS[name]()
 
 
@@ -266,7 +268,7 @@ def random_boundaries(
     logit changes by ``sharpness`` per unit of L-inf move along its normal (``||w||_1 = sharpness``).
     """
     if not 1 <= int(n_labels) <= MAX_LABELS:
-        raise ValueError(f"The number of random boundaries must lie in 1..{MAX_LABELS}, not {n_labels}.")
+        raise InvalidInput(f"The number of random boundaries must lie in 1..{MAX_LABELS}, not {n_labels}.")
     rng = np.random.default_rng(int(seed))
     n = int(n_labels)
     theta = rng.uniform(0, 2 * np.pi, n)
@@ -293,9 +295,9 @@ def loss_mix(loss: str, p: float = 1.0, q: float = DEFAULT_Q) -> float:
         return 0.0
     if loss == "slam":
         if not (0.0 <= p <= 1.0 and 0.0 <= q <= 1.0):
-            raise ValueError(f"SLAM's p and q must lie in [0, 1]; got p = {p}, q = {q}.")
+            raise InvalidInput(f"SLAM's p and q must lie in [0, 1]; got p = {p}, q = {q}.")
         return float(p) * float(q)
-    raise ValueError(f"Unknown loss {loss!r}; choose one of {', '.join(LOSSES)}.")
+    raise InvalidInput(f"Unknown loss {loss!r}; choose one of {', '.join(LOSSES)}.")
 
 
 def loss_and_gradient(
@@ -463,24 +465,24 @@ def _walk(
 def _check_settings(start, eps, alpha: float, steps: int | None, momentum: float, q: float) -> tuple:
     s = np.asarray(start, np.float64).reshape(-1)
     if s.shape != (2,) or not np.isfinite(s).all() or (s < 0).any() or (s > 1).any():
-        raise ValueError(f"The start point must be two numbers in [0, 1]; got {tuple(np.ravel(start))}.")
+        raise InvalidInput(f"The start point must be two numbers in [0, 1]; got {tuple(np.ravel(start))}.")
     e = np.atleast_1d(np.asarray(eps, np.float64))
     if e.ndim != 1 or len(e) == 0:
-        raise ValueError("Give at least one eps value.")
+        raise InvalidInput("Give at least one eps value.")
     if not np.isfinite(e).all() or (e < 0).any():
-        raise ValueError(f"Every eps must be a finite number >= 0; got {e.tolist()}.")
+        raise InvalidInput(f"Every eps must be a finite number >= 0; got {e.tolist()}.")
     if not (math.isfinite(alpha) and alpha > 0):
-        raise ValueError(f"The step size alpha must be a positive number, not {alpha}.")
+        raise InvalidInput(f"The step size alpha must be a positive number, not {alpha}.")
     if steps is not None and not (0 <= int(steps) <= MAX_STEPS):
-        raise ValueError(f"The number of steps must lie in 0..{MAX_STEPS}, not {steps}.")
+        raise InvalidInput(f"The number of steps must lie in 0..{MAX_STEPS}, not {steps}.")
     if steps is None and (e / alpha).max() > MAX_STEPS:
-        raise ValueError(
+        raise InvalidInput(
             f"eps / alpha = {(e / alpha).max():.0f} steps is more than {MAX_STEPS}: raise alpha or lower eps."
         )
     if not (math.isfinite(momentum) and 0.0 <= momentum <= 1.0):
-        raise ValueError(f"The momentum must lie in [0, 1], not {momentum}.")
+        raise InvalidInput(f"The momentum must lie in [0, 1], not {momentum}.")
     if not 0.0 <= q <= 1.0:
-        raise ValueError(f"SLAM's q must lie in [0, 1], not {q}.")
+        raise InvalidInput(f"SLAM's q must lie in [0, 1], not {q}.")
     return s, e
 
 
@@ -517,16 +519,16 @@ def simulate(
     start_arr, eps_arr = _check_settings(start, eps, float(alpha), steps, float(momentum), float(q))
     losses = tuple(losses)
     if not losses:
-        raise ValueError("Choose at least one loss.")
+        raise InvalidInput("Choose at least one loss.")
     for loss in losses:
         loss_mix(loss)  # raises for an unknown name
     if p is not None and not 0.0 <= float(p) <= 1.0:
-        raise ValueError(f"SLAM's p must lie in [0, 1], not {p}.")
+        raise InvalidInput(f"SLAM's p must lie in [0, 1], not {p}.")
     lw = None
     if label_weights is not None:
         lw = np.asarray(label_weights, np.float64)
         if lw.shape != (boundaries.num_labels,) or not np.isfinite(lw).all():
-            raise ValueError(f"label_weights must be {boundaries.num_labels} finite numbers.")
+            raise InvalidInput(f"label_weights must be {boundaries.num_labels} finite numbers.")
 
     def steps_for(e: np.ndarray) -> np.ndarray:
         if steps is not None:

@@ -11,6 +11,7 @@ import numpy as np
 from scipy import stats
 
 from mlvis.analysis.correlation_matrices import CorrelationMatrix
+from mlvis.errors import InvalidInput
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,5 +53,5 @@ def cooccurrence_agreement(cm: CorrelationMatrix, cooccurrence) -> Correlation:
     off = ~np.eye(c, dtype=bool)
     co = np.asarray(cooccurrence, np.float64)
     if co.shape != (c, c):
-        raise ValueError(f"the co-occurrence matrix must be {c} x {c}, not {co.shape}.")
+        raise InvalidInput(f"the co-occurrence matrix must be {c} x {c}, not {co.shape}.")
     return pearson(cm.matrix[off], co[off])

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from mlvis.attacks.losses import get_loss
+from mlvis.errors import InvalidInput
 
 DEFAULT_RANGE = (-8.0, 8.0)
 DEFAULT_POINTS = 401
@@ -100,7 +101,7 @@ def bce_curves(
     x = _grid(logit_range, points)
     ts = tuple(_check_target(t) for t in targets)
     if not ts:
-        raise ValueError("bce_curves needs at least one target (0 or 1).")
+        raise InvalidInput("bce_curves needs at least one target (0 or 1).")
     rows = [_curve("bce", x, t, {}) for t in ts]
     # eq. 18 (t = 0): L -> x for x -> inf, 0 for x -> -inf; eq. 17 (t = 1): L -> 0 and -x
     asym = np.stack([np.maximum(x, 0.0) if t == 0 else np.maximum(-x, 0.0) for t in ts])
@@ -122,7 +123,7 @@ def slam_curves(
     t = _check_target(target)
     ws = tuple(_check_share(w) for w in shares)
     if not ws:
-        raise ValueError("slam_curves needs at least one value of p·q in [0, 1].")
+        raise InvalidInput("slam_curves needs at least one value of p·q in [0, 1].")
     x = _grid(logit_range, points)
     rows = [_curve("slam", x, t, {"p": w, "q": 1.0}) for w in ws]
     asym = np.full((len(ws), len(x)), np.nan)
@@ -154,17 +155,17 @@ def _grid(logit_range: tuple[float, float], points: int) -> np.ndarray:
     try:
         lo, hi = (float(v) for v in logit_range)
     except (TypeError, ValueError):
-        raise ValueError(f"The logit range must be two numbers (low, high), not {logit_range!r}.") from None
+        raise InvalidInput(f"The logit range must be two numbers (low, high), not {logit_range!r}.") from None
     if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi and max(abs(lo), abs(hi)) <= 50):
-        raise ValueError(f"The logit range must be finite with low < high and |x| <= 50, not {logit_range!r}.")
+        raise InvalidInput(f"The logit range must be finite with low < high and |x| <= 50, not {logit_range!r}.")
     if isinstance(points, bool) or not isinstance(points, (int, np.integer)) or not 3 <= points <= 100_000:
-        raise ValueError(f"The number of points must be a whole number from 3 to 100000, not {points!r}.")
+        raise InvalidInput(f"The number of points must be a whole number from 3 to 100000, not {points!r}.")
     return np.linspace(lo, hi, int(points))
 
 
 def _check_target(t) -> int:
     if isinstance(t, bool) or t not in (0, 1):
-        raise ValueError(f"A target must be 0 or 1, not {t!r}.")
+        raise InvalidInput(f"A target must be 0 or 1, not {t!r}.")
     return int(t)
 
 
@@ -172,7 +173,7 @@ def _check_share(w) -> float:
     try:
         v = float(w)
     except (TypeError, ValueError):
-        raise ValueError(f"p·q must be a number in [0, 1], not {w!r}.") from None
+        raise InvalidInput(f"p·q must be a number in [0, 1], not {w!r}.") from None
     if isinstance(w, bool) or not (math.isfinite(v) and 0.0 <= v <= 1.0):
-        raise ValueError(f"p·q must be a number in [0, 1], not {w!r}.")
+        raise InvalidInput(f"p·q must be a number in [0, 1], not {w!r}.")
     return v

@@ -12,6 +12,8 @@ import dataclasses
 import numpy as np
 from scipy import stats
 
+from mlvis.errors import InvalidInput
+
 
 @dataclasses.dataclass(frozen=True)
 class AbsentConfidence:
@@ -26,7 +28,7 @@ def absent_confidence_correlation(probs: np.ndarray, truth: np.ndarray, frequenc
     probs, truth = np.asarray(probs, np.float64), np.asarray(truth).astype(bool)
     absent = ~truth
     if (absent.sum(0) == 0).any():
-        raise ValueError("every label needs at least one evaluation image where it is absent")
+        raise InvalidInput("every label needs at least one evaluation image where it is absent")
     mean_absent = (probs * absent).sum(0) / absent.sum(0)
     r, p = stats.pearsonr(np.asarray(frequencies, np.float64), mean_absent)
     return AbsentConfidence(float(r), float(p), np.asarray(frequencies), mean_absent)

@@ -19,8 +19,11 @@ import dataclasses
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from mlvis.errors import InvalidInput, check_number
 
 
 def convergence_index(flips: np.ndarray, rel: float = 0.01, patience: int = 3) -> int | None:
@@ -32,7 +35,7 @@ def convergence_index(flips: np.ndarray, rel: float = 0.01, patience: int = 3) -
     """
     flips = np.asarray(flips, np.float64)
     if flips.ndim != 1 or len(flips) < 2:
-        raise ValueError("need a 1-D curve with at least two points")
+        raise InvalidInput("need a 1-D curve with at least two points")
     gains = np.diff(flips)
     rising = np.flatnonzero(gains > 0)
     if not len(rising):
@@ -130,9 +133,9 @@ class FlipProfile:
                 ),
             )
         except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"not a flip profile: {e}") from None
+            raise InvalidInput(f"not a flip profile: {e}") from None
         if not (profile.labels > 0 and math.isfinite(profile.eps_max) and profile.eps_max > 0):
-            raise ValueError("not a flip profile: labels and eps_max must be positive")
+            raise InvalidInput("not a flip profile: labels and eps_max must be positive")
         return profile
 
     def save(self, path: str | Path) -> None:
@@ -166,11 +169,11 @@ def fit_profile(
     eps = np.asarray(eps, np.float64)
     fb, fl = np.asarray(flips_bce, np.float64), np.asarray(flips_linear, np.float64)
     if not (eps.shape == fb.shape == fl.shape) or eps.ndim != 1:
-        raise ValueError("eps, flips_bce and flips_linear must be 1-D and of equal length")
+        raise InvalidInput("eps, flips_bce and flips_linear must be 1-D and of equal length")
     if degree not in (3, 4):
-        raise ValueError(f"degree must be 3 or 4, not {degree}")
+        raise InvalidInput(f"degree must be 3 or 4, not {degree}")
     if len(eps) < degree + 1:
-        raise ValueError(f"a degree-{degree} fit needs at least {degree + 1} points, got {len(eps)}")
+        raise InvalidInput(f"a degree-{degree} fit needs at least {degree + 1} points, got {len(eps)}")
     points = np.maximum(fb, fl)
     k = convergence_index(points, rel, patience)
     last = len(eps) - 1 if k is None else max(k, degree)
@@ -234,17 +237,21 @@ def probe(
     from mlvis.attacks.rows import RowTable
     from mlvis.metrics import flip_count
 
-    alpha = DEFAULT_ALPHA if alpha is None else float(alpha)
-    if not (alpha > 0 and math.isfinite(alpha)):
-        raise ValueError(f"alpha must be a positive number, not {alpha!r}.")
-    if int(interval) < 1:
-        raise ValueError(f"interval must be a positive number of steps, not {interval!r}.")
-    interval = int(interval)
+    alpha = DEFAULT_ALPHA if alpha is None else alpha
+    check_number("min_points", min_points, 2, 10**6, whole=True)
+    if max_batch is not None:
+        check_number("max_batch", max_batch, 1, 2**62, whole=True)
+    from mlvis.attacks.engine import check_input_size
+
+    x_checked = check_input_size(model, check_images(images))
+    check_profile_settings(alpha=alpha, interval=interval, max_eps=max_eps, rel=rel, patience=patience,
+                           images=int(x_checked.shape[0]))  # fmt: skip
+    alpha, interval = float(alpha), int(interval)
     max_steps = int(math.floor(float(max_eps) / alpha + 1e-9))
     if max_steps < interval * (patience + 1):
-        raise ValueError(f"max_eps {max_eps} allows too few steps for the convergence rule; raise it.")
+        raise InvalidInput(f"max_eps {max_eps} allows too few steps for the convergence rule; raise it.")
     dev, dtype = model_device(model), work_dtype(model)
-    x = check_images(images).to(dev, dtype)
+    x = x_checked.to(dev, dtype)
     n = x.shape[0]
     thr = threshold(model)
     with torch.no_grad():
@@ -333,6 +340,25 @@ def equation_19(eps_max: float, alpha: float, interval: int) -> dict:
     return {"forward": n * (1 + 1 / interval), "backward": n}
 
 
+
+def check_profile_settings(
+    *, alpha: float, interval: Any, max_eps: Any, rel: Any, patience: Any, degree: Any = 4, images: int = 0
+) -> None:
+    """Every setting of :func:`profile` / :func:`probe` checked before any work, and the probes' most
+    image-steps against the cap (:func:`mlvis.errors.max_image_steps`)."""
+    from mlvis.errors import check_work, max_image_steps
+
+    check_number("alpha", alpha, 0, 1, above=True)
+    check_number("interval", interval, 1, 10**6, whole=True)
+    check_number("max_eps", max_eps, 0, 1, above=True)
+    check_number("rel", rel, 0, 1, above=True)
+    check_number("patience", patience, 1, 10**6, whole=True)
+    if degree not in (3, 4) or isinstance(degree, bool):
+        raise InvalidInput(f"The profile polynomial's degree must be 3 or 4, not {degree!r}.")
+    if images:
+        check_work(probe_image_steps(images, float(max_eps), float(alpha)), max_image_steps(), "This profile")
+
+
 PROFILE_DEFAULTS = {"interval": 10, "max_eps": 0.5, "rel": 0.01, "patience": 3, "degree": 4}
 
 
@@ -363,12 +389,15 @@ def profile(
     from mlvis.analysis import artifacts
     from mlvis.attacks.geometry import DEFAULT_ALPHA
 
-    alpha = DEFAULT_ALPHA if alpha is None else float(alpha)
+    alpha = DEFAULT_ALPHA if alpha is None else alpha
+    check_profile_settings(alpha=alpha, interval=interval, max_eps=max_eps, rel=rel, patience=patience,
+                           degree=degree)  # fmt: skip
+    alpha = float(alpha)
     name = getattr(getattr(model, "spec", None), "name", type(model).__name__)
     if images is None:
         doc = artifacts.find("profile", model)
         if doc is None:
-            raise ValueError(
+            raise InvalidInput(
                 f"No profile of {name!r} is shipped or cached for these weights. Compute one with "
                 f"mlvis.profile(model, images) or `mlvis profile --model {name}`."
             )

@@ -29,6 +29,7 @@ import torch
 
 from mlvis.attacks.engine import AttackSpec, run_job
 from mlvis.attacks.model_helpers import check_images
+from mlvis.errors import InvalidInput
 
 RELATED = ("mla-lp", "ml-cw", "ml-deepfool")
 """The related attacks in Table VII's order."""
@@ -162,16 +163,16 @@ def compare_related(
     methods = tuple(methods)
     unknown = [m for m in methods if m not in RELATED]
     if unknown or not methods:
-        raise ValueError(f"compare_related runs {', '.join(RELATED)}; not {', '.join(unknown) or 'nothing'}.")
+        raise InvalidInput(f"compare_related runs {', '.join(RELATED)}; not {', '.join(unknown) or 'nothing'}.")
     options = {k: dict(v) for k, v in (options or {}).items()}
     if set(options) - set(methods):
-        raise ValueError(f"options were given for {sorted(set(options) - set(methods))}, which are not compared.")
+        raise InvalidInput(f"options were given for {sorted(set(options) - set(methods))}, which are not compared.")
     if profile is None:
         p = float(p)
         if not (0 <= p <= 1):
-            raise ValueError(f"SLAM's p must lie in [0, 1], not {p!r}.")
+            raise InvalidInput(f"SLAM's p must lie in [0, 1], not {p!r}.")
     elif not hasattr(profile, "flip_ratio"):
-        raise ValueError("profile must be a FlipProfile (see mlvis.profile).")
+        raise InvalidInput("profile must be a FlipProfile (see mlvis.profile).")
     x = check_images(images)
     n = x.shape[0]
     chunk = max(1, int(np.sqrt(max_snapshot_bytes / (2 * 5 * x[0].numel()))))  # K x N x (float32 + uint8), 2 specs

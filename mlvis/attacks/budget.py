@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from mlvis.attacks.geometry import equal_volume_l2_radius, linf_equivalent
+from mlvis.errors import InvalidInput
 
 NORMS = ("linf", "l2")
 EpsLike = float | Sequence[float] | np.ndarray
@@ -29,7 +30,7 @@ NORM_TITLES = {"linf": "L∞", "l2": "L2"}
 
 def check_norm(norm: object) -> str:
     if norm not in NORMS:
-        raise ValueError(f"Unknown norm {norm!r}; known norms: {', '.join(NORMS)}.")
+        raise InvalidInput(f"Unknown norm {norm!r}; known norms: {', '.join(NORMS)}.")
     return str(norm)
 
 
@@ -44,7 +45,7 @@ class Budget:
     def __post_init__(self) -> None:
         check_norm(self.norm)
         if len(self.eps) != len(self.linf) or not self.eps:
-            raise ValueError("A budget needs one L-inf equivalent per eps, and at least one eps.")
+            raise InvalidInput("A budget needs one L-inf equivalent per eps, and at least one eps.")
 
     @classmethod
     def of(cls, eps: float | Sequence[float], norm: str = "linf", dims: int | None = None) -> Budget:
@@ -53,7 +54,7 @@ class Budget:
         if check_norm(norm) == "linf":
             return cls("linf", values, values)
         if dims is None:
-            raise ValueError("An L2 budget needs the number of values per image (dims) for its L-inf equivalent.")
+            raise InvalidInput("An L2 budget needs the number of values per image (dims) for its L-inf equivalent.")
         return cls("l2", values, tuple(linf_equivalent(e, int(dims)) for e in values))
 
     @classmethod
@@ -63,7 +64,7 @@ class Budget:
         if check_norm(norm) == "linf":
             return cls("linf", values, values)
         if dims is None:
-            raise ValueError("An L2 budget needs the number of values per image (dims) for its radius.")
+            raise InvalidInput("An L2 budget needs the number of values per image (dims) for its radius.")
         return cls("l2", tuple(equal_volume_l2_radius(e, int(dims)) for e in values), values)
 
     @property

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from mlvis.attacks.methods import PER_EPS, SHARED, LoopPlan, MethodContext, Option, check_profile, register_method
+from mlvis.errors import InvalidInput
 
 
 def target_ease(probs: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -73,11 +74,11 @@ def select_subset(
     icm = np.asarray(icm, np.float64)
     C = ease.shape[0]
     if icm.shape != (C, C):
-        raise ValueError(f"icm must be ({C}, {C}) to match ease, not {icm.shape}")
+        raise InvalidInput(f"icm must be ({C}, {C}) to match ease, not {icm.shape}")
     if not 0.0 <= gamma <= 1.0:
-        raise ValueError(f"gamma must be in [0, 1], not {gamma}")
+        raise InvalidInput(f"gamma must be in [0, 1], not {gamma}")
     if branches < 1 or depth < 1:
-        raise ValueError("branches and depth must be at least 1")
+        raise InvalidInput("branches and depth must be at least 1")
     length = int(np.clip(length, 1, C))
     pair = icm + icm.T  # Z contribution of one member: its column (to the set) + its row (from it)
 
@@ -152,20 +153,28 @@ def _matrices(correlations: Any) -> tuple[np.ndarray, np.ndarray]:
     """
 
     def raw(c: Any) -> np.ndarray:
-        return np.asarray(getattr(c, "matrix", c), np.float64)
+        try:
+            m = np.asarray(getattr(c, "matrix", c), np.float64)
+        except (TypeError, ValueError):
+            raise InvalidInput(f"A correlation matrix must be a square array of numbers, not {c!r}.") from None
+        if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] < 2:
+            raise InvalidInput(f"A correlation matrix must be square (C x C, C >= 2), not of shape {m.shape}.")
+        if not np.isfinite(m).all():
+            raise InvalidInput("A correlation matrix must hold finite numbers; this one has NaN or infinite entries.")
+        return m
 
     if isinstance(correlations, tuple | list):
         if len(correlations) != 2:
-            raise ValueError("correlations must be one flip-up matrix or a (flip-up, flip-down) pair.")
+            raise InvalidInput("correlations must be one flip-up matrix or a (flip-up, flip-down) pair.")
         up, down = normalise_correlations(raw(correlations[0])), normalise_correlations(raw(correlations[1]))
     else:
         if getattr(correlations, "direction", "up") != "up":
-            raise ValueError("A single correlation matrix for CLASS must be the flip-up one.")
+            raise InvalidInput("A single correlation matrix for CLASS must be the flip-up one.")
         up = normalise_correlations(raw(correlations))
         down = 1.0 - up
         np.fill_diagonal(down, 0.0)
     if up.ndim != 2 or up.shape != down.shape or up.shape[0] != up.shape[1]:
-        raise ValueError(f"correlation matrices must be square and alike, not {up.shape} and {down.shape}.")
+        raise InvalidInput(f"correlation matrices must be square and alike, not {up.shape} and {down.shape}.")
     return up, down
 
 
@@ -192,10 +201,10 @@ def _lengths(ctx: MethodContext, profile: Any, length: Any, factor: float) -> np
     if length is not None:
         ln = np.broadcast_to(np.asarray(length, np.int64), ctx.eps.shape)
         if (ln < 1).any() or (ln > c).any():
-            raise ValueError(f"length must be between 1 and the number of labels ({c}).")
+            raise InvalidInput(f"length must be between 1 and the number of labels ({c}).")
         return ln.copy()
     if profile is None:
-        raise ValueError("Give a profile (to size the subset from E(eps)) or an explicit length.")
+        raise InvalidInput("Give a profile (to size the subset from E(eps)) or an explicit length.")
     return profile_lengths(profile, ctx.linf, c, factor)
 
 
@@ -270,13 +279,13 @@ def _class(
     """
     gamma = float(gamma)
     if not 0 <= gamma <= 1:
-        raise ValueError(f"gamma must lie in [0, 1], not {gamma}.")
+        raise InvalidInput(f"gamma must lie in [0, 1], not {gamma}.")
     if int(branches) < 1 or int(depth) < 1:
-        raise ValueError("branches and depth must be at least 1.")
+        raise InvalidInput("branches and depth must be at least 1.")
     up, down = _matrices(correlations)
     if up.shape[0] != ctx.num_labels:
         c = up.shape[0]
-        raise ValueError(f"The correlation matrices are {c} x {c}; the model has {ctx.num_labels} labels.")
+        raise InvalidInput(f"The correlation matrices are {c} x {c}; the model has {ctx.num_labels} labels.")
     lengths = _lengths(ctx, profile, length, factor)
     probs, target = _ctx_numpy(ctx)
     masks = class_masks(probs, target, lengths, up, down, gamma, int(branches), int(depth))
@@ -330,7 +339,7 @@ def _closest(ctx: MethodContext, *, k: Any) -> LoopPlan:
     c = ctx.num_labels
     ks = np.asarray(k, np.int64)
     if ks.ndim > 1 or (ks.ndim == 1 and ks.shape != ctx.eps.shape) or (ks < 1).any() or (ks > c).any():
-        raise ValueError(f"k must be an int in [1, {c}] or one per eps.")
+        raise InvalidInput(f"k must be an int in [1, {c}] or one per eps.")
     dist = (ctx.clean_probs.double() - ctx.threshold).abs().cpu().numpy()
     rank = dist.argsort(-1, kind="stable").argsort(-1)
     if ks.ndim == 0:
@@ -348,9 +357,9 @@ def _single_label(ctx: MethodContext, *, labels: Any, direction: str = "up") -> 
     lab = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
     lab = np.broadcast_to(lab, (n,)) if lab.ndim == 0 else lab
     if lab.shape != (n,) or not np.issubdtype(lab.dtype, np.integer) or (lab < 0).any() or (lab >= c).any():
-        raise ValueError(f"labels must be one label index in [0, {c}) per image.")
+        raise InvalidInput(f"labels must be one label index in [0, {c}) per image.")
     if direction not in ("up", "down"):
-        raise ValueError(f"direction must be 'up' or 'down', not {direction!r}.")
+        raise InvalidInput(f"direction must be 'up' or 'down', not {direction!r}.")
     onehot = np.zeros((n, c))
     onehot[np.arange(n), lab] = 1.0
     return LoopPlan("bce", weights=onehot, target=onehot if direction == "up" else np.zeros((n, c)))

@@ -34,12 +34,17 @@ from mlvis.attacks.model_helpers import (
 )
 from mlvis.attacks.result import AttackResult
 from mlvis.attacks.rows import RowTable
+from mlvis.attacks.rows import image_steps as dry_run_steps
+from mlvis.errors import InvalidInput, check_device, check_flag, check_number, check_work
+from mlvis.errors import max_image_steps as max_image_steps_cap
 from mlvis.metrics import flip_count
 
 __all__ = ["NORMS", "AttackSpec", "attack", "run_job"]
 
+MAX_EPS = 1e6  # far above any budget (an L-inf eps is at most 1, an L2 radius at most sqrt(pixels)); bounds the counts
+MIN_ALPHA = 1e-12  # with MAX_EPS, every step count fits an int64 (the cap then answers with a sentence)
 _SPEC_COMMON = ("alpha", "norm")  # options any spec may set, overriding the job's
-_JOB_OPTIONS = ("seed", "device", "progress", "autocast", "memory_budget", "max_batch")
+_JOB_OPTIONS = ("seed", "device", "progress", "autocast", "memory_budget", "max_batch", "max_image_steps")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +76,8 @@ def attack(
             once per loop step), ``autocast`` (bf16 autocast of the gradient forward/backward; clean and
             final evaluations stay in full precision), ``memory_budget`` (bytes per chunk; default 60 % of
             free GPU memory, 2 GiB on the CPU), ``max_batch`` (rows per chunk; default 128 on the CPU, no cap
-            on a GPU), and the
+            on a GPU), ``max_image_steps`` (the cap on work, default ``MLVIS_MAX_IMAGE_STEPS`` or 10^7;
+            a job over it is refused with :class:`~mlvis.errors.WorkTooLarge` before anything runs), and the
             method's own options (``weights``; SLAM's ``p`` and ``q``).
 
     Returns:
@@ -102,6 +108,7 @@ def run_job(
     autocast: bool = False,
     memory_budget: int | None = None,
     max_batch: int | None = None,
+    max_image_steps: int | None = None,
 ) -> list[AttackResult]:
     """Run several methods x an eps list on the same images as ONE batched job; one result per spec.
 
@@ -114,18 +121,22 @@ def run_job(
     L-inf equivalents (``MethodContext.linf``): ``eps`` itself under L-inf, the width of the cube with the
     L2 ball's volume under L2 (appendix C).
 
+    Every argument is checked before any work; a job whose dry-run cost (:func:`mlvis.attacks.plan.image_steps`)
+    is over ``max_image_steps`` (default :func:`mlvis.errors.max_image_steps`) raises
+    :class:`~mlvis.errors.WorkTooLarge`, naming the cap and how to raise it, before anything is allocated.
+
     Example:
         >>> res_bce, res_slam = run_job(model, x, ["bce", AttackSpec("slam", {"p": [0.1, 0.3], "q": 0.5})],
         ...                             eps=[0.004, 0.008])
     """
     dev = model_device(model)
-    if device is not None and not same_device(torch.device(device), dev):
-        raise ValueError(f"The model lives on {dev}, not {device}; create it there (create_model(..., device=...)).")
+    if device is not None and not same_device(check_device(device), dev):  # type: ignore[arg-type]
+        raise InvalidInput(f"The model lives on {dev}, not {device}; create it there (create_model(..., device=...)).")
     if model.training:
-        raise ValueError("The model is in training mode; attacks need an eval-mode model (call model.eval() once).")
+        raise InvalidInput("The model is in training mode; attacks need an eval-mode model (call model.eval() once).")
     if isinstance(eps, Budget):
         if norm is not None and norm != eps.norm:
-            raise ValueError(f"The budget is in {eps.norm}, not {norm}; give one norm.")
+            raise InvalidInput(f"The budget is in {eps.norm}, not {norm}; give one norm.")
         norm, job_budget = eps.norm, eps
         eps = list(eps.eps)
     else:
@@ -133,26 +144,35 @@ def run_job(
     norm = check_norm(norm if norm is not None else "linf")
     alpha = _check_alpha(alpha)
     dtype = work_dtype(model)
-    x = check_images(images).to(dev, dtype)
+    x = check_input_size(model, check_images(images)).to(dev, dtype)
     eps_arr = _check_eps(eps)
     dims = int(x[0].numel())
     spec_list = [_as_spec(s) for s in specs]
     if not spec_list:
-        raise ValueError("A job needs at least one attack spec.")
-    budget = int(memory_budget) if memory_budget is not None else default_memory_budget(dev)
+        raise InvalidInput("A job needs at least one attack spec.")
+    budget = _check_whole("memory_budget", memory_budget, 1, 2**62) if memory_budget is not None else None
+    budget = budget if budget is not None else default_memory_budget(dev)
     if budget <= 0:
-        raise ValueError(f"memory_budget must be a positive number of bytes, not {memory_budget!r}.")
+        raise InvalidInput(f"memory_budget must be a positive number of bytes, not {memory_budget!r}.")
     if max_batch is None:
         max_batch = CPU_MAX_BATCH if dev.type == "cpu" else 2**62
-    if int(max_batch) < 1:
-        raise ValueError(f"max_batch must be a positive number of rows, not {max_batch!r}.")
+    max_batch = _check_whole("max_batch", max_batch, 1, 2**62)
+    if max_batch < 1:
+        raise InvalidInput(f"max_batch must be a positive number of rows, not {max_batch!r}.")
+    seed = _check_whole("seed", seed, 0, 2**63 - 1)
+    if not isinstance(autocast, (bool, np.bool_)):
+        raise InvalidInput(f"autocast must be True or False, not {autocast!r}.")
+    if progress is not None and not callable(progress):
+        raise InvalidInput(f"progress must be a function progress(done, total), not {progress!r}.")
+    cap = max_image_steps_cap(max_image_steps)
+    _check_work(spec_list, eps_arr, int(x.shape[0]), alpha, norm, dims, cap)
 
     thr = threshold(model)
     n_img = x.shape[0]
     eval_batch = max(1, budget // (64 * x[0].numel() * x.element_size()))
     clean_logits = forward_no_grad(model, x, eval_batch)
     if clean_logits.dim() != 2 or clean_logits.shape[0] != n_img:
-        raise ValueError(f"The model must return logits of shape (N, C); it returned {tuple(clean_logits.shape)}.")
+        raise InvalidInput(f"The model must return logits of shape (N, C); it returned {tuple(clean_logits.shape)}.")
     num_labels = clean_logits.shape[1]
     labels = tuple(getattr(model, "labels", None) or (str(i) for i in range(num_labels)))
     clean_probs = torch.sigmoid(clean_logits)
@@ -176,10 +196,12 @@ def run_job(
         if unknown:
             accepted = ", ".join(info.options + _SPEC_COMMON) or "none"
             bad = ", ".join(unknown)
-            raise ValueError(f"Unknown option(s) {bad} for method {spec.method!r}; it accepts: {accepted}.")
+            raise InvalidInput(f"Unknown option(s) {bad} for method {spec.method!r}; it accepts: {accepted}.")
         missing = [o for o in info.required if o not in opts]
         if missing:
-            raise ValueError(f"Method {spec.method!r} needs the option(s) {', '.join(missing)}.")
+            raise InvalidInput(f"Method {spec.method!r} needs the option(s) {', '.join(missing)}.")
+        for key, value in opts.items():
+            check_option(info, key, value)
         ctx = MethodContext(
             model=model, images=x, clean_logits=clean_logits, clean_probs=clean_probs, clean_pred=clean_pred,
             target=target, eps=eps_arr.copy(), alpha=s_alpha, norm=s_norm, threshold=thr, labels=labels,
@@ -275,28 +297,108 @@ def run_job(
 
 
 def _check_eps(eps: Any) -> np.ndarray:
-    if isinstance(eps, bool):
-        raise ValueError(f"eps must be a number or a list of numbers, not {eps!r}.")
+    if isinstance(eps, (bool, str, bytes)) or (
+        isinstance(eps, (list, tuple)) and any(isinstance(e, (bool, str, bytes)) for e in eps)
+    ):
+        raise InvalidInput(f"eps must be a number or a list of numbers, not {eps!r}.")
     if isinstance(eps, torch.Tensor):
         eps = eps.detach().cpu().numpy()
     try:
         arr = np.atleast_1d(np.asarray(eps, dtype=np.float64))
     except (TypeError, ValueError):
-        raise ValueError(f"eps must be a number or a list of numbers, not {eps!r}.") from None
+        raise InvalidInput(f"eps must be a number or a list of numbers, not {eps!r}.") from None
     if arr.ndim != 1 or arr.size == 0:
-        raise ValueError(f"eps must be a number or a non-empty flat list of numbers, not {eps!r}.")
-    if not np.isfinite(arr).all() or (arr < 0).any():
-        raise ValueError(f"eps must be finite and >= 0, not {eps!r}.")
+        raise InvalidInput(f"eps must be a number or a non-empty flat list of numbers, not {eps!r}.")
+    if not np.isfinite(arr).all() or (arr < 0).any() or (arr > MAX_EPS).any():
+        raise InvalidInput(f"eps must be finite, >= 0 and at most {MAX_EPS:g}, not {eps!r}.")
     return arr
 
 
+def check_input_size(model: Any, x: torch.Tensor) -> torch.Tensor:
+    """``x`` when its images have the size ``model.spec.input_size`` (a model without a spec takes any size).
+
+    A model with a spec was trained (and its profile measured) at that size; other sizes fail deep in the
+    network or, worse, are attacked silently at a size the model never saw (a 1x1 image). Resize first with
+    ``mlvis.data.preprocess`` / the model card's rule."""
+    size = getattr(getattr(model, "spec", None), "input_size", None)
+    if size is None:
+        return x
+    h, w = (int(v) for v in size)
+    if tuple(x.shape[2:]) != (h, w):
+        name = getattr(model.spec, "name", "this model")
+        raise InvalidInput(
+            f"{name} takes {h}×{w} images (height × width), not {x.shape[2]}×{x.shape[3]}; resize them first "
+            f"(mlvis.data.images.load_images does it by the model card's rule)."
+        )
+    return x
+
+
+def check_option(info: Any, key: str, value: Any) -> None:
+    """Check one method option by the registry: an exposed option by its range (:meth:`Option.check`), any
+    other by the type of its default (a whole number for an int, a finite number or array of them for a float,
+    True/False for a bool), so NaN, "no" or 2.5 for a count are sentences instead of silently wrong runs."""
+    where = f"{info.name}'s {key}"
+    exposed = {o.name: o for o in info.exposed}
+    if key in exposed and np.ndim(value) == 0:
+        exposed[key].check(value, info.name)
+        return
+    default = info.defaults.get(key)
+    if isinstance(default, bool):
+        check_flag(where, value)
+    elif isinstance(default, int):
+        check_number(where, value, 0, 10**9, whole=True)
+    elif isinstance(default, float) or key in exposed:
+        if isinstance(value, (str, bytes, bool)) or value is None:
+            raise InvalidInput(f"{where} must be a number, not {value!r}.")
+        if isinstance(value, torch.Tensor):
+            value = value.detach().cpu().numpy()
+        try:
+            arr = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise InvalidInput(f"{where} must be a number or an array of numbers, not {value!r}.") from None
+        if not np.isfinite(arr).all():
+            raise InvalidInput(f"{where} must be finite, not {value!r}.")
+
+
+def _check_whole(name: str, value: Any, lo: int, hi: int) -> int:
+    """``value`` as an int in [lo, hi]; 2.5, NaN, True or "3" are sentences, not truncated or accepted."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise InvalidInput(f"{name} must be a whole number, not {value!r}.")
+    if not (math.isfinite(value) and value == int(value) and lo <= value <= hi):
+        raise InvalidInput(f"{name} must be a whole number in [{lo}, {hi}], not {value!r}.")
+    return int(value)
+
+
+def _check_work(
+    specs: Sequence[AttackSpec], eps: np.ndarray, n_img: int, alpha: float, norm: str, dims: int, cap: int
+) -> None:
+    """Refuse a job whose loop would run more than ``cap`` image-steps (counted by the dry run, no allocation)."""
+    for spec in specs:
+        info = get_method(spec.method)
+        opts = dict(spec.options)
+        if "alpha" in opts:
+            _check_alpha(opts["alpha"])
+        if "norm" in opts:
+            check_norm(opts["norm"])
+        unknown = sorted(set(opts) - set(info.options) - set(_SPEC_COMMON))
+        if unknown:
+            accepted = ", ".join(info.options + _SPEC_COMMON) or "none"
+            raise InvalidInput(
+                f"Unknown option(s) {', '.join(unknown)} for method {spec.method!r}; it accepts: {accepted}."
+            )
+    steps, _ = dry_run_steps(specs, eps, n_img, alpha=alpha, norm=norm, dims=dims)
+    check_work(steps, cap)
+
+
 def _check_alpha(alpha: Any) -> float:
+    if isinstance(alpha, (bool, str, bytes)):
+        raise InvalidInput(f"alpha must be a positive number, not {alpha!r}.")
     try:
         a = float(alpha)
     except (TypeError, ValueError):
-        raise ValueError(f"alpha must be a positive number, not {alpha!r}.") from None
-    if not (math.isfinite(a) and a > 0):
-        raise ValueError(f"alpha must be a positive finite number, not {alpha!r}.")
+        raise InvalidInput(f"alpha must be a positive number, not {alpha!r}.") from None
+    if not (math.isfinite(a) and MIN_ALPHA <= a <= MAX_EPS):
+        raise InvalidInput(f"alpha must be a finite number in [{MIN_ALPHA:g}, {MAX_EPS:g}], not {alpha!r}.")
     return a
 
 
@@ -307,7 +409,7 @@ def _as_spec(s: Any) -> AttackSpec:
         return AttackSpec(s)
     if isinstance(s, tuple) and len(s) == 2 and isinstance(s[0], str) and isinstance(s[1], Mapping):
         return AttackSpec(s[0], dict(s[1]))
-    raise ValueError(f"An attack spec must be an AttackSpec, a method name or (name, options), not {s!r}.")
+    raise InvalidInput(f"An attack spec must be an AttackSpec, a method name or (name, options), not {s!r}.")
 
 
 def _jsonable(v: Any) -> Any:

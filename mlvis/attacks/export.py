@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mlvis.errors import InvalidInput
 from mlvis.store import atomic_write
 
 _TOL = 1e-4  # in 8-bit levels: float32 images on the 8-bit grid are off by up to ~1.5e-5 levels
@@ -56,7 +57,7 @@ def quantize_8bit_torch(adv: torch.Tensor, clean: torch.Tensor, eps: torch.Tenso
         ok = torch.where(up, toward >= c - _TOL, toward <= c + _TOL)
         toward = torch.where(ok, toward, c_level).clamp_(0, 255)
         return torch.where(too_far.view(-1, *([1] * (adv.dim() - 1))), toward, q)
-    raise ValueError(f"Unknown norm {norm!r}; known norms: linf, l2.")
+    raise InvalidInput(f"Unknown norm {norm!r}; known norms: linf, l2.")
 
 
 def quantize_8bit(adv: np.ndarray, clean: np.ndarray, eps: float | np.ndarray, norm: str = "linf") -> np.ndarray:
@@ -88,11 +89,11 @@ the Paeth filter, so an untrusted upload is capped; :func:`load_png16` of one's 
 def _hwc(image: np.ndarray) -> np.ndarray:
     img = np.asarray(image)
     if img.ndim != 3 or 3 not in (img.shape[0], img.shape[-1]):
-        raise ValueError(f"an image must have shape (3, H, W) or (H, W, 3), not {img.shape}.")
+        raise InvalidInput(f"an image must have shape (3, H, W) or (H, W, 3), not {img.shape}.")
     if img.shape[0] == 3 and img.shape[-1] != 3:
         img = img.transpose(1, 2, 0)
     if not np.issubdtype(img.dtype, np.floating) or not np.isfinite(img).all() or img.min() < 0 or img.max() > 1:
-        raise ValueError("an image to export must be float with finite values in [0, 1].")
+        raise InvalidInput("an image to export must be float with finite values in [0, 1].")
     return img
 
 
@@ -129,24 +130,24 @@ def decode_png16(data: bytes, max_pixels: int | None = PNG16_MAX_PIXELS) -> np.n
     import png
 
     if data[:8] != _PNG_SIGNATURE:
-        raise ValueError("not a PNG file (bad signature).")
+        raise InvalidInput("not a PNG file (bad signature).")
     try:
         reader = png.Reader(bytes=data)
         w, h, rows, info = reader.read()
         if info["bitdepth"] != 16 or info["planes"] != 3 or info["greyscale"] or info["alpha"]:
-            raise ValueError("only 16-bit RGB PNGs (as save_png16 writes them) can be read here.")
+            raise InvalidInput("only 16-bit RGB PNGs (as save_png16 writes them) can be read here.")
         if max_pixels is not None and w * h > max_pixels:
-            raise ValueError(f"the 16-bit PNG has {w * h} pixels; this reader takes at most {max_pixels}.")
+            raise InvalidInput(f"the 16-bit PNG has {w * h} pixels; this reader takes at most {max_pixels}.")
         levels = np.empty((h, w * 3), np.uint16)
         y = 0
         for y, row in enumerate(rows, 1):  # pypng's rows of 16-bit levels, native byte order
             levels[y - 1] = np.frombuffer(row, np.uint16)
         if y != h:
-            raise ValueError(f"corrupt PNG: {y} of its {h} rows are present.")
+            raise InvalidInput(f"corrupt PNG: {y} of its {h} rows are present.")
     except png.Error as e:
-        raise ValueError(f"corrupt PNG: {e}.") from None
+        raise InvalidInput(f"corrupt PNG: {e}.") from None
     except (zlib.error, IndexError, struct.error) as e:
-        raise ValueError(f"corrupt PNG: its image data cannot be decoded ({e}).") from None
+        raise InvalidInput(f"corrupt PNG: its image data cannot be decoded ({e}).") from None
     return (levels.reshape(h, w, 3).astype(np.float32) / np.float32(65535)).transpose(2, 0, 1).copy()
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from mlvis.errors import InvalidInput
+
 DEFAULT_ALPHA = 1.0 / 2560.0
 """Section VI-C's fixed step: a tenth of an 8-bit level."""
 
@@ -39,9 +41,9 @@ def equal_volume_l2_radius(eps: float, dims: int) -> float:
         1.128379
     """
     if not (isinstance(dims, int) and dims >= 1):
-        raise ValueError(f"dims must be a positive integer, not {dims!r}.")
+        raise InvalidInput(f"dims must be a positive integer, not {dims!r}.")
     if not (math.isfinite(eps) and eps >= 0):
-        raise ValueError(f"eps must be a finite number >= 0, not {eps!r}.")
+        raise InvalidInput(f"eps must be a finite number >= 0, not {eps!r}.")
     return 2.0 * eps * math.exp(math.lgamma(dims / 2 + 1) / dims) / math.sqrt(math.pi)
 
 

@@ -35,6 +35,7 @@ from mlvis.attacks.methods import RunOutput
 from mlvis.attacks.model_helpers import activation_bytes, memory_format
 from mlvis.attacks.norms import get_norm
 from mlvis.attacks.rows import RowTable
+from mlvis.errors import InvalidInput
 
 Progress = Callable[[int, int], None]
 
@@ -293,10 +294,10 @@ def store_runner(
     k, n = len(eps), x.shape[0]
     adv = torch.as_tensor(out.adv)
     if tuple(adv.shape) != (k, n) + tuple(x.shape[1:]):
-        raise ValueError(f"a runner must return adv of shape (K, N, 3, H, W) = {(k, n) + tuple(x.shape[1:])}.")
+        raise InvalidInput(f"a runner must return adv of shape (K, N, 3, H, W) = {(k, n) + tuple(x.shape[1:])}.")
     steps = np.asarray(out.steps, np.int64)
     if steps.shape != (k, n):
-        raise ValueError(f"a runner must return steps of shape (K, N) = {(k, n)}.")
+        raise InvalidInput(f"a runner must return steps of shape (K, N) = {(k, n)}.")
     adv = adv.to(x.device, x.dtype).clamp(0, 1).reshape(k * n, *x.shape[1:])
     img = torch.arange(k * n, device=x.device) % n
     e_all = torch.as_tensor(np.repeat(eps, n), device=x.device)

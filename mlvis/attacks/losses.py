@@ -22,6 +22,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from mlvis.errors import InvalidInput
+
 LossFn = Callable[..., torch.Tensor]
 
 
@@ -64,7 +66,7 @@ def list_losses() -> list[str]:
 def get_loss(name: str) -> LossInfo:
     """The registered loss ``name``; a ``ValueError`` naming the known ones otherwise."""
     if name not in _LOSSES:
-        raise ValueError(f"Unknown loss {name!r}; known losses: {', '.join(list_losses())}.")
+        raise InvalidInput(f"Unknown loss {name!r}; known losses: {', '.join(list_losses())}.")
     return _LOSSES[name]
 
 
@@ -73,7 +75,7 @@ def _weights(weights: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor |
         return None
     w = torch.as_tensor(weights, dtype=like.dtype, device=like.device)
     if w.shape != like.shape[-1:] and w.shape != like.shape:
-        raise ValueError(f"weights must have shape (C,) or (N, C) = {tuple(like.shape)}, not {tuple(w.shape)}.")
+        raise InvalidInput(f"weights must have shape (C,) or (N, C) = {tuple(like.shape)}, not {tuple(w.shape)}.")
     return w
 
 
@@ -83,7 +85,7 @@ def _per_sample(v: float | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     if t.dim() == 0:
         return t
     if t.shape != like.shape[:1]:
-        raise ValueError(f"a per-sample loss parameter must be a scalar or have shape (N,) = ({like.shape[0]},).")
+        raise InvalidInput(f"a per-sample loss parameter must be a scalar or have shape (N,) = ({like.shape[0]},).")
     return t.unsqueeze(-1)
 
 

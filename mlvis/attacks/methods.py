@@ -36,6 +36,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from mlvis.errors import InvalidInput
+
 ArrayLike = Any  # float | sequence | np.ndarray | torch.Tensor
 
 
@@ -134,15 +136,17 @@ class Option:
     def check(self, value: Any, method: str = "") -> float | int:
         """``value`` as this option's type, or a ``ValueError`` with a sentence when it is out of range."""
         where = f"{method}'s {self.name}" if method else self.name
+        if isinstance(value, (str, bytes, bool)) or value is None:
+            raise InvalidInput(f"{where} must be a number, not {value!r}.")
         try:
             v = float(value)
         except (TypeError, ValueError):
-            raise ValueError(f"{where} must be a number, not {value!r}.") from None
+            raise InvalidInput(f"{where} must be a number, not {value!r}.") from None
         if not (np.isfinite(v) and self.lo <= v <= self.hi):
-            raise ValueError(f"{where} must lie in [{self.lo:g}, {self.hi:g}], not {value!r}.")
+            raise InvalidInput(f"{where} must lie in [{self.lo:g}, {self.hi:g}], not {value!r}.")
         if self.type is int:
             if v != int(v):
-                raise ValueError(f"{where} must be a whole number, not {value!r}.")
+                raise InvalidInput(f"{where} must be a whole number, not {value!r}.")
             return int(v)
         return v
 
@@ -184,7 +188,7 @@ class MethodInfo:
             if o.name == name:
                 return o
         names = ", ".join(o.name for o in self.exposed) or "none"
-        raise ValueError(f"{self.title} exposes no option {name!r}; it exposes: {names}.")
+        raise InvalidInput(f"{self.title} exposes no option {name!r}; it exposes: {names}.")
 
     def key(self, option: Option) -> str:
         """The recipe / URL key of one of its exposed options."""
@@ -245,10 +249,10 @@ def register_method(
         ... def bce_top3(ctx, *, k=3): ...
     """
     if kind not in KINDS and not callable(kind):
-        raise ValueError(f"kind must be one of {', '.join(KINDS)} or a function of the options, not {kind!r}.")
+        raise InvalidInput(f"kind must be one of {', '.join(KINDS)} or a function of the options, not {kind!r}.")
     bad = [n for n in needs if n not in NEEDS]
     if bad:
-        raise ValueError(f"needs must name {' and '.join(NEEDS)}, not {bad}.")
+        raise InvalidInput(f"needs must name {' and '.join(NEEDS)}, not {bad}.")
 
     def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
         params = list(inspect.signature(fn).parameters.values())[1:]
@@ -284,7 +288,7 @@ def registered() -> list[MethodInfo]:
 def get_method(name: str) -> MethodInfo:
     """The registered method ``name``; a ``ValueError`` naming the known ones otherwise."""
     if name not in _METHODS:
-        raise ValueError(f"Unknown attack method {name!r}; known methods: {', '.join(list_attacks())}.")
+        raise InvalidInput(f"Unknown attack method {name!r}; known methods: {', '.join(list_attacks())}.")
     return _METHODS[name]
 
 
@@ -301,9 +305,9 @@ def profile_flip_ratio(profile: Any, linf_eps: np.ndarray, num_labels: int) -> n
 def check_profile(profile: Any, num_labels: int, needed: str) -> None:
     """A ``ValueError`` unless ``profile`` is a flip profile (has ``needed``) for ``num_labels`` labels."""
     if not hasattr(profile, needed):
-        raise ValueError("profile must be a FlipProfile (see mlvis.profile).")
+        raise InvalidInput("profile must be a FlipProfile (see mlvis.profile).")
     if getattr(profile, "labels", num_labels) != num_labels:
-        raise ValueError(f"The profile is for a model with {profile.labels} labels, not {num_labels}.")
+        raise InvalidInput(f"The profile is for a model with {profile.labels} labels, not {num_labels}.")
 
 
 # ------------------------------------------------------------------------------------ built-ins
@@ -367,23 +371,23 @@ def _slam(
     """
     k = len(ctx.eps)
     if (p is None) == (profile is None):
-        raise ValueError("slam needs exactly one of p (the expected flip ratio) or profile (a FlipProfile).")
+        raise InvalidInput("slam needs exactly one of p (the expected flip ratio) or profile (a FlipProfile).")
     if profile is not None:
         if not hasattr(profile, "flip_ratio"):
-            raise ValueError("slam's profile must be a FlipProfile (see mlvis.profile).")
+            raise InvalidInput("slam's profile must be a FlipProfile (see mlvis.profile).")
         p = _slam_from_profile(profile, ctx.linf, ctx.num_labels)["p"]
     p_arr = np.asarray(p.detach().cpu() if isinstance(p, torch.Tensor) else p, dtype=np.float64)
     q_val = float(q)
     if not np.isfinite(p_arr).all() or (p_arr < 0).any() or (p_arr > 1).any():
-        raise ValueError("slam's p must lie in [0, 1] (it is the expected flip ratio E(eps) / C).")
+        raise InvalidInput("slam's p must lie in [0, 1] (it is the expected flip ratio E(eps) / C).")
     if not (np.isfinite(q_val) and 0 <= q_val <= 1):
-        raise ValueError(f"slam's q must lie in [0, 1], not {q!r}.")
+        raise InvalidInput(f"slam's q must lie in [0, 1], not {q!r}.")
     if p_arr.ndim == 1:
         if p_arr.shape != (k,):
-            raise ValueError(f"slam's p must be a scalar, one value per eps ({k},) or (K, N); got {p_arr.shape}.")
+            raise InvalidInput(f"slam's p must be a scalar, one value per eps ({k},) or (K, N); got {p_arr.shape}.")
         p_arr = np.repeat(p_arr[:, None], ctx.num_images, axis=1)
     elif p_arr.ndim == 2 and p_arr.shape != (k, ctx.num_images):
-        raise ValueError(f"slam's p of shape {p_arr.shape} is not (K, N) = ({k}, {ctx.num_images}).")
+        raise InvalidInput(f"slam's p of shape {p_arr.shape} is not (K, N) = ({k}, {ctx.num_images}).")
     elif p_arr.ndim > 2:
-        raise ValueError(f"slam's p must be a scalar, (K,) or (K, N); got shape {p_arr.shape}.")
+        raise InvalidInput(f"slam's p must be a scalar, (K,) or (K, N); got shape {p_arr.shape}.")
     return LoopPlan("slam", weights=weights, params={"p": p_arr, "q": q_val})

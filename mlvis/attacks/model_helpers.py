@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from mlvis.errors import InvalidInput
+
 CPU_MEMORY_BUDGET = 2 * 1024**3
 CPU_MAX_BATCH = 128  # CPU throughput per image is flat from ~50 to ~128 rows and worse beyond (cache)
 
@@ -29,17 +31,17 @@ def check_images(images: Any) -> torch.Tensor:
     if isinstance(images, np.ndarray):
         images = torch.from_numpy(images)
     if not isinstance(images, torch.Tensor):
-        raise ValueError(f"images must be a torch tensor or numpy array, not {type(images).__name__}.")
+        raise InvalidInput(f"images must be a torch tensor or numpy array, not {type(images).__name__}.")
     x = images.detach()
     if x.dim() == 3:
         x = x.unsqueeze(0)
     if x.dim() != 4 or x.shape[1] != 3 or x.shape[0] == 0:
         shape = tuple(images.shape)
-        raise ValueError(f"images must have shape (N, 3, H, W) with N >= 1 (or one (3, H, W)), not {shape}.")
+        raise InvalidInput(f"images must have shape (N, 3, H, W) with N >= 1 (or one (3, H, W)), not {shape}.")
     if not x.is_floating_point():
-        raise ValueError(f"images must be floating point in [0, 1], not {x.dtype} (divide 8-bit images by 255).")
+        raise InvalidInput(f"images must be floating point in [0, 1], not {x.dtype} (divide 8-bit images by 255).")
     if not torch.isfinite(x).all() or x.min() < 0 or x.max() > 1:
-        raise ValueError("images must have finite values in [0, 1] (RGB, NCHW).")
+        raise InvalidInput("images must have finite values in [0, 1] (RGB, NCHW).")
     return x
 
 

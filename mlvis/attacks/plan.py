@@ -24,6 +24,7 @@ from mlvis.attacks.budget import Budget, EpsLike
 from mlvis.attacks.engine import AttackSpec
 from mlvis.attacks.methods import MethodInfo, get_method, registered
 from mlvis.attacks.rows import image_steps as _row_image_steps
+from mlvis.errors import InvalidInput
 
 __all__ = [
     "Artifacts",
@@ -76,7 +77,7 @@ def as_spec(m: Any) -> AttackSpec:
         return m
     if isinstance(m, tuple) and len(m) == 2:
         return AttackSpec(m[0], dict(m[1]))
-    raise ValueError(f"A method must be a name, (name, options) or an AttackSpec, not {m!r}.")
+    raise InvalidInput(f"A method must be a name, (name, options) or an AttackSpec, not {m!r}.")
 
 
 def row_name(spec: AttackSpec) -> str:
@@ -102,12 +103,12 @@ def evaluation_specs(methods: Sequence[Any], profile: Any, correlations: Any) ->
             opts.setdefault("profile", profile)
         if "correlations" in info.needs:
             if correlations is None and "correlations" not in opts:
-                raise ValueError(f"{info.title} needs the model's correlation matrices (mlvis.correlations).")
+                raise InvalidInput(f"{info.title} needs the model's correlation matrices (mlvis.correlations).")
             opts.setdefault("correlations", correlations)
         out.append(AttackSpec(s.method, opts, row_name(AttackSpec(s.method, opts, s.name))))
     names = [s.name for s in out]
     if len(set(names)) != len(names):
-        raise ValueError(f"Two methods share a name ({names}); give them distinct names with AttackSpec(name=...).")
+        raise InvalidInput(f"Two methods share a name ({names}); give them distinct names with AttackSpec(name=...).")
     return out
 
 
@@ -184,7 +185,7 @@ def resolve(
         info = get_method(method)  # ValueError naming the known methods
         problem = artifacts.problem(method)
         if problem:
-            raise ValueError(problem)
+            raise InvalidInput(problem)
         opts: dict[str, Any] = exposed_values(info, values)
         if info.from_profile is not None and artifacts.profile is not None:
             for k, v in info.from_profile(artifacts.profile, budget.linf_array, num_labels).items():
@@ -196,7 +197,7 @@ def resolve(
             opts["correlations"] = artifacts.correlations()
         missing = [o for o in info.required if o not in opts]
         if missing:
-            raise ValueError(f"{info.title} needs the option(s) {', '.join(missing)}, which the Lab cannot set.")
+            raise InvalidInput(f"{info.title} needs the option(s) {', '.join(missing)}, which the Lab cannot set.")
         specs.append(AttackSpec(method, opts, name=info.title))
     return specs
 
@@ -216,20 +217,22 @@ def parse_method(text: str) -> AttackSpec:
         key, eq, value = part.partition("=")
         if not eq:
             if not info.exposed:
-                raise ValueError(f"{name} has no option a bare value could set, in {text!r}; use {name}:OPTION=VALUE.")
+                raise InvalidInput(
+                    f"{name} has no option a bare value could set, in {text!r}; use {name}:OPTION=VALUE."
+                )
             key, value = info.exposed[0].name, part
         key = key.strip()
         try:
             number = float(value)
         except ValueError:
-            raise ValueError(f"In {text!r}, {value!r} is not a number.") from None
+            raise InvalidInput(f"In {text!r}, {value!r} is not a number.") from None
         exposed = {o.name: o for o in info.exposed}
         if key in exposed:
             opts[key] = exposed[key].check(number, name)
         elif key in info.options:
             opts[key] = int(number) if number.is_integer() and isinstance(info.defaults.get(key), int) else number
         else:
-            raise ValueError(f"{name} has no option {key!r}; it accepts: {', '.join(info.options) or 'none'}.")
+            raise InvalidInput(f"{name} has no option {key!r}; it accepts: {', '.join(info.options) or 'none'}.")
     return AttackSpec(name, opts)
 
 

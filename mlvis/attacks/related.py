@@ -63,6 +63,7 @@ import numpy as np
 import torch
 
 from mlvis.attacks.methods import RUNNER, MethodContext, RunOutput, register_method
+from mlvis.errors import InvalidInput
 
 ML_CW_PRESETS: dict[str, dict[str, float]] = {
     "original": {"binary_steps": 10, "max_iter": 1000, "lr": 0.01, "init_lambda": 1e5},
@@ -241,9 +242,9 @@ def ml_cw(
     result counts the Adam steps the image took over all binary-search rounds.
     """
     if preset not in ML_CW_PRESETS:
-        raise ValueError(f"Unknown ML-CW preset {preset!r}; known presets: {', '.join(ML_CW_PRESETS)}.")
+        raise InvalidInput(f"Unknown ML-CW preset {preset!r}; known presets: {', '.join(ML_CW_PRESETS)}.")
     if distance not in ("l2", "linf"):
-        raise ValueError(f"ML-CW's distance must be 'l2' or 'linf', not {distance!r}.")
+        raise InvalidInput(f"ML-CW's distance must be 'l2' or 'linf', not {distance!r}.")
     cfg = dict(ML_CW_PRESETS[preset])
     for k, v in (("binary_steps", binary_steps), ("max_iter", max_iter), ("lr", lr), ("init_lambda", init_lambda)):
         if v is not None:
@@ -363,7 +364,7 @@ def ml_deepfool(ctx: MethodContext, *, max_iter: int = 20, overshoot: float = DE
     iters = _positive_int(max_iter, "max_iter")
     eta = float(overshoot)
     if not (math.isfinite(eta) and eta >= 0):
-        raise ValueError(f"ML-DeepFool's overshoot must be a finite number >= 0, not {overshoot!r}.")
+        raise InvalidInput(f"ML-DeepFool's overshoot must be a finite number >= 0, not {overshoot!r}.")
     x0 = ctx.images
     n, c = x0.shape[0], ctx.num_labels
     prog = _Progress(ctx.progress, iters * n)
@@ -533,11 +534,11 @@ def mla_lp(
     if basis is not None:
         side = _positive_int(basis, "basis")
         if side > min(shape[1:]):
-            raise ValueError(f"MLA-LP's basis must be a grid side between 1 and {min(shape[1:])}, not {basis!r}.")
+            raise InvalidInput(f"MLA-LP's basis must be a grid side between 1 and {min(shape[1:])}, not {basis!r}.")
     cost = mla_lp_cost(shape, c, basis)
     if cost["entries"] > int(max_lp_size):
         where = "full resolution" if basis is None else f"a {basis} x {basis} grid"
-        raise ValueError(
+        raise InvalidInput(
             f"MLA-LP at {where} on {shape[0]}x{shape[1]}x{shape[2]} inputs with {c} labels is too large: its LP has "
             f"{cost['variables']:,.0f} variables and {cost['entries'] / 1e6:.1f} M matrix entries (limit "
             f"max_lp_size={int(max_lp_size):,}), about {cost['memory_bytes'] / 2**30:.1f} GiB of memory and roughly "
@@ -641,7 +642,7 @@ def _mla_lp_chunk(
 
 def _positive_int(v: Any, what: str) -> int:
     if isinstance(v, bool) or not isinstance(v, (int, np.integer, float)) or v != int(v) or int(v) < 1:
-        raise ValueError(f"{what} must be a positive integer, not {v!r}.")
+        raise InvalidInput(f"{what} must be a positive integer, not {v!r}.")
     return int(v)
 
 
@@ -649,9 +650,9 @@ def _positive_float(v: Any, what: str) -> float:
     try:
         f = float(v)
     except (TypeError, ValueError):
-        raise ValueError(f"{what} must be a positive number, not {v!r}.") from None
+        raise InvalidInput(f"{what} must be a positive number, not {v!r}.") from None
     if not (math.isfinite(f) and f > 0):
-        raise ValueError(f"{what} must be a positive finite number, not {v!r}.")
+        raise InvalidInput(f"{what} must be a positive finite number, not {v!r}.")
     return f
 
 

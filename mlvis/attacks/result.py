@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from mlvis.attacks.export import save_npy, save_png16
+from mlvis.errors import InvalidInput
 from mlvis.store import atomic_write, confined, safe_stem
 
 _ARRAYS = (
@@ -108,7 +109,7 @@ class AttackResult:
         """Position of budget ``eps`` on the leading axis (nearest match within 1e-12)."""
         k = int(np.argmin(np.abs(self.eps - eps)))
         if abs(self.eps[k] - eps) > 1e-12:
-            raise ValueError(f"eps {eps} is not in this result; its budgets are {self.eps.tolist()}.")
+            raise InvalidInput(f"eps {eps} is not in this result; its budgets are {self.eps.tolist()}.")
         return k
 
     def to_frame(self) -> Any:
@@ -173,7 +174,7 @@ class AttackResult:
         (``"../escaped"``). Returns the paths.
         """
         if fmt not in ("png16", "npy"):
-            raise ValueError(f"Unknown export format {fmt!r}; known formats: png16, npy.")
+            raise InvalidInput(f"Unknown export format {fmt!r}; known formats: png16, npy.")
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         suffix = ".png" if fmt == "png16" else ".npy"

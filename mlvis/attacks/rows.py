@@ -25,6 +25,7 @@ from mlvis.attacks.geometry import n_steps
 from mlvis.attacks.losses import get_loss
 from mlvis.attacks.methods import PER_EPS, RUNNER, LoopPlan, MethodContext, get_method
 from mlvis.attacks.norms import get_norm
+from mlvis.errors import InvalidInput
 
 
 def step_counts(eps: np.ndarray, step: float) -> np.ndarray:
@@ -97,19 +98,19 @@ class RowTable:
         weights = _plan_array(plan.weights, "weights", ((c,), (n, c), (k, n, c)), self.dev, self.dtype)
         target = _plan_array(plan.target, "target", ((n, c), (k, n, c)), self.dev, self.dtype)
         if target is not None and ((target < 0) | (target > 1)).any():
-            raise ValueError("A plan's target must lie in [0, 1].")
+            raise InvalidInput("A plan's target must lie in [0, 1].")
         unknown = sorted(set(plan.params) - set(info.params))
         if unknown:
             takes = ", ".join(info.params) or "none"
-            raise ValueError(f"Loss {plan.loss!r} takes the parameter(s) {takes}, not {unknown}.")
+            raise InvalidInput(f"Loss {plan.loss!r} takes the parameter(s) {takes}, not {unknown}.")
         defaults = dict(info.defaults)
         params = {}
         for name in info.params:
             if name not in plan.params and name not in defaults:
-                raise ValueError(f"Loss {plan.loss!r} needs the parameter {name!r}.")
+                raise InvalidInput(f"Loss {plan.loss!r} needs the parameter {name!r}.")
             v = np.asarray(plan.params.get(name, defaults.get(name)), np.float64)
             if v.ndim > 2 or (v.ndim == 1 and v.shape != (n,)) or (v.ndim == 2 and v.shape != (k, n)):
-                raise ValueError(f"Loss parameter {name!r} must be a scalar, (N,) or (K, N); got shape {v.shape}.")
+                raise InvalidInput(f"Loss parameter {name!r} must be a scalar, (N,) or (K, N); got shape {v.shape}.")
             params[name] = v
         dependent = (
             (weights is not None and weights.dim() == 3)
@@ -219,9 +220,9 @@ def _plan_array(
     t = torch.as_tensor(v.detach() if isinstance(v, torch.Tensor) else np.asarray(v, np.float64)).to(dev, dtype)
     if tuple(t.shape) not in shapes:
         allowed = " or ".join(str(s) for s in shapes)
-        raise ValueError(f"{what} must have shape {allowed} (C labels, N images, K budgets), not {tuple(t.shape)}.")
+        raise InvalidInput(f"{what} must have shape {allowed} (C labels, N images, K budgets), not {tuple(t.shape)}.")
     if not torch.isfinite(t).all():
-        raise ValueError(f"{what} must be finite.")
+        raise InvalidInput(f"{what} must be finite.")
     return t
 
 

@@ -45,6 +45,7 @@ import numpy as np
 
 from mlvis.data.images import EXTENSIONS, MAX_BYTES, load_image
 from mlvis.data.stats import SceneStatistics
+from mlvis.errors import DataError
 
 KINDS = ("coco", "voc", "nuswide", "folder")
 #: the split each kind is evaluated on by default: the paper's "test/validation dataset" (section VI-C)
@@ -62,7 +63,7 @@ _MAX_XML_BYTES = 1 << 20
 _IMAGE_SUFFIXES = tuple(f".{e}" for e in EXTENSIONS)
 
 
-class DatasetError(ValueError):
+class DatasetError(DataError):
     """A dataset folder that cannot be used; the message is a sentence for people."""
 
 
@@ -330,6 +331,8 @@ def open_dataset(
 def resolve_folder(path: str | os.PathLike, root: str | os.PathLike | None = None) -> Path:
     """The dataset folder ``path`` resolved, refused when it leaves the configured data root."""
     base = root if root is not None else os.environ.get(DATA_ROOT_ENV) or None
+    if not isinstance(path, (str, os.PathLike)):
+        raise DatasetError(f"A data set's folder must be a path, not {path!r}.")
     p = Path(path).expanduser()
     if base is not None:
         base_real = Path(base).expanduser().resolve()

@@ -34,6 +34,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from mlvis.errors import DataError
+
 FORMATS = ("PNG", "JPEG", "WEBP")
 #: file extensions a file picker should offer (the content decides, not the name)
 EXTENSIONS = ("png", "jpg", "jpeg", "webp")
@@ -51,7 +53,7 @@ _FORMAT_NAMES = {"PNG": "PNG", "JPEG": "JPEG", "WEBP": "WebP"}
 _PNG16_RGB = (16, 2, 0)  # bit depth, colour type (RGB), interlace
 
 
-class ImageError(ValueError):
+class ImageError(DataError):
     """An uploaded image that cannot be used; the message is a sentence for people."""
 
 

@@ -11,6 +11,8 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from mlvis.errors import ModelLoadError
+
 COCO80 = (
     "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
     "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow",
@@ -44,7 +46,7 @@ BY_COUNT = {80: ("MS-COCO", COCO80), 20: ("PASCAL VOC", VOC20), 81: ("NUS-WIDE",
 TABLES = {"coco": COCO80, "voc": VOC20, "nus-wide": NUSWIDE81}
 
 
-class LabelsError(ValueError):
+class LabelsError(ModelLoadError):
     """Labels that cannot be used; the message is one sentence."""
 
 

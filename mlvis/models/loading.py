@@ -25,8 +25,10 @@ from typing import Any
 
 import torch
 
+from mlvis.errors import ModelLoadError
 
-class CheckpointError(ValueError):
+
+class CheckpointError(ModelLoadError):
     """A checkpoint (or card) that cannot be used; the message is one sentence for people."""
 
 

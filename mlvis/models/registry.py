@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from mlvis.errors import InvalidInput, check_device
 from mlvis.models.wrapper import MultiLabelModel
 
 _entrypoints: dict[str, Callable[..., MultiLabelModel]] = {}
@@ -169,7 +170,9 @@ def create_model(
         >>> asl = create_model("asl-tresnet-l", checkpoint="models/MS_COCO_TRresNet_L_448_86.6.pth")
     """
     _ensure_builtin()
-    dev = torch.device(device) if device is not None else default_device()
+    if not isinstance(name, str) or not name:
+        raise InvalidInput(f"A model name must be a non-empty string, not {name!r}.")
+    dev = check_device(device) if device is not None else default_device()
     if checkpoint is not None:
         kwargs["checkpoint"] = checkpoint
     factory = _entrypoints.get(name)
@@ -177,7 +180,7 @@ def create_model(
         factory = builder_for(name)
         if factory is None:
             known = ", ".join(sorted(_entrypoints)) or "none"
-            raise ValueError(
+            raise InvalidInput(
                 f"Unknown model {name!r}. Registered models: {known}; families (with a checkpoint): "
                 f"{', '.join(FAMILIES)}, timm:<arch>, torchvision:<arch>."
             )
@@ -185,7 +188,7 @@ def create_model(
     elif _accepts(factory, "device"):
         kwargs["device"] = dev
     elif "checkpoint" in kwargs and not _accepts(factory, "checkpoint"):
-        raise ValueError(f"{name} loads its own weights; it takes no checkpoint.")
+        raise InvalidInput(f"{name} loads its own weights; it takes no checkpoint.")
     if "progress" in kwargs and not _accepts(factory, "progress"):
         kwargs.pop("progress")  # a factory without progress reports (the demo models load in a blink)
     model = factory(**kwargs)
