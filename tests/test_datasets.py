@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import types
 from pathlib import Path
 
 import numpy as np
@@ -353,14 +354,16 @@ def test_the_model_cards_resize_rule_reaches_load_image(tmp_path):
     data = _png(root / "wide.png", 5, size=(30, 10))
     ds = open_dataset("folder", root)
     base = ModelSpec(name="toy", labels=("x",), input_size=(8, 8))
-    assert preprocessing(base) == {"size": (8, 8), "fit": "crop"}  # a card without a resize rule: centre crop
+    assert preprocessing(base) == {"size": (8, 8), "fit": "crop", "interpolation": "lanczos"}
     stretch = dataclasses.make_dataclass("Card", [("resize", str, "stretch")], bases=(ModelSpec,), frozen=True)
     card = stretch(name="toy", labels=("x",), input_size=(8, 8))
     assert preprocessing(card)["fit"] == "stretch"
     got = ds.load_for(card)
     assert np.array_equal(got[0], load_image(data, (8, 8), fit="stretch").array)
     assert not np.array_equal(got[0], ds.load_for(base)[0])
-    bad = stretch(name="toy", labels=("x",), input_size=(8, 8), resize="fisheye")
+    with pytest.raises(ValueError, match="'fisheye'"):  # a ModelSpec refuses the rule itself
+        stretch(name="toy", labels=("x",), input_size=(8, 8), resize="fisheye")
+    bad = types.SimpleNamespace(input_size=(8, 8), resize="fisheye")  # a duck-typed spec does not
     with pytest.raises(DatasetError, match="'fisheye'"):
         preprocessing(bad)
 
