@@ -43,3 +43,23 @@ def fresh_caches():
     yield
     st.cache_resource.clear()
     st.cache_data.clear()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _registries_restored():
+    """What a test module registers (plugin losses and methods, example models) is gone after it: every
+    module sees the built-in registries, whatever ran before it (the registries are process-wide)."""
+    from mlvis.attacks import losses, methods
+    from mlvis.models import cards, registry
+
+    mlvis.list_models()  # the built-in models and the cards register themselves first
+    tables = (methods._METHODS, losses._LOSSES)
+    saved = [dict(t) for t in tables]
+    models_before = set(registry._entrypoints)
+    yield
+    for table, before in zip(tables, saved, strict=True):
+        table.clear()
+        table.update(before)
+    for name in set(registry._entrypoints) - models_before:
+        registry.unregister_model(name)
+    cards.sync(force=True)

@@ -14,7 +14,6 @@ import tracemalloc
 from pathlib import Path
 
 import numpy as np
-import plugin_hinge  # noqa: F401  (registers the "hinge" loss and method)
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -26,6 +25,16 @@ from mlvis.attacks import PER_EPS, SHARED, AttackSpec, Budget, get_method, plan,
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
 MODEL = "demo-asl"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def hinge_plugin():
+    """Import the plugin (that is all a plugin takes); conftest's registry fixture removes it after this module."""
+    import importlib
+    import sys
+
+    module = sys.modules.get("plugin_hinge")
+    yield importlib.reload(module) if module is not None else importlib.import_module("plugin_hinge")
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ from PIL import Image
 from playwright.sync_api import Page, expect
 
 import mlvis
-from mlvis.app import state
+from mlvis.app import lab, state
 
 pytestmark = pytest.mark.e2e
 
@@ -257,7 +257,8 @@ def test_attack_lab_upload_three_methods_and_the_lossless_download(
     run_section(page, "Run attack")
     model = mlvis.create_model(DEFAULT, device="cpu")
     loaded = load_image(data, model.spec.input_size, name="street.jpg")
-    recipe = rc.Recipe(DEFAULT, ("bce", "slam", "class"), 0.01, rc.ImageSource(kind="files", files=("street.jpg",)))
+    source = rc.ImageSource(kind="files", files=("street.jpg",))
+    recipe = rc.Recipe(DEFAULT, lab.DEFAULT_METHODS, lab.DEFAULT_EPS, source)
     want = rc.run_recipe(recipe, model, loaded.array[None])
     c = len(model.labels)
     for r in want:
@@ -274,7 +275,7 @@ def test_attack_lab_upload_three_methods_and_the_lossless_download(
             buttons.nth(k).click()
         path = tmp_path / info.value.suggested_filename
         info.value.save_as(path)
-        assert path.name == f"{DEFAULT}_{r.name}_eps0.01_img0_16bit.png"
+        assert path.name == f"{DEFAULT}_{r.name}_eps{lab.DEFAULT_EPS:g}_img0_16bit.png"
         x = load_png16(path)
         np.testing.assert_allclose(x, r.adv[0, 0], atol=1 / 65535)
         probs = model.predict_proba(torch.from_numpy(x[None])).numpy()
