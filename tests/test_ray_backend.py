@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from mlvis.runs import (
     AttackChunks,
@@ -42,7 +43,8 @@ def cluster():
         include_dashboard=False,
         log_to_driver=False,
         configure_logging=False,
-        runtime_env={"env_vars": {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}},
+        # workers compute with as many threads as this process, so their arrays equal this process's
+        runtime_env={"env_vars": {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": str(torch.get_num_threads())}},
     )
     try:
         yield

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import mlvis
 from mlvis.runs import (
@@ -78,7 +79,8 @@ def test_sigkill_mid_run_resumes_from_finished_chunks_to_identical_arrays(tmp_pa
         """
     )
     run_dir = tmp_path / "killed"
-    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    # the child computes with as many threads as this process, so its arrays equal this process's bit for bit
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS=str(torch.get_num_threads()))
     proc = subprocess.Popen([sys.executable, "-c", child, str(run_dir)], env=env, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     chunks = run_dir / CHUNKS
