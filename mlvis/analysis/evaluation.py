@@ -148,17 +148,21 @@ def paired_p(a: np.ndarray, b: np.ndarray) -> float:
     return float(stats.ttest_rel(a, b).pvalue)
 
 
+# Tables IV-VI's rows: the baseline, SLAM, the random control and CLASS at gamma 0, 0.5 and 1
+DEFAULT_METHODS = (
+    "bce",
+    "slam",
+    "random",
+    ("class", {"gamma": 0.0}),
+    ("class", {"gamma": 0.5}),
+    ("class", {"gamma": 1.0}),
+)
+
+
 def evaluate(
     model,
     images,
-    methods: Sequence[Any] = (
-        "bce",
-        "slam",
-        "random",
-        ("class", {"gamma": 0.0}),
-        ("class", {"gamma": 0.5}),
-        ("class", {"gamma": 1.0}),
-    ),  # fmt: skip
+    methods: Sequence[Any] = DEFAULT_METHODS,
     eps_fractions: Sequence[float] = FRACTIONS,
     *,
     profile=None,
@@ -244,14 +248,6 @@ def _table(model_name, names, b, budgets, fr, flips, flips_8bit, same, significa
 
 # ------------------------------------------------------------------------------ run directories
 
-DEFAULT_METHODS = (
-    "bce",
-    "slam",
-    "random",
-    ("class", {"gamma": 0.0}),
-    ("class", {"gamma": 0.5}),
-    ("class", {"gamma": 1.0}),
-)
 
 
 def evaluate_run(
