@@ -388,8 +388,16 @@ def _ship_path(kind: str, args: argparse.Namespace):
     return shipped_path(kind, args.model)
 
 
+def _protocol_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--protocol", default="paper", choices=["paper", "authors"],
+                   help="as the paper says (default) or as the authors ran it: clip once, their profile "
+                        "convergence, p = 1 at eps_max, CLASS's int(1.66*int(E)), raw Z, global min-max "
+                        "(see mlvis.attacks.protocol)")  # fmt: skip
+
+
 def _profile_args(p: argparse.ArgumentParser) -> None:
     _images_args(p)
+    _protocol_arg(p)
     p.add_argument("--degree", type=int, default=4, choices=[3, 4], help="polynomial degree (default 4)")
     p.add_argument("--interval", type=int, default=10, help="steps between flip measurements (default 10)")
     p.add_argument("--max-eps", type=float, default=0.5, help="stop the probes here at the latest (default 0.5)")
@@ -406,13 +414,14 @@ def profile_cmd(args: argparse.Namespace) -> int:
     ship = _ship_path("profile", args) if args.ship else None
     model, images = _load(args)
     prof = mlvis.profile(model, images, degree=args.degree, interval=args.interval, max_eps=args.max_eps,
-                         progress=ProgressBar(f"profile {args.model}"))  # fmt: skip
+                         progress=ProgressBar(f"profile {args.model}"), protocol=args.protocol)  # fmt: skip
     if args.out:
         prof.save(args.out)
     if ship:  # the profile just measured, under the settings key mlvis.profile cached it with
         key = {k: prof.settings[k] for k in ("alpha", "interval", "max_eps", "images")}
         key |= {"degree": prof.degree, "rel": prof.settings["rel"], "patience": prof.settings["patience"],
                 "images_sha": images_sha(images)}  # fmt: skip
+        key |= {"protocol": args.protocol} if args.protocol != "paper" else {}
         artifacts.save("profile", model, key, {"profile": prof.to_dict()}, path=ship)
     conv = "converged" if prof.settings.get("converged") else "NOT converged (raise --max-eps)"
     cost = prof.cost["measured"]
@@ -481,6 +490,7 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
                    help="comma-separated, from the method registry: " + _method_syntax())  # fmt: skip
     p.add_argument("--fractions", default=_fractions(), help="fractions of eps_max (default: section VI-C's grid)")
     p.add_argument("--format", default="md", choices=["md", "csv", "json"], help="table format on stdout")
+    _protocol_arg(p)
     _run_args(p, "the table (also written there as table.md, table.csv and table.json)")
 
 
@@ -503,12 +513,13 @@ def evaluate_cmd(args: argparse.Namespace) -> int:
         source = _source(args, model)
         run = evaluate_run(model, source, args.out, methods, fractions, chunk_size=args.chunk, seed=args.seed,
                            save_images=args.save_images, backend=args.backend, address=args.address,
-                           model_ref=_model_ref(args),
+                           model_ref=_model_ref(args), protocol=args.protocol,
                            progress=ProgressBar(f"evaluate {args.model} (chunks)"))  # fmt: skip
         table = table_from_run(run)
     else:
         model, images = _load(args)
-        table = mlvis.evaluate(model, images, methods, fractions, progress=ProgressBar(f"evaluate {args.model}"))
+        table = mlvis.evaluate(model, images, methods, fractions, progress=ProgressBar(f"evaluate {args.model}"),
+                               protocol=args.protocol)  # fmt: skip
     texts = {"md": table.to_markdown(), "csv": table.to_frame().to_csv(index=False), "json": table.to_json()}
     print(texts[args.format])
     if args.out:
@@ -650,9 +661,11 @@ def attack_cmd(args: argparse.Namespace) -> int:
 def _compare_related_args(p: argparse.ArgumentParser) -> None:
     _images_args(p)
     p.add_argument("--methods", default="mla-lp,ml-cw,ml-deepfool", help="comma-separated: mla-lp, ml-cw, ml-deepfool")
-    p.add_argument("--preset", default="original", choices=["original", "fast"],
-                   help="ML-CW budget: original = 10 x 1,000 Adam steps (Song et al.), fast = 5 x 100")  # fmt: skip
-    p.add_argument("--distance", default="l2", choices=["l2", "linf"], help="ML-CW distance (default l2, the original)")
+    p.add_argument("--preset", default="original", choices=["original", "fast", "authors"],
+                   help="ML-CW budget: original = 10 x 1,000 Adam steps (Song et al.), fast = 5 x 100, "
+                        "authors = 1 x 1,000 at lambda 1e5 with the L-inf distance (Table VII as run)")  # fmt: skip
+    p.add_argument("--distance", default=None, choices=["l2", "linf"],
+                   help="ML-CW distance (default: the preset's: l2, or linf for authors)")  # fmt: skip
     p.add_argument("--cw-rounds", type=int, default=None, help="override ML-CW's binary-search rounds")
     p.add_argument("--cw-iters", type=int, default=None, help="override ML-CW's Adam steps per round")
     p.add_argument("--deepfool-iters", type=int, default=None, help="ML-DeepFool iterations (default 20)")
@@ -685,7 +698,7 @@ def compare_related_cmd(args: argparse.Namespace) -> int:
         ("mla-lp", "max_iter", args.lp_iters),
         ("mla-lp", "basis", args.lp_basis),
     ):
-        if method in options and value is not None and not (key == "distance" and value == "l2"):
+        if method in options and value is not None:
             options[method][key] = value
     options = {m: o for m, o in options.items() if o}
     model, images = _load(args)

@@ -172,15 +172,21 @@ def evaluate(
     significance: float = 0.05,
     seed: int = 0,
     progress=None,
+    protocol: str = "paper",
     **job,
 ) -> EvaluationTable:
     """Tables IV-VI for ``model`` on ``images``: every method at every budget as one batched job.
 
     The budgets are ``eps_fractions`` of the profile's eps_max (section VI-C), or ``eps`` explicitly.
     ``profile`` / ``correlations`` default to the model's shipped or cached ones when a method needs them.
+    ``protocol="authors"`` runs everything as the authors' code does (:mod:`mlvis.attacks.protocol`): the
+    profile is read under their convergence rule (refitted from its curves, so the grid is theirs too) and
+    the job runs with their clip, equation 7, CLASS length, Z and matrix normalisation.
     """
     from mlvis.analysis.correlation_matrices import correlations as get_correlations
     from mlvis.analysis.profiles import profile as get_profile
+
+    profile = _protocol_profile(profile, protocol)
 
     if isinstance(methods, (str, bytes)) or not isinstance(methods, (list, tuple)) or not methods:
         raise InvalidInput(f"methods must be a non-empty list of method names or (name, options), not {methods!r}.")
@@ -191,7 +197,7 @@ def evaluate(
         eps_fractions = [check_number("each eps fraction", f, 0, 1e6) for f in listed]
     names = [as_spec(m).method for m in methods]
     if profile is None and (eps is None or needs(methods, "profile")):
-        profile = get_profile(model)
+        profile = get_profile(model, protocol=protocol)
     if correlations is None and needs(methods, "correlations"):
         correlations = get_correlations(model, direction="up")
     if baseline not in names:
@@ -201,7 +207,7 @@ def evaluate(
     budgets = np.asarray(eps, np.float64) if eps is not None else fr * profile.eps_max
     if eps is not None:
         fr = budgets / profile.eps_max if profile is not None else np.full(len(budgets), np.nan)
-    results = run_job(model, images, specs, budgets, seed=seed, progress=progress, **job)
+    results = run_job(model, images, specs, budgets, seed=seed, progress=progress, protocol=protocol, **job)
     flips = np.stack([r.flips for r in results]).astype(np.float64)
     flips_8bit = np.stack([r.flips_8bit for r in results]).astype(np.float64)
     b = [s.method for s in specs].index(baseline)
@@ -219,8 +225,19 @@ def evaluate(
         flips_8bit,
         same,
         significance,
-        {"seed": seed, "images": int(flips.shape[-1]), "eps_max": getattr(profile, "eps_max", None)},
+        {"seed": seed, "images": int(flips.shape[-1]), "eps_max": getattr(profile, "eps_max", None),
+         **({"protocol": protocol} if protocol != "paper" else {})},  # fmt: skip
     )
+
+
+def _protocol_profile(profile: Any, protocol: str) -> Any:
+    """``profile`` under ``protocol``'s convergence rule (checked; unchanged under ``"paper"``)."""
+    from mlvis.analysis.profiles import FlipProfile, for_protocol
+    from mlvis.attacks.protocol import check_protocol
+
+    if check_protocol(protocol) != "paper" and isinstance(profile, FlipProfile):
+        return for_protocol(profile, protocol)
+    return profile
 
 
 def _table(model_name, names, b, budgets, fr, flips, flips_8bit, same, significance, config) -> EvaluationTable:
@@ -269,6 +286,7 @@ def evaluate_run(
     address: str | None = None,
     model_ref=None,
     progress=None,
+    protocol: str = "paper",
     **job,
 ):
     """:func:`evaluate` as a streaming, resumable run: chunks of images written into ``run_dir``.
@@ -288,6 +306,7 @@ def evaluate_run(
         model_ref: how a worker loads the model (default ``ModelRef(model.spec.name)``); in this process
             the model given is used.
         progress: ``progress(done_chunks, total_chunks)``.
+        protocol: ``"paper"`` or ``"authors"``, as :func:`evaluate` (part of the run's identity when not the paper's).
 
     Returns:
         The finished :class:`mlvis.runs.Run`.
@@ -298,8 +317,11 @@ def evaluate_run(
     from mlvis.store import model_fingerprint
 
     name = getattr(getattr(model, "spec", None), "name", type(model).__name__)
+    profile = _protocol_profile(profile, protocol)
+    if protocol != "paper":
+        job = {**job, "protocol": protocol}  # the chunks' run_job reads it from the job options
     if profile is None and (eps is None or needs(methods, "profile")):
-        profile = get_profile(model)
+        profile = get_profile(model, protocol=protocol)
     if correlations is None and needs(methods, "correlations"):
         correlations = get_correlations(model, direction="up")
     if baseline not in [as_spec(m).method for m in methods]:

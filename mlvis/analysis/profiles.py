@@ -11,6 +11,11 @@ first interval that starts a run of ``patience`` consecutive intervals whose gai
 ``rel`` times the first interval's gain. A single flat interval is not enough: with 100 probe
 images the mean moves in steps of 0.01, so one flat block is noise (appendix L says the paper
 itself needed a larger interval for one model for this reason).
+
+Under ``protocol="authors"`` (:mod:`mlvis.attacks.protocol`) the profile is the authors' code's: E is the BCE
+curve alone, converged at the end of the first interval whose gain is below ``rel`` times the first gain
+(:func:`authors_convergence_index`), and the probes clip to [0, 1] once (their flips are read on the clipped
+images). :func:`for_protocol` refits a measured profile under the other rule from its stored curves.
 """
 
 from __future__ import annotations
@@ -46,6 +51,26 @@ def convergence_index(flips: np.ndarray, rel: float = 0.01, patience: int = 3) -
         if flat[k : k + patience].all():
             return k
     return None
+
+
+def authors_convergence_index(flips: np.ndarray, rel: float = 0.01) -> int | None:
+    """The authors' code's convergence point: the index of the point that ends the first interval (after the
+    first rising one) whose gain is below ``rel`` times the first positive gain; ``None`` while still rising.
+
+    The code divides by the very first gain (and never stops when it is 0); the first positive gain is used
+    here, as :func:`convergence_index` does."""
+    k = convergence_index(flips, rel, patience=1)
+    return None if k is None else k + 1
+
+
+def _converged_at(
+    fb: np.ndarray, fl: np.ndarray, rel: float, patience: int, rule: str
+) -> tuple[np.ndarray, int | None]:
+    """E's points and their convergence index under the protocol's ``rule`` (see the module docstring)."""
+    if rule == "bce-first":
+        return fb, authors_convergence_index(fb, rel)
+    points = np.maximum(fb, fl)
+    return points, convergence_index(points, rel, patience)
 
 
 _PER_IMAGE = ("per_image_bce", "per_image_linear")
@@ -87,7 +112,10 @@ class FlipProfile:
 
     @property
     def points(self) -> np.ndarray:
-        """E's measured points: the larger of the two probe curves (a lower-bound estimate)."""
+        """E's measured points: the larger of the two probe curves (a lower-bound estimate); the BCE curve
+        alone for a profile fitted under ``protocol="authors"``."""
+        if self.settings.get("protocol") == "authors":
+            return np.asarray(self.flips_bce, np.float64)
         return np.maximum(self.flips_bce, self.flips_linear)
 
     def expected_flips(self, eps) -> np.ndarray | float:
@@ -159,13 +187,18 @@ def fit_profile(
     patience: int = 3,
     cost: dict | None = None,
     settings: dict | None = None,
+    protocol: str = "paper",
 ) -> FlipProfile:
     """Fit E(eps) to the two probe curves measured at ``eps`` (first point eps = 0).
 
     eps_max is where the pointwise maximum of the curves converges (see the module docstring);
     a curve that never converges takes its last budget. The polynomial is fitted by least
-    squares to the points up to eps_max.
+    squares to the points up to eps_max. ``protocol="authors"``: the BCE curve alone and the authors'
+    rule (:func:`authors_convergence_index`).
     """
+    from mlvis.attacks.protocol import get_protocol
+
+    proto = get_protocol(protocol)
     eps = np.asarray(eps, np.float64)
     fb, fl = np.asarray(flips_bce, np.float64), np.asarray(flips_linear, np.float64)
     if not (eps.shape == fb.shape == fl.shape) or eps.ndim != 1:
@@ -174,8 +207,7 @@ def fit_profile(
         raise InvalidInput(f"degree must be 3 or 4, not {degree}")
     if len(eps) < degree + 1:
         raise InvalidInput(f"a degree-{degree} fit needs at least {degree + 1} points, got {len(eps)}")
-    points = np.maximum(fb, fl)
-    k = convergence_index(points, rel, patience)
+    points, k = _converged_at(fb, fl, rel, patience, proto.profile_rule)
     last = len(eps) - 1 if k is None else max(k, degree)
     eps_max = float(eps[last])
     coefficients = np.polynomial.polynomial.polyfit(eps[: last + 1], points[: last + 1], degree)
@@ -189,8 +221,26 @@ def fit_profile(
         degree=degree,
         eps_max=eps_max,
         cost=dict(cost or {}),
-        settings={"rel": rel, "patience": patience, "converged": k is not None, **(settings or {})},
+        settings={
+            "rel": rel, "patience": patience, "converged": k is not None, **(settings or {}),
+            **({"protocol": proto.name} if proto.name != "paper" else {}),
+        },  # fmt: skip
     )
+
+
+def for_protocol(profile: FlipProfile, protocol: str = "paper") -> FlipProfile:
+    """``profile`` read under ``protocol``'s convergence rule: itself when it was fitted under it, else refitted
+    from its measured curves (the same probes, the other rule; its per-image flips and cost are kept)."""
+    from mlvis.attacks.protocol import check_protocol
+
+    if profile.settings.get("protocol", "paper") == check_protocol(protocol):
+        return profile
+    st = {k: v for k, v in profile.settings.items() if k not in ("rel", "patience", "converged", "protocol")}
+    refit = fit_profile(profile.eps, profile.flips_bce, profile.flips_linear, profile.labels, profile.degree,
+                        profile.model, rel=float(profile.settings.get("rel", 0.01)),
+                        patience=int(profile.settings.get("patience", 3)), cost=profile.cost, settings=st,
+                        protocol=protocol)  # fmt: skip
+    return dataclasses.replace(refit, per_image_bce=profile.per_image_bce, per_image_linear=profile.per_image_linear)
 
 
 # ------------------------------------------------------------------------------------ the probe
@@ -208,6 +258,7 @@ def probe(
     min_points: int = 6,
     max_batch: int | None = None,
     progress=None,
+    protocol: str = "paper",
 ) -> dict:
     """The probe attacks of section V-C: unbounded MI-FGSM with BCE and with the linear loss.
 
@@ -218,6 +269,9 @@ def probe(
     logits that the step's gradient forward computes anyway, and the probe stops as soon as the larger
     curve has converged (:func:`convergence_index`, with at least ``min_points`` points including eps = 0,
     enough for a degree-4 fit) or at ``max_eps``.
+
+    ``protocol="authors"``: the probes clip to [0, 1] once (flips read on the clipped images) and stop when
+    the BCE curve converges by the authors' rule (see the module docstring).
 
     Returns a dict: ``eps`` (M,), ``flips_bce`` / ``flips_linear`` (M,) means, ``per_image_bce`` /
     ``per_image_linear`` (M, N), ``steps`` run, ``converged`` and the measured ``cost``.
@@ -234,9 +288,11 @@ def probe(
         threshold,
         work_dtype,
     )
+    from mlvis.attacks.protocol import get_protocol
     from mlvis.attacks.rows import RowTable
     from mlvis.metrics import flip_count
 
+    proto = get_protocol(protocol)
     alpha = DEFAULT_ALPHA if alpha is None else alpha
     check_number("min_points", min_points, 2, 10**6, whole=True)
     if max_batch is not None:
@@ -289,8 +345,8 @@ def probe(
             state["recorded"] = False
             records.append(flips_now.clone())
             means = torch.stack(records).float().mean(2).cpu().numpy()  # one host sync per interval
-            curve = np.concatenate([[0.0], means.max(1)])
-            if len(curve) >= min_points and convergence_index(curve, rel, patience) is not None:
+            fb, fl = np.concatenate([[0.0], means[:, 0]]), np.concatenate([[0.0], means[:, 1]])
+            if len(fb) >= min_points and _converged_at(fb, fl, rel, patience, proto.profile_rule)[1] is not None:
                 state["converged"] = True
                 return True
         if progress is not None and k < max_steps:
@@ -298,7 +354,8 @@ def probe(
         return False
 
     fmt = torch.contiguous_format  # the layout the shipped profiles were measured in
-    steps_run = run_lockstep(model, x, table, parts, StepHook(interval, record, stop), fmt=fmt)
+    steps_run = run_lockstep(model, x, table, parts, StepHook(interval, record, stop), fmt=fmt,
+                             clip_once=proto.clip_once)  # fmt: skip
     converged = bool(state["converged"])
     per = torch.stack(records).cpu().numpy()  # (M, 2, N)
     m = per.shape[0]
@@ -374,12 +431,16 @@ def profile(
     patience: int = 3,
     cache: bool = True,
     progress=None,
+    protocol: str = "paper",
 ) -> FlipProfile:
     """The flip profile E(eps) of ``model`` (section V-C).
 
     With ``images``: run the two probes (:func:`probe`), fit the polynomial (:func:`fit_profile`) and
     cache the result, keyed by the weights' fingerprint and the settings. Without: return the
     shipped or cached profile of these weights, or say clearly that there is none.
+
+    ``protocol="authors"`` measures and fits it as the authors' code does (see the module docstring); without
+    images the shipped profile is refitted from its curves under that rule (:func:`for_protocol`).
 
     Example:
         >>> model = mlvis.create_model("demo-asl")
@@ -388,7 +449,9 @@ def profile(
     """
     from mlvis.analysis import artifacts
     from mlvis.attacks.geometry import DEFAULT_ALPHA
+    from mlvis.attacks.protocol import check_protocol
 
+    check_protocol(protocol)
     alpha = DEFAULT_ALPHA if alpha is None else alpha
     check_profile_settings(alpha=alpha, interval=interval, max_eps=max_eps, rel=rel, patience=patience,
                            degree=degree)  # fmt: skip
@@ -401,14 +464,14 @@ def profile(
                 f"No profile of {name!r} is shipped or cached for these weights. Compute one with "
                 f"mlvis.profile(model, images) or `mlvis profile --model {name}`."
             )
-        return FlipProfile.from_dict(doc["profile"])
+        return for_protocol(FlipProfile.from_dict(doc["profile"]), protocol)
     p = probe(model, images, alpha=alpha, interval=interval, max_eps=max_eps, rel=rel, patience=patience,
-              progress=progress)  # fmt: skip
+              progress=progress, protocol=protocol)  # fmt: skip
     labels = p["labels"]
     n = int(p["per_image_bce"].shape[1])
     settings = {"alpha": alpha, "interval": int(interval), "max_eps": float(max_eps), "images": n}
     fitted = fit_profile(p["eps"], p["flips_bce"], p["flips_linear"], labels=labels, degree=degree, model=name,
-                         rel=rel, patience=patience, settings=settings)  # fmt: skip
+                         rel=rel, patience=patience, settings=settings, protocol=protocol)  # fmt: skip
     cost = {
         "measured": p["cost"],
         "equation_19": equation_19(fitted.eps_max, alpha, interval),
@@ -422,6 +485,7 @@ def profile(
     )
     if cache:
         key = {**settings, "degree": degree, "rel": rel, "patience": patience, "images_sha": images_sha(images)}
+        key |= {"protocol": protocol} if protocol != "paper" else {}
         artifacts.save("profile", model, key, {"profile": fitted.to_dict()})
     return fitted
 

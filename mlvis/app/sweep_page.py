@@ -20,6 +20,7 @@ from mlvis.app import cache, jobs, options, state
 from mlvis.app.page import DIMS, parse_numbers, scenes
 from mlvis.attacks import DEFAULT_ALPHA, AttackSpec, get_method
 from mlvis.attacks.plan import exposed_values, image_steps
+from mlvis.attacks.protocol import PROTOCOL_TITLES, PROTOCOLS
 
 SWEEP_METHODS = "sweep.methods"
 SWEEP_GAMMA = "sweep.gamma"
@@ -29,6 +30,7 @@ SWEEP_EIGHT = "sweep.eight_bit"
 SWEEP_TARGET_EPS = "sweep.target_eps"
 SWEEP_QS = "sweep.qs"
 SWEEP_BL_EPS = "sweep.bl_eps"
+SWEEP_PROTOCOL = "sweep.protocol"
 SWEEP_DEFAULT_METHODS = ("bce", "slam", "class", "random")
 SWEEP_QS_DEFAULT = (0.25, 0.5, 0.75, 1.0)
 
@@ -42,6 +44,7 @@ class SweepSettings:
     fractions: tuple[float, ...] = (0.05, 0.1, 0.2)
     images: int = 8
     seed: int = 0
+    protocol: str = "paper"
 
 
 def sweep_options() -> list:
@@ -73,7 +76,18 @@ def sweep_steps(s: SweepSettings, eps_max: float) -> int:
     return image_steps(method_specs(methods, s.values), eps, s.images, alpha=DEFAULT_ALPHA, dims=DIMS)
 
 
+def protocol_eps_max(model_name: str, protocol: str, eps_max: float) -> float:
+    """eps_max under ``protocol`` (the authors' convergence rule refits the profile: mlvis.attacks.protocol)."""
+    if protocol == "paper":
+        return eps_max
+    from mlvis.analysis.profiles import for_protocol
+
+    profile = cache.artifact(model_name, "profile")
+    return eps_max if profile is None else for_protocol(profile, protocol).eps_max
+
+
 def sweep_cost(model_name: str, s: SweepSettings, eps_max: float) -> jobs.Estimate:
+    eps_max = protocol_eps_max(model_name, s.protocol, eps_max)
     est = jobs.estimate(model_name, sweep_steps(s, eps_max), "sweep.table")
     return dataclasses.replace(est, note=rc.cost_note(s.methods))
 
@@ -96,6 +110,7 @@ def compute_sweep(model_name: str, s: SweepSettings, progress=None):
         correlations=arts.correlations(),
         seed=s.seed,
         progress=progress,
+        protocol=s.protocol,
     )
 
 
@@ -151,6 +166,7 @@ class BceLinearSettings:
     eps: tuple[float, ...] = (0.005, 0.01, 0.02, 0.04)
     images: int = 8
     seed: int = 0
+    protocol: str = "paper"
 
 
 def bce_linear_steps(s: BceLinearSettings) -> int:
@@ -163,7 +179,7 @@ def compute_bce_linear(model_name: str, s: BceLinearSettings, progress=None):
 
     model = cache.load_model(model_name)
     x = scenes(model, s.images, s.seed)
-    return bce_vs_linear(model, x, list(s.eps), progress=progress)
+    return bce_vs_linear(model, x, list(s.eps), progress=progress, protocol=s.protocol)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -244,12 +260,25 @@ def sweep_controls(eps_max: float) -> SweepSettings:
             bind="query-params",
             help="Every method runs on the same images at every budget, in one batched job.",
         )
+        # the protocol switch (issue 12 §2): the paper's text, or the authors' code's choices all together
+        protocol = st.segmented_control(
+            "Protocol",
+            list(PROTOCOLS),
+            default="paper",
+            format_func=lambda p: PROTOCOL_TITLES[p],
+            key=SWEEP_PROTOCOL,
+            bind="query-params",
+            help="As the paper says (mlvis's default) or as the authors ran it: clip to [0, 1] once after the "
+            "loop, their profile convergence (a smaller ε_max, so other budgets), p = 1 at ε_max, CLASS's "
+            "int(1.66·int(E)) subset length, Z not normalised, matrices min-max over every entry.",
+        )
     try:
         fractions = parse_numbers(fractions_text, "the fractions", 0.0, 1.0)
     except ValueError as exc:
         st.error(str(exc))
         st.stop()
-    return SweepSettings(tuple(methods or ()), tuple(values.items()), fractions, int(images), state.seed())
+    return SweepSettings(tuple(methods or ()), tuple(values.items()), fractions, int(images), state.seed(),
+                         protocol or "paper")  # fmt: skip
 
 
 def run_table(model_name: str, s: SweepSettings, eps_max: float):
@@ -371,7 +400,7 @@ def bce_linear_controls(s: SweepSettings) -> BceLinearSettings | None:
     eps = _numbers_input(
         "Budgets ε", "0.005, 0.01, 0.02, 0.04", SWEEP_BL_EPS, "Comma-separated L∞ budgets.", "the budgets", 0.5
     )
-    return None if eps is None else BceLinearSettings(eps, s.images, s.seed)
+    return None if eps is None else BceLinearSettings(eps, s.images, s.seed, s.protocol)
 
 
 def run_bce_linear(model_name: str, bs: BceLinearSettings):

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from mlvis.attacks.methods import PER_EPS, SHARED, LoopPlan, MethodContext, Option, check_profile, register_method
+from mlvis.attacks.protocol import get_protocol
 from mlvis.errors import InvalidInput
 
 
@@ -40,9 +41,18 @@ def target_ease(probs: np.ndarray, target: np.ndarray) -> np.ndarray:
     return out
 
 
-def subset_length(expected_flips: float, num_labels: int, factor: float = 1.66) -> int:
-    """Section V-B's heuristic: target 1/0.6 ~ 1.66 times the expected number of flips (>= 1)."""
-    return int(min(num_labels, max(1, np.floor(factor * max(float(expected_flips), 0.0)))))
+def subset_length(expected_flips: float, num_labels: int, factor: float = 1.66, rule: str = "floor") -> int:
+    """Section V-B's heuristic: target 1/0.6 ~ 1.66 times the expected number of flips (>= 1).
+
+    ``rule="floor"``: min(C, floor(1.66 E)) (the paper); ``"int-int"``: min(C, int(1.66 int(E))), E truncated
+    before the product as the authors' code does (``protocol="authors"``: 3 instead of 4 for E = 2.6).
+    """
+    e = max(float(expected_flips), 0.0)
+    if rule == "int-int":
+        return int(min(num_labels, max(1, int(factor * int(min(e, num_labels))))))
+    if rule != "floor":
+        raise InvalidInput(f"The subset length rule must be 'floor' or 'int-int', not {rule!r}.")
+    return int(min(num_labels, max(1, np.floor(factor * e))))
 
 
 def select_subset(
@@ -53,6 +63,7 @@ def select_subset(
     branches: int = 4,
     depth: int = 4,
     trace: list | None = None,
+    normalise_z: bool = True,
 ) -> np.ndarray:
     """The ordered label subset Algorithm 3 chooses for one image.
 
@@ -66,6 +77,8 @@ def select_subset(
             (``"root"``), per tree level the nodes' ``"parent"`` (index into the level above; -1 for the
             root), ``"label"`` added and its ``"score"`` S at the parent, the leaves' ``"objective"`` O, and
             the label the iteration adds (``"chosen"``, from leaf ``"best_leaf"``). It changes nothing else.
+        normalise_z: divide Z by its largest magnitude per node (the pseudo-code); ``False`` uses the raw sums
+            as the authors' code does (``protocol="authors"``).
 
     Returns:
         int array of ``length`` distinct label indices, in the order they were added.
@@ -92,8 +105,11 @@ def select_subset(
         first = np.full(1, -1)
         record: dict[str, Any] | None = {"root": list(chosen), "levels": []} if trace is not None else None
         for level in range(levels):
-            scale = np.abs(z).max(axis=1, keepdims=True)
-            zn = np.divide(z, scale, out=np.zeros_like(z), where=scale > 0)
+            if normalise_z:
+                scale = np.abs(z).max(axis=1, keepdims=True)
+                zn = np.divide(z, scale, out=np.zeros_like(z), where=scale > 0)
+            else:
+                zn = z
             score = np.where(members, -np.inf, gamma * zn + (1 - gamma) * ease)
             k = min(branches, C - int(members[0].sum()))
             # top-k per node, best first; stable so that ties keep label order
@@ -123,13 +139,21 @@ def select_subset(
 # ------------------------------------------------------------------------- the targeting methods
 
 
-def normalise_correlations(matrix: np.ndarray) -> np.ndarray:
+def normalise_correlations(matrix: np.ndarray, scope: str = "off-diagonal") -> np.ndarray:
     """Min-max normalise a correlation matrix over its off-diagonal entries; the diagonal becomes 0.
 
     The diagonal is the attacked label's own response (the attack itself, not a correlation): it is
     an order of magnitude larger than any off-diagonal entry and would squash them all near 0.
+    ``scope="global"`` normalises over every entry and keeps the diagonal, as the authors' code does
+    (``protocol="authors"``).
     """
     m = np.asarray(matrix, np.float64)
+    if scope == "global":
+        lo, hi = m.min(), m.max()
+        glob: np.ndarray = np.divide(m - lo, hi - lo, out=np.zeros_like(m), where=np.full(m.shape, hi > lo))
+        return glob
+    if scope != "off-diagonal":
+        raise InvalidInput(f"The normalisation scope must be 'off-diagonal' or 'global', not {scope!r}.")
     off = ~np.eye(m.shape[0], dtype=bool)
     lo, hi = m[off].min(), m[off].max()
     out: np.ndarray = np.divide(m - lo, hi - lo, out=np.zeros_like(m), where=off & (hi > lo))
@@ -145,11 +169,13 @@ def instance_correlation(up: np.ndarray, down: np.ndarray, target: np.ndarray) -
     return out
 
 
-def _matrices(correlations: Any) -> tuple[np.ndarray, np.ndarray]:
-    """(up, down), both min-max normalised, from a CorrelationMatrix, a pair of them, or arrays.
+def _matrices(correlations: Any, scope: str = "off-diagonal") -> tuple[np.ndarray, np.ndarray]:
+    """(up, down), both min-max normalised (over ``scope``, see :func:`normalise_correlations`), from a
+    CorrelationMatrix, a pair of them, or arrays.
 
     With the flip-up matrix alone, flip-down is approximated by ``1 - up`` (section IV-B: the two
-    are negatives of each other, so their min-max normalisations are complements).
+    are negatives of each other, so their min-max normalisations are complements); its diagonal is 0
+    unless ``scope="global"`` (the authors' code keeps it).
     """
 
     def raw(c: Any) -> np.ndarray:
@@ -166,29 +192,32 @@ def _matrices(correlations: Any) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(correlations, tuple | list):
         if len(correlations) != 2:
             raise InvalidInput("correlations must be one flip-up matrix or a (flip-up, flip-down) pair.")
-        up, down = normalise_correlations(raw(correlations[0])), normalise_correlations(raw(correlations[1]))
+        up, down = (normalise_correlations(raw(c), scope) for c in correlations)
     else:
         if getattr(correlations, "direction", "up") != "up":
             raise InvalidInput("A single correlation matrix for CLASS must be the flip-up one.")
-        up = normalise_correlations(raw(correlations))
+        up = normalise_correlations(raw(correlations), scope)
         down = 1.0 - up
-        np.fill_diagonal(down, 0.0)
+        if scope != "global":
+            np.fill_diagonal(down, 0.0)
     if up.ndim != 2 or up.shape != down.shape or up.shape[0] != up.shape[1]:
         raise InvalidInput(f"correlation matrices must be square and alike, not {up.shape} and {down.shape}.")
     return up, down
 
 
-def correlation_pair(correlations: Any) -> tuple[np.ndarray, np.ndarray]:
+def correlation_pair(correlations: Any, scope: str = "off-diagonal") -> tuple[np.ndarray, np.ndarray]:
     """The (flip-up, flip-down) matrices CLASS uses, min-max normalised (see ``_matrices``)."""
-    return _matrices(correlations)
+    return _matrices(correlations, scope)
 
 
-def profile_lengths(profile: Any, linf_eps: np.ndarray, num_labels: int, factor: float = 1.66) -> np.ndarray:
-    """Section V-B's subset length per budget, min(C, floor(factor * E(eps))), with E read at the
-    L-inf-equivalent budgets ``linf_eps`` (K,)."""
+def profile_lengths(
+    profile: Any, linf_eps: np.ndarray, num_labels: int, factor: float = 1.66, rule: str = "floor"
+) -> np.ndarray:
+    """Section V-B's subset length per budget, min(C, floor(factor * E(eps))) (``rule``: see
+    :func:`subset_length`), with E read at the L-inf-equivalent budgets ``linf_eps`` (K,)."""
     check_profile(profile, num_labels, "expected_flips")
     e = np.atleast_1d(np.asarray(profile.expected_flips(np.asarray(linf_eps, np.float64)), np.float64))
-    return np.array([subset_length(v, num_labels, factor) for v in e], np.int64)
+    return np.array([subset_length(v, num_labels, factor, rule) for v in e], np.int64)
 
 
 def _lengths_from_profile(profile: Any, linf_eps: np.ndarray, num_labels: int) -> dict[str, np.ndarray]:
@@ -205,7 +234,7 @@ def _lengths(ctx: MethodContext, profile: Any, length: Any, factor: float) -> np
         return ln.copy()
     if profile is None:
         raise InvalidInput("Give a profile (to size the subset from E(eps)) or an explicit length.")
-    return profile_lengths(profile, ctx.linf, c, factor)
+    return profile_lengths(profile, ctx.linf, c, factor, get_protocol(ctx.protocol).class_length)
 
 
 def _ctx_numpy(ctx: MethodContext) -> tuple[np.ndarray, np.ndarray]:
@@ -221,6 +250,7 @@ def class_masks(
     gamma: float = 0.5,
     branches: int = 4,
     depth: int = 4,
+    normalise_z: bool = True,
 ) -> np.ndarray:
     """(K, N, C) 0/1 masks: CLASS's subset for every (eps, image); subsets depend on eps only via length.
 
@@ -236,7 +266,7 @@ def class_masks(
             masks[ks] = 1.0
             continue
         for i in range(n):  # the tree search is per image by nature (pure numpy, a few ms)
-            chosen = select_subset(ease[i], icm[i], int(ln), gamma, branches, depth)
+            chosen = select_subset(ease[i], icm[i], int(ln), gamma, branches, depth, normalise_z=normalise_z)
             masks[ks[:, None], i, chosen[None, :]] = 1.0
     return masks
 
@@ -282,13 +312,14 @@ def _class(
         raise InvalidInput(f"gamma must lie in [0, 1], not {gamma}.")
     if int(branches) < 1 or int(depth) < 1:
         raise InvalidInput("branches and depth must be at least 1.")
-    up, down = _matrices(correlations)
+    proto = get_protocol(ctx.protocol)
+    up, down = _matrices(correlations, proto.correlation_scope)
     if up.shape[0] != ctx.num_labels:
         c = up.shape[0]
         raise InvalidInput(f"The correlation matrices are {c} x {c}; the model has {ctx.num_labels} labels.")
     lengths = _lengths(ctx, profile, length, factor)
     probs, target = _ctx_numpy(ctx)
-    masks = class_masks(probs, target, lengths, up, down, gamma, int(branches), int(depth))
+    masks = class_masks(probs, target, lengths, up, down, gamma, int(branches), int(depth), proto.normalise_z)
     return LoopPlan("bce", weights=masks)
 
 

@@ -32,6 +32,7 @@ from mlvis.attacks.model_helpers import (
     threshold,
     work_dtype,
 )
+from mlvis.attacks.protocol import get_protocol
 from mlvis.attacks.result import AttackResult
 from mlvis.attacks.rows import RowTable
 from mlvis.attacks.rows import image_steps as dry_run_steps
@@ -44,7 +45,9 @@ __all__ = ["NORMS", "AttackSpec", "attack", "run_job"]
 MAX_EPS = 1e6  # far above any budget (an L-inf eps is at most 1, an L2 radius at most sqrt(pixels)); bounds the counts
 MIN_ALPHA = 1e-12  # with MAX_EPS, every step count fits an int64 (the cap then answers with a sentence)
 _SPEC_COMMON = ("alpha", "norm")  # options any spec may set, overriding the job's
-_JOB_OPTIONS = ("seed", "device", "progress", "autocast", "memory_budget", "max_batch", "max_image_steps")
+_JOB_OPTIONS = (
+    "seed", "device", "progress", "autocast", "memory_budget", "max_batch", "max_image_steps", "protocol",
+)  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,8 +80,9 @@ def attack(
             final evaluations stay in full precision), ``memory_budget`` (bytes per chunk; default 60 % of
             free GPU memory, 2 GiB on the CPU), ``max_batch`` (rows per chunk; default 128 on the CPU, no cap
             on a GPU), ``max_image_steps`` (the cap on work, default ``MLVIS_MAX_IMAGE_STEPS`` or 10^7;
-            a job over it is refused with :class:`~mlvis.errors.WorkTooLarge` before anything runs), and the
-            method's own options (``weights``; SLAM's ``p`` and ``q``).
+            a job over it is refused with :class:`~mlvis.errors.WorkTooLarge` before anything runs), ``protocol``
+            (``"paper"``, the default, or ``"authors"``: the authors' code's choices, see
+            :mod:`mlvis.attacks.protocol`), and the method's own options (``weights``; SLAM's ``p`` and ``q``).
 
     Returns:
         An :class:`AttackResult` of CPU numpy arrays.
@@ -109,6 +113,7 @@ def run_job(
     memory_budget: int | None = None,
     max_batch: int | None = None,
     max_image_steps: int | None = None,
+    protocol: str = "paper",
 ) -> list[AttackResult]:
     """Run several methods x an eps list on the same images as ONE batched job; one result per spec.
 
@@ -124,6 +129,9 @@ def run_job(
     Every argument is checked before any work; a job whose dry-run cost (:func:`mlvis.attacks.plan.image_steps`)
     is over ``max_image_steps`` (default :func:`mlvis.errors.max_image_steps`) raises
     :class:`~mlvis.errors.WorkTooLarge`, naming the cap and how to raise it, before anything is allocated.
+
+    ``protocol="authors"`` runs MI-FGSM with the box clip once after the loop and lets the methods read the
+    profile and the correlations the authors' way (:mod:`mlvis.attacks.protocol`); ``"paper"`` is the default.
 
     Example:
         >>> res_bce, res_slam = run_job(model, x, ["bce", AttackSpec("slam", {"p": [0.1, 0.3], "q": 0.5})],
@@ -165,6 +173,7 @@ def run_job(
     if progress is not None and not callable(progress):
         raise InvalidInput(f"progress must be a function progress(done, total), not {progress!r}.")
     cap = max_image_steps_cap(max_image_steps)
+    proto = get_protocol(protocol)
     _check_work(spec_list, eps_arr, int(x.shape[0]), alpha, norm, dims, cap)
 
     thr = threshold(model)
@@ -206,7 +215,7 @@ def run_job(
             model=model, images=x, clean_logits=clean_logits, clean_probs=clean_probs, clean_pred=clean_pred,
             target=target, eps=eps_arr.copy(), alpha=s_alpha, norm=s_norm, threshold=thr, labels=labels,
             generator=torch.Generator().manual_seed(int(seed)), device=dev, autocast=bool(autocast),
-            memory_budget=budget, progress=progress, eps_linf=linf,
+            memory_budget=budget, progress=progress, eps_linf=linf, protocol=proto.name,
         )  # fmt: skip
         out = info.fn(ctx, **opts)
         if isinstance(out, LoopPlan):
@@ -235,7 +244,7 @@ def run_job(
         for _ in spec_list
     ]
     if table.num_rows:
-        run_table(model, x, table, outs, budget, int(max_batch), bool(autocast), progress)
+        run_table(model, x, table, outs, budget, int(max_batch), bool(autocast), progress, proto.clip_once)
     for s, out in runner_outputs.items():
         store_runner(model, x, out, outs[s], eps_arr, spec_meta[s][4], eval_batch)
 
@@ -264,6 +273,7 @@ def run_job(
                 "num_images": n_img,
                 "image_shape": list(shape),
                 "engine": "mlvis.attacks MI-FGSM v1",
+                **({"protocol": proto.name} if proto.name != "paper" else {}),
             }
         )
         results.append(

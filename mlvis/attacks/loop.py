@@ -10,6 +10,10 @@ Per row of a chunk (see :mod:`mlvis.attacks.rows`)::
         delta = norm.step(delta, g)                                  # L-inf: -alpha * sign(g); L2: see norms
         delta = clamp to the eps-cube (L-inf) and keep x0 + delta in [0, 1]
 
+With ``clip_once`` (``protocol="authors"``, :mod:`mlvis.attacks.protocol`) the [0, 1] box is left out of the
+per-step clamp and of the model's input during the loop; every snapshot is put into the box once, at the end
+(as the authors' code does: their Algorithm 2 clips after the loop).
+
 :class:`Chunk` holds one chunk's state and runs one iteration per :meth:`Chunk.step`; the active rows at
 step ``k`` are a prefix (rows are sorted by step count, a row whose steps are done leaves without a copy),
 found by moving one pointer, so nothing is allocated per step and a job's bookkeeping does not grow with
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -76,11 +81,13 @@ class Chunk:
         norm: str,
         autocast: bool,
         fmt: torch.memory_format,
+        clip_once: bool = False,
     ):
         dev, dtype = x.device, x.dtype
         col = table.col
         r = len(rows)
         self.model, self.table, self.rows, self.autocast, self.fmt = model, table, rows, autocast, fmt
+        self.clip_once = bool(clip_once)
         self.norm = get_norm(norm)
         rows_t = torch.as_tensor(rows, device=dev)
         self.x0 = x.index_select(0, torch.as_tensor(col["img"][rows], device=dev)).contiguous(memory_format=fmt)
@@ -134,7 +141,11 @@ class Chunk:
 
         self.lo_box = -self.x0
         self.hi_box = 1 - self.x0
-        self.lo, self.hi = self.norm.bounds(self.lo_box, self.hi_box, self.eps_v)
+        if self.clip_once:  # the ball only; the box once, when a snapshot is taken
+            unbounded = torch.full_like(self.x0, math.inf)
+            self.lo, self.hi = self.norm.bounds(-unbounded, unbounded, self.eps_v)
+        else:
+            self.lo, self.hi = self.norm.bounds(self.lo_box, self.hi_box, self.eps_v)
         self.delta = torch.zeros_like(self.x0)
         self.g = torch.zeros_like(self.x0)
         self.tiny = torch.finfo(dtype).tiny
@@ -153,7 +164,8 @@ class Chunk:
         """Iteration ``k`` (0-based) on the active rows; returns their logits of ``x0 + delta`` before the step."""
         m = self.active(k)
         d = self.delta[:m]
-        xa = (self.x0[:m] + d).clamp_(0, 1).requires_grad_(True)
+        xa = self.x0[:m] + d
+        xa = (xa if self.clip_once else xa.clamp_(0, 1)).requires_grad_(True)
         with torch.enable_grad():
             with self.amp:
                 logits = self.model(xa)
@@ -231,8 +243,10 @@ def run_table(
     max_batch: int,
     autocast: bool,
     progress: Progress | None,
+    clip_once: bool = False,
 ) -> None:
-    """Run every row of ``table`` (a job): chunk after chunk, each to its last step, then its snapshots."""
+    """Run every row of ``table`` (a job): chunk after chunk, each to its last step, then its snapshots
+    (``clip_once``: see the module docstring)."""
     table.finish()
     img_bytes = x[0].numel() * x.element_size()
     act = activation_bytes(model, x, autocast)
@@ -240,7 +254,7 @@ def run_table(
     done = 0
     fmt = memory_format(model)
     for norm, rows in table.chunks(img_bytes, act, budget, max_batch):
-        chunk = Chunk(model, x, table, rows, norm, autocast, fmt)
+        chunk = Chunk(model, x, table, rows, norm, autocast, fmt, clip_once)
         for k in range(chunk.n_max):
             chunk.step(k)
             done += chunk.m
@@ -258,20 +272,24 @@ def run_lockstep(
     *,
     norm: str = "linf",
     fmt: torch.memory_format | None = None,
+    clip_once: bool = False,
 ) -> int:
     """Run the rows of ``table`` cut into ``parts`` side by side, one step of every part at a time, with
     ``hook`` watching; returns the number of steps taken (fewer than the rows' when the hook stops it).
 
     Every part must hold rows of equal step count. Used by the profile probe, whose stopping rule needs
-    every row's flips at the same step."""
+    every row's flips at the same step. With ``clip_once`` the hook sees the logits of the images put into
+    [0, 1] (one extra forward per record, as the authors' probe measures), not of the loop's unclipped ones."""
     table.finish()
-    chunks = [Chunk(model, x, table, np.asarray(p), norm, False, fmt or memory_format(model)) for p in parts]
+    fmt = fmt or memory_format(model)
+    chunks = [Chunk(model, x, table, np.asarray(p), norm, False, fmt, clip_once) for p in parts]
     n_max = max(c.n_max for c in chunks)
     for k in range(n_max):
         for c in chunks:
+            seen = c.current_logits() if clip_once and hook.wants(k) else None
             logits = c.step(k)
             if hook.wants(k):
-                hook.record(k, c.rows, logits.detach())
+                hook.record(k, c.rows, logits.detach() if seen is None else seen)
         if hook.stop(k):
             return k
     if hook.final:

@@ -62,6 +62,7 @@ class MethodContext:
     memory_budget: int = 2**31
     progress: Callable[[int, int], None] | None = None
     eps_linf: np.ndarray | None = None  # (K,) the L-inf-equivalent budgets (what a profile is read at)
+    protocol: str = "paper"  # "paper" | "authors" (mlvis.attacks.protocol): how profiles and matrices are read
 
     @property
     def linf(self) -> np.ndarray:
@@ -296,10 +297,15 @@ def method_description(name: str) -> str:
     return get_method(name).description
 
 
-def profile_flip_ratio(profile: Any, linf_eps: np.ndarray, num_labels: int) -> np.ndarray:
-    """SLAM's ``p`` per budget (equation 7): the profile's E / C at the L-inf-equivalent budgets ``(K,)``."""
+def profile_flip_ratio(profile: Any, linf_eps: np.ndarray, num_labels: int, inclusive: bool = False) -> np.ndarray:
+    """SLAM's ``p`` per budget (equation 7): the profile's E / C at the L-inf-equivalent budgets ``(K,)``.
+
+    Equation 7 sets p = 1 beyond eps_max (``eps > eps_max``, the paper); ``inclusive`` also at eps_max itself
+    (``eps >= eps_max``, the authors' code, ``protocol="authors"``)."""
     check_profile(profile, num_labels, "flip_ratio")
-    return np.atleast_1d(np.asarray(profile.flip_ratio(np.asarray(linf_eps, np.float64)), np.float64))
+    eps = np.atleast_1d(np.asarray(linf_eps, np.float64))
+    p = np.atleast_1d(np.asarray(profile.flip_ratio(eps), np.float64))
+    return np.where(eps >= profile.eps_max, 1.0, p) if inclusive else p
 
 
 def check_profile(profile: Any, num_labels: int, needed: str) -> None:
@@ -375,7 +381,9 @@ def _slam(
     if profile is not None:
         if not hasattr(profile, "flip_ratio"):
             raise InvalidInput("slam's profile must be a FlipProfile (see mlvis.profile).")
-        p = _slam_from_profile(profile, ctx.linf, ctx.num_labels)["p"]
+        from mlvis.attacks.protocol import get_protocol
+
+        p = profile_flip_ratio(profile, ctx.linf, ctx.num_labels, get_protocol(ctx.protocol).eq7_inclusive)
     p_arr = np.asarray(p.detach().cpu() if isinstance(p, torch.Tensor) else p, dtype=np.float64)
     q_val = float(q)
     if not np.isfinite(p_arr).all() or (p_arr < 0).any() or (p_arr > 1).any():
