@@ -432,7 +432,15 @@ def profile_cmd(args: argparse.Namespace) -> int:
 
 def _correlations_args(p: argparse.ArgumentParser) -> None:
     _images_args(p)
-    p.add_argument("--eps", type=float, default=0.005, help="budget of each single-label attack (default 0.005)")
+    p.add_argument("--eps", default="0.005",
+                   help="budget of each single-label attack (default 0.005), or 'approach': section IV-B's rule, "
+                        "the smallest eps at which the attacked label's mean confidence moves half-way to the "
+                        "threshold, measured on --held-out further images")  # fmt: skip
+    p.add_argument("--held-out", type=int, default=16,
+                   help="--eps approach: the held-out images that pick the budget (the next ones after --images; "
+                        "default 16)")  # fmt: skip
+    p.add_argument("--all-images-down", action="store_true",
+                   help="flip-down over every image (mlvis before the budget rule) instead of those with the label")
     p.add_argument("--direction", default="both", choices=["up", "down", "both"], help="which matrices")
     p.add_argument("--out", default=None, help="also write each matrix as JSON into this folder")
     p.add_argument("--ship", action="store_true", help="write them as the demo model's shipped matrices")
@@ -450,13 +458,45 @@ def correlations_cmd(args: argparse.Namespace) -> int:
 
     directions = ("up", "down") if args.direction == "both" else (args.direction,)
     ship = {d: _ship_path(f"correlations-{d}", args) for d in directions} if args.ship else {}
-    model, images = _load(args)
+    eps: float | str = args.eps
+    held_out = None
+    if args.eps != "approach":
+        try:
+            eps = float(args.eps)
+        except ValueError:
+            raise ValueError(f"--eps must be a number or 'approach', not {args.eps!r}.") from None
+    elif args.held_out < 1:
+        raise ValueError("--held-out must be at least 1.")
+    if eps == "approach":  # the held-out images are the next ones of the same source
+        n = args.images
+        args.images = n + args.held_out
+        model, both = _load(args)
+        args.images = n
+        images, held_out = both[:n], both[n:]
+        if len(held_out) < 1:
+            raise ValueError(f"The image source holds only {len(both)} image(s); --eps approach needs more.")
+        from mlvis.analysis.correlation_matrices import approach_budget
+
+        rule = approach_budget(model, held_out, "up")
+        eps = rule.eps
+        med = ", ".join(f"{e:g}: {m:.2f}" for e, m in zip(rule.grid, rule.median))
+        print(f"{args.model}: budget rule on {len(held_out)} held-out images picks eps {eps:g} "
+              f"(median progress {med}){'' if rule.reached else ' (NOT reached: the largest tried)'}")  # fmt: skip
+    else:
+        model, images = _load(args)
+        rule = None
     for d in directions:
-        cm = mlvis.correlations(model, images, eps=args.eps, direction=d, progress=ProgressBar(f"flip-{d}"))
+        cm = mlvis.correlations(model, images, eps=eps, direction=d, progress=ProgressBar(f"flip-{d}"),
+                                present_only=not args.all_images_down)  # fmt: skip
+        if rule is not None:
+            import dataclasses
+
+            cm = dataclasses.replace(cm, budget={**rule.to_dict(), **cm.budget})
         if args.out:
             cm.save(Path(args.out) / f"{args.model}.correlations-{d}.json")
         if args.ship:
             settings = {"eps": cm.eps, "alpha": cm.alpha, "images": cm.images, "images_sha": images_sha(images)}
+            settings |= {"budget": "approach", "held_out_sha": rule.images_sha} if rule is not None else {}
             artifacts.save(f"correlations-{d}", model, settings, {"correlations": cm.to_dict()}, path=ship[d])
         off = cm.matrix[~np.eye(cm.num_labels, dtype=bool)]
         print(f"{args.model} flip-{d}: off-diagonal {off.min():+.4f} .. {off.max():+.4f}, mean attackability "

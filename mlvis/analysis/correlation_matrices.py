@@ -8,6 +8,18 @@ of the engine (images repeated per label), never a Python loop per label or imag
 The same attacks give each label's *attackability*: the fraction of the images on which attacking
 it alone flipped it, among the images where it could flip in that direction (predicted absent for a
 flip-up, present for a flip-down), and its mean clean confidence on those images (Table II).
+
+**Flip-down uses only the images where the label is present** (predicted present on the clean image):
+attacking a label down where it is already absent measures nothing but noise around 0. The authors'
+flip-down script meant exactly this (it loads, per attacked label, only images with that label; the script
+is broken as written); ``present_only=False`` averages over every image as mlvis did before. Flip-up
+averages over every image (as the authors' flip-up script does).
+
+**The budget** (section IV-B: eps is picked per model "such that the attacked label approaches its target").
+``eps="approach"`` picks it by :func:`approach_budget`: the smallest eps of :data:`BUDGET_GRID` at which the
+attacked label's mean confidence moves at least half-way (``APPROACH``) from its clean mean to the threshold,
+for the median label, measured on a held-out set of images (only the images where the label can flip in
+that direction). A fixed eps (0.005 by default, the authors' flip-up script) stays available.
 """
 
 from __future__ import annotations
@@ -47,6 +59,9 @@ class CorrelationMatrix:
     eligible: np.ndarray
     confidence: np.ndarray
     cost: dict = dataclasses.field(default_factory=dict)
+    budget: dict = dataclasses.field(default_factory=dict)
+    """How eps was chosen: ``{}`` for a fixed eps, else :meth:`BudgetRule.to_dict` (the rule and its curve);
+    ``"images": "present"`` marks a flip-down matrix averaged over the images with the label only."""
 
     @property
     def num_labels(self) -> int:
@@ -81,6 +96,7 @@ class CorrelationMatrix:
                 eligible=np.asarray(d["eligible"], np.int64),
                 confidence=np.asarray([np.nan if v is None else v for v in d["confidence"]], np.float64),
                 cost=dict(d.get("cost", {})),
+                budget=dict(d.get("budget") or {}),  # absent in matrices written before the budget rule
             )
         except (KeyError, TypeError, ValueError) as e:
             raise InvalidInput(f"not a correlation matrix: {e}") from None
@@ -107,35 +123,197 @@ def equation_9(eps: float, alpha: float, num_labels: int, images: int) -> dict:
     return {"forward": n, "backward": n}
 
 
+BUDGET_GRID = (0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1)
+"""The budgets :func:`approach_budget` tries, ascending (0.005 is the fixed default)."""
+APPROACH = 0.5
+"""How far the attacked label's mean confidence must move from its clean mean to the threshold."""
+
+
+@dataclasses.dataclass(frozen=True)
+class BudgetRule:
+    """The outcome of :func:`approach_budget`: the chosen ``eps`` and the curve it was read from.
+
+    Attributes:
+        eps: the smallest budget of ``grid`` whose median ``progress`` reached ``fraction`` (the largest
+            tried when none did; then ``reached`` is False).
+        grid: the budgets tried (up to ``eps``: the search stops there).
+        progress: (len(grid), C) per label, the mean move of its confidence towards the threshold over its
+            clean mean gap (1 = the mean confidence reached the threshold; nan where no image could flip).
+        median: (len(grid),) the median over labels of ``progress``.
+    """
+
+    direction: str
+    eps: float
+    fraction: float
+    grid: tuple[float, ...]
+    progress: np.ndarray
+    median: np.ndarray
+    reached: bool
+    images: int
+    images_sha: str = ""
+
+    def to_dict(self) -> dict:
+        return {
+            "rule": "approach",
+            "direction": self.direction,
+            "eps": self.eps,
+            "fraction": self.fraction,
+            "grid": list(self.grid),
+            "median": [None if math.isnan(v) else float(v) for v in self.median],
+            "reached": self.reached,
+            "held_out_images": self.images,
+            "held_out_sha": self.images_sha,
+        }
+
+
+def approach_budget(
+    model,
+    images,
+    direction: str = "up",
+    *,
+    grid=BUDGET_GRID,
+    fraction: float = APPROACH,
+    alpha: float | None = None,
+    max_batch: int | None = None,
+    progress=None,
+) -> BudgetRule:
+    """Section IV-B's budget: the smallest eps of ``grid`` at which the attacked label "approaches its target".
+
+    Every label is attacked alone (Algorithm 1's attack) on each of the held-out ``images`` where it can
+    flip in ``direction`` (predicted absent for "up", present for "down"). For label a at budget eps,
+    ``progress_a = mean(|y_adv - y_clean|) / mean(|tau - y_clean|)`` over those images (the signed move
+    towards the threshold tau); the rule picks the first eps whose median over labels reaches ``fraction``.
+    All single-label attacks run side by side as one lockstep job (a single-label BCE attack at a smaller
+    eps is the prefix of the one at a larger eps), stopping at the first budget that satisfies the rule.
+    """
+    import torch
+
+    from mlvis.analysis.profiles import images_sha
+    from mlvis.attacks.geometry import DEFAULT_ALPHA, n_steps
+    from mlvis.attacks.loop import StepHook, run_lockstep
+    from mlvis.attacks.methods import LoopPlan, MethodContext, get_method
+    from mlvis.attacks.model_helpers import CPU_MAX_BATCH, check_images, model_device, threshold, work_dtype
+    from mlvis.attacks.rows import RowTable
+
+    if not isinstance(direction, str) or direction not in ("up", "down"):
+        raise InvalidInput(f"direction must be 'up' or 'down', not {direction!r}.")
+    check_number("fraction", fraction, 0, 1, above=True)
+    grid = tuple(sorted(float(check_number("each budget of the grid", e, 0, 1, above=True)) for e in grid))
+    if not grid:
+        raise InvalidInput("The budget grid needs at least one eps.")
+    alpha = DEFAULT_ALPHA if alpha is None else float(check_number("alpha", alpha, 0, 1, above=True))
+    x0 = check_images(images)
+    dev, dtype = model_device(model), work_dtype(model)
+    x0 = x0.to(dev, dtype)
+    thr = threshold(model)
+    with torch.no_grad():
+        clean_logits = model(x0).float()
+    clean = torch.sigmoid(clean_logits).double().cpu().numpy()
+    n, c = clean.shape
+    eligible = clean < thr if direction == "up" else clean >= thr
+    img_idx, lab_idx = np.nonzero(eligible)
+    if not len(img_idx):
+        raise InvalidInput(f"No held-out image has a label that could flip {direction}; give other images.")
+    steps = [n_steps(e, alpha) for e in grid]
+    r = len(img_idx)
+    x = x0.index_select(0, torch.as_tensor(img_idx, device=dev))
+    cl = clean_logits.index_select(0, torch.as_tensor(img_idx, device=dev))
+    cp = torch.sigmoid(cl)
+    ctx = MethodContext(
+        model=model, images=x, clean_logits=cl, clean_probs=cp, clean_pred=cp >= thr, target=(cp < thr).to(dtype),
+        eps=np.array([np.inf]), alpha=alpha, norm="linf", threshold=thr, labels=tuple(str(i) for i in range(c)),
+        generator=torch.Generator(), device=dev,
+    )  # fmt: skip
+    plan = get_method("single-label").fn(ctx, labels=lab_idx, direction=direction)
+    assert isinstance(plan, LoopPlan)
+    table = RowTable(r, c, 1, dev, dtype)
+    table.add(0, plan, ctx, alpha, "linf", int(x[0].numel()), steps=max(steps))
+    batch = int(max_batch) if max_batch else (CPU_MAX_BATCH if dev.type == "cpu" else r)
+    parts = [np.arange(a, min(r, a + batch)) for a in range(0, r, batch)]
+    own_clean = clean[img_idx, lab_idx]
+    sign = 1.0 if direction == "up" else -1.0
+    gap = np.bincount(lab_idx, sign * (thr - own_clean), c)
+    count = np.bincount(lab_idx, minlength=c)
+    own_now = np.zeros(r)
+    rows_seen = {"k": -1, "n": 0}
+    curve: list[np.ndarray] = []
+    lab_t = torch.as_tensor(lab_idx, device=dev)
+
+    def record(k: int, rows: np.ndarray, logits: torch.Tensor) -> None:
+        if k not in steps:
+            return
+        own = torch.sigmoid(logits.float()).gather(1, lab_t[rows].view(-1, 1)).view(-1)
+        own_now[rows] = own.double().cpu().numpy()
+        rows_seen["k"], rows_seen["n"] = k, rows_seen["n"] + len(rows) if rows_seen["k"] == k else len(rows)
+
+    def stop(k: int) -> bool:
+        done = rows_seen["k"] == k and rows_seen["n"] == r
+        if not done:
+            return False
+        move = np.bincount(lab_idx, sign * (own_now - own_clean), c)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            curve.append(np.where((count > 0) & (gap > 0), move / gap, np.nan))
+        if progress is not None:
+            progress(len(curve), len(grid))
+        return bool(np.nanmedian(curve[-1]) >= fraction)
+
+    run_lockstep(model, x, table, parts, StepHook(1, record, stop), fmt=torch.contiguous_format)
+    prog = np.stack(curve)
+    median = np.nanmedian(prog, axis=1)
+    reached = bool(median[-1] >= fraction)
+    return BudgetRule(direction, grid[len(curve) - 1], float(fraction), grid[: len(curve)], prog, median, reached,
+                      n, images_sha(images))  # fmt: skip
+
+
 def correlations(
     model,
     images=None,
-    eps: float = 0.005,
+    eps: float | str = 0.005,
     direction: str = "up",
     *,
     alpha: float | None = None,
     cache: bool = True,
     progress=None,
     max_batch: int | None = None,
+    held_out=None,
+    present_only: bool = True,
 ) -> CorrelationMatrix:
     """The flip-up (or flip-down) correlation matrix of ``model`` over ``images`` (Algorithm 1).
 
     Without ``images``: the shipped or cached matrix of these weights in that direction, or a clear
     error saying there is none.
 
+    Args:
+        eps: the budget of every single-label attack, or ``"approach"``: section IV-B's rule, measured on the
+            ``held_out`` images (:func:`approach_budget`; the flip-up rule's eps serves both directions).
+        present_only: flip-down over the images where the attacked label is present (the default; see the
+            module docstring), or over every image (``False``, mlvis before the budget rule).
+
     Example:
         >>> up = mlvis.correlations(model, images, eps=0.005, direction="up")
         >>> up.matrix.shape, up.attackability[:3]
+        >>> rule = mlvis.correlations(model, images, eps="approach", held_out=other_images)
     """
     import torch
 
     from mlvis.analysis import artifacts
     from mlvis.attacks.engine import AttackSpec, run_job
     from mlvis.attacks.geometry import DEFAULT_ALPHA, n_steps
-    from mlvis.attacks.model_helpers import check_images, model_device, work_dtype
+    from mlvis.attacks.model_helpers import check_images, model_device, threshold, work_dtype
 
     if not isinstance(direction, str) or direction not in ("up", "down"):
         raise InvalidInput(f"direction must be 'up' or 'down', not {direction!r}.")
+    rule: BudgetRule | None = None
+    if isinstance(eps, str):
+        if eps != "approach":
+            raise InvalidInput(f"eps must be a number or 'approach' (section IV-B's rule), not {eps!r}.")
+        if images is not None:
+            if held_out is None:
+                raise InvalidInput("eps='approach' measures the budget on held-out images: give held_out=...")
+            rule = approach_budget(model, held_out, "up", alpha=alpha, max_batch=max_batch)
+            eps = rule.eps
+        else:
+            eps = 1.0  # only looked up below
     check_number("eps", eps, 0, 1e6, above=True)
     alpha = DEFAULT_ALPHA if alpha is None else float(check_number("alpha", alpha, 0, 1, above=True))
     name = getattr(getattr(model, "spec", None), "name", type(model).__name__)
@@ -154,32 +332,52 @@ def correlations(
     x = check_images(images)
     n = x.shape[0]
     with torch.no_grad():
-        c = int(model(x[:1].to(model_device(model), work_dtype(model))).shape[1])
-    # row r = (label r // n, image r % n): every label attacked alone on every image, one job
-    rep = x.repeat(c, 1, 1, 1)
-    attacked = np.repeat(np.arange(c), n)
+        clean_x = torch.sigmoid(model(x.to(model_device(model), work_dtype(model))).float()).double().cpu().numpy()
+    c = int(clean_x.shape[1])
+    thr = threshold(model)
+    subset = direction == "down" and present_only
+    # row = (label a, image i): every label attacked alone on every image (flip-down: where a is present)
+    pick = clean_x.T >= thr if subset else np.ones((c, n), bool)  # (C, n)
+    attacked, img = np.nonzero(pick)
+    if not len(attacked):
+        raise InvalidInput("No image has any label present, so there is nothing to attack down.")
+    rep = x[torch.as_tensor(img)]
     spec = AttackSpec("single-label", {"labels": attacked, "direction": direction})
     (res,) = run_job(model, rep, [spec], eps, alpha=alpha, progress=progress, max_batch=max_batch or None)
-    clean = res.clean_probs.reshape(c, n, c)
-    adv = res.adv_probs[0].reshape(c, n, c)
-    matrix = (adv - clean).mean(1)
-    idx = np.arange(c)
-    own_clean = clean[idx, :, idx]  # (C, n): label a's clean confidence on each image
-    own_adv = adv[idx, :, idx]
-    thr = res.threshold
-    eligible = own_clean < thr if direction == "up" else own_clean >= thr
+    if not subset:  # every image: (C, n, C) as Algorithm 1 lays it out
+        clean = res.clean_probs.reshape(c, n, c)
+        adv = res.adv_probs[0].reshape(c, n, c)
+        matrix = (adv - clean).mean(1)
+        idx = np.arange(c)
+        own_clean = clean[idx, :, idx]  # (C, n): label a's clean confidence on each image
+        own_adv = adv[idx, :, idx]
+        eligible = own_clean < thr if direction == "up" else own_clean >= thr
+    else:  # flip-down over the images where the label is present: a mean over each label's own rows
+        delta = (res.adv_probs[0] - res.clean_probs).astype(np.float64)  # (R, C)
+        rows_per = np.bincount(attacked, minlength=c)
+        matrix = np.zeros((c, c))
+        np.add.at(matrix, attacked, delta)
+        matrix = np.divide(matrix, rows_per[:, None], out=np.zeros_like(matrix), where=rows_per[:, None] > 0)
+        r = np.arange(len(attacked))
+        own_clean, own_adv = np.zeros((c, n)), np.zeros((c, n))
+        own_clean[attacked, img], own_adv[attacked, img] = res.clean_probs[r, attacked], res.adv_probs[0][r, attacked]
+        eligible = pick & (own_clean >= thr)
     flipped = (own_adv >= thr) != (own_clean >= thr)
     count = eligible.sum(1)
     with np.errstate(invalid="ignore", divide="ignore"):
         attackability = np.where(count > 0, (flipped & eligible).sum(1) / count, np.nan)
         confidence = np.where(count > 0, (own_clean * eligible).sum(1) / count, np.nan)
     steps = n_steps(eps, alpha)
+    rows = int(len(attacked))
     cost = {
         # passes per row as run: clean fp, steps x (fp + bp), the final and the 8-bit evaluation fp
-        "forward": c * n * (steps + 3),
-        "backward": c * n * steps,
+        "forward": rows * (steps + 3),
+        "backward": rows * steps,
         "equation_9": equation_9(eps, alpha, c, n),
     }
+    budget = rule.to_dict() if rule is not None else {}
+    if subset:
+        budget = {**budget, "images": "present"}
     cm = CorrelationMatrix(
         model=name,
         labels=tuple(res.labels),
@@ -192,10 +390,13 @@ def correlations(
         eligible=count.astype(np.int64),
         confidence=confidence,
         cost=cost,
+        budget=budget,
     )
     if cache:
         from mlvis.analysis.profiles import images_sha
 
         settings = {"eps": eps, "alpha": alpha, "images": n, "images_sha": images_sha(x)}
+        settings |= {"budget": "approach", "held_out_sha": budget["held_out_sha"]} if rule is not None else {}
+        settings |= {"down_images": "present"} if subset else {}
         artifacts.save(kind, model, settings, {"correlations": cm.to_dict()})
     return cm

@@ -1,14 +1,15 @@
 """Two protocols: the attacks "as the paper says" (mlvis's default) and "as the authors ran it".
 
-The paper's text and the authors' public code (erwinvanthiel/CLASS-SLAM) differ in a handful of places.
-mlvis follows the paper (and is right to); a user reproducing the published numbers needs the code's
-choices, all of them at once. ``protocol="authors"`` turns every one of them on together:
+The paper's text, mlvis and the authors' public code (erwinvanthiel/CLASS-SLAM) differ in a handful of
+places. mlvis's default follows the paper's text where it is clear and correct (and projects every step);
+a user reproducing the published numbers needs the code's choices, all of them at once.
+``protocol="authors"`` turns every one of them on together:
 
 ==================  ===================================================  ===============================================
-item                ``"paper"`` (the default)                            ``"authors"``
+item                ``"paper"`` (mlvis's default)                        ``"authors"`` (the authors' code)
 ==================  ===================================================  ===============================================
-MI-FGSM clip        [0, 1] after every step (Algorithm 2's projection)   [0, 1] once, after the loop (the code): the
-                                                                         model sees unclipped images during the loop
+MI-FGSM clip        [0, 1] after every step (a projection every step)    [0, 1] once, after the loop (Algorithm 2, the
+                                                                         code): the model sees unclipped images in it
 profile             E = max(BCE, linear) curves; converged at the first  E = the BCE curve alone; converged at the end
 convergence         of 3 intervals in a row each below 1 % of the first  of the first interval below 1 % of the first
                     gain                                                 gain
