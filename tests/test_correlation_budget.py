@@ -92,3 +92,16 @@ def test_matrices_written_before_the_rule_stay_readable():
     d = up.to_dict()
     d.pop("budget")
     assert CorrelationMatrix.from_dict(d).budget == {}
+
+
+@pytest.mark.parametrize("name", ["demo-asl", "demo-q2l"])
+def test_the_fixed_budget_matrices_stay_available(name):
+    from mlvis.analysis.correlation_matrices import fixed_budget_matrix
+
+    model = mlvis.create_model(name)
+    up, down = fixed_budget_matrix(model, "up"), fixed_budget_matrix(model, "down")
+    assert up.eps == down.eps == 0.005 and up.images == down.images == 100
+    assert up.budget == {} and down.budget == {}
+    assert (up.eligible + down.eligible == 100).all()
+    with pytest.raises(ValueError, match="direction"):
+        fixed_budget_matrix(model, "sideways")

@@ -400,3 +400,29 @@ def correlations(
         settings |= {"down_images": "present"} if subset else {}
         artifacts.save(kind, model, settings, {"correlations": cm.to_dict()})
     return cm
+
+
+def fixed_budget_matrix(model, direction: str = "up") -> CorrelationMatrix:
+    """A demo model's matrix as shipped before the budget rule (eps 0.005, flip-down over every image), kept
+    in ``mlvis/models/weights/legacy/`` so that results made with it stay reproducible.
+
+    Raises:
+        ValueError: with a sentence when there is none for this model (or it belongs to other weights).
+    """
+    from mlvis.analysis import artifacts
+    from mlvis.models.demo import WEIGHTS_DIR
+    from mlvis.store import model_fingerprint
+
+    if not isinstance(direction, str) or direction not in ("up", "down"):
+        raise InvalidInput(f"direction must be 'up' or 'down', not {direction!r}.")
+    name = getattr(getattr(model, "spec", None), "name", type(model).__name__)
+    path = WEIGHTS_DIR / "legacy" / f"{name}.correlations-{direction}.eps0.005.json"
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise InvalidInput(f"No fixed-budget (eps 0.005) flip-{direction} matrix is kept for {name!r}.") from None
+    if not isinstance(doc, dict) or doc.get("fingerprint") != model_fingerprint(model):
+        raise InvalidInput(f"The kept fixed-budget matrix of {name!r} belongs to other weights.")
+    if doc.get("checksum") != artifacts.checksum(doc):
+        raise InvalidInput(f"The kept fixed-budget matrix of {name!r} is damaged (its checksum does not match).")
+    return CorrelationMatrix.from_dict(doc["correlations"])
