@@ -87,9 +87,12 @@ def test_table_ii_and_cooccurrence_agreement():
 def test_shipped_demo_matrices_belong_to_the_shipped_weights(name):
     model = mlvis.create_model(name, device="cpu")
     up, down = mlvis.correlations(model, direction="up"), mlvis.correlations(model, direction="down")
-    assert up.model == name and up.labels == model.spec.labels and up.images == 100
-    assert (np.diag(up.matrix) > 0).all() and (np.diag(down.matrix) < 0).all()  # the attacked label moves most
-    assert (up.eligible + down.eligible == 100).all()  # every image is eligible in exactly one direction
+    assert up.model == name and up.labels == model.spec.labels and up.images == down.images == 32
+    assert (np.diag(up.matrix) > 0).all() and (np.diag(down.matrix) <= 0).all()  # the attacked label moves most
+    assert (up.eligible + down.eligible == up.images).all()  # every image is eligible in exactly one direction
+    # made with section IV-B's budget rule (one eps per model), flip-down over the images with the label
+    assert up.budget["rule"] == "approach" and up.budget["reached"] and up.eps == down.eps == up.budget["eps"]
+    assert down.budget["images"] == "present"
     with torch.no_grad():
         model.net.state_dict()[next(iter(model.net.state_dict()))].add_(1e-3)  # other weights
     with pytest.raises(ValueError, match="No flip-up"):
