@@ -712,6 +712,73 @@ def compare_related_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------- attack replay and Fig. 17 (issue 13, 12)
+
+
+def _trajectory_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="registered model name (see `mlvis models`)")
+    p.add_argument("--scene", type=int, default=0, help="demo test scene index (default 0; seed 0's block)")
+    p.add_argument("--eps", type=float, required=True, help="the one L-inf budget, e.g. 0.02")
+    p.add_argument("--methods", default="bce,slam,class", help=f"comma-separated: {_method_syntax()}")
+    p.add_argument("--every", type=int, default=1, help="record every N steps (default 1)")
+    p.add_argument("--labels", default=None, help="Fig. 17's three labels, comma-separated (default: by the rule)")
+    p.add_argument("--images", action="store_true", help="JSON: also keep the 8-bit images (base64)")
+    p.add_argument("--out", required=True, help="FILE.json (the recording) or FILE.html (Fig. 17 and the race)")
+    p.add_argument("--figure", default=None, help="also write Fig. 17 and the race as this .html file")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+
+
+@command("trajectory", "record an attack's trajectory (replay) and draw Fig. 17's confidence space", _trajectory_args)
+def trajectory_cmd(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import mlvis
+    from mlvis.analysis.trajectory import PICK_RULE, pick_labels, record
+    from mlvis.store import atomic_write_text, check_out
+
+    outs = [Path(args.out)] + ([check_out(args.figure, "file")] if args.figure else [])
+    if Path(args.out).suffix.lower() not in (".json", ".html") or any(o.suffix.lower() != ".html" for o in outs[1:]):
+        raise ValueError("--out must name a .json or .html file (and --figure an .html file).")
+    if args.scene < 0:
+        raise ValueError("--scene must be 0 or more.")
+    model = mlvis.create_model(args.model, device=args.device)
+    size = model.spec.input_size
+    _check_demo_world(model)
+    x, _ = mlvis.data.demo_batch(args.scene + 1, size=size[0])
+    methods = [parse_method(m) for m in args.methods.split(",") if m.strip()]
+    rec = record(model, x[args.scene :], methods, args.eps, every=args.every, keep_images=args.images,
+                 progress=ProgressBar(f"trajectory {args.model}"))  # fmt: skip
+    names = list(rec.labels)
+    chosen = pick_labels(rec)
+    if args.labels:
+        wanted = [w.strip() for w in args.labels.split(",")]
+        unknown = [w for w in wanted if w not in names]
+        if len(wanted) != 3 or unknown:
+            raise ValueError(f"--labels takes three of the model's labels ({', '.join(names)}), not {args.labels!r}.")
+        chosen = tuple(names.index(w) for w in wanted)
+    print(f"{args.model}, scene {args.scene}, eps {args.eps:g}: flips after each method's {rec.max_step} steps")
+    for t in rec.traces:
+        first = next((int(s) for s, f in zip(t.steps, t.flips[:, 0]) if f > 0), None)
+        print(f"  {t.name:<14} {int(t.flips[-1, 0]):3d}   first flip at step {first if first is not None else '-'}")
+    for _, why in rec.not_replayable:
+        print(f"  {why}")
+    rule = "" if args.labels else f" ({PICK_RULE})"
+    print(f"Fig. 17 labels: {', '.join(names[i] for i in chosen)}{rule}")
+    for out in outs:
+        if out.suffix.lower() == ".json":
+            rec.save(out, images=args.images)
+        else:
+            from mlvis.viz.confidence_space import confidence_space_figure
+            from mlvis.viz.replay import race_figure
+
+            html = confidence_space_figure(rec, chosen).to_html(include_plotlyjs=True, full_html=False)
+            html += race_figure(rec, 0).to_html(include_plotlyjs=False, full_html=False)
+            atomic_write_text(out, f"<!doctype html><html><head><meta charset='utf-8'><title>mlvis trajectory"
+                                   f"</title></head><body>{html}</body></html>\n")  # fmt: skip
+        print(f"wrote {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlvis", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -729,7 +796,7 @@ def _common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error ($MLVIS_DEBUG=1)")
 
 
-_OUT_IS_FILE = {"profile"}  # commands whose --out names one file; every other --out is a folder
+_OUT_IS_FILE = {"profile", "trajectory"}  # commands whose --out names one file; every other --out is a folder
 _WRITES_CACHE = {"profile", "correlations"}  # commands that cache what they compute
 
 

@@ -20,7 +20,7 @@ import torch
 
 from mlvis.attacks.budget import NORMS, Budget, EpsLike, check_norm
 from mlvis.attacks.geometry import DEFAULT_ALPHA
-from mlvis.attacks.loop import run_table, store_runner
+from mlvis.attacks.loop import StepHook, run_table, store_runner
 from mlvis.attacks.methods import LoopPlan, MethodContext, RunOutput, get_method
 from mlvis.attacks.model_helpers import (
     CPU_MAX_BATCH,
@@ -44,7 +44,7 @@ __all__ = ["NORMS", "AttackSpec", "attack", "run_job"]
 MAX_EPS = 1e6  # far above any budget (an L-inf eps is at most 1, an L2 radius at most sqrt(pixels)); bounds the counts
 MIN_ALPHA = 1e-12  # with MAX_EPS, every step count fits an int64 (the cap then answers with a sentence)
 _SPEC_COMMON = ("alpha", "norm")  # options any spec may set, overriding the job's
-_JOB_OPTIONS = ("seed", "device", "progress", "autocast", "memory_budget", "max_batch", "max_image_steps")
+_JOB_OPTIONS = ("seed", "device", "progress", "autocast", "memory_budget", "max_batch", "max_image_steps", "hook")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +77,8 @@ def attack(
             final evaluations stay in full precision), ``memory_budget`` (bytes per chunk; default 60 % of
             free GPU memory, 2 GiB on the CPU), ``max_batch`` (rows per chunk; default 128 on the CPU, no cap
             on a GPU), ``max_image_steps`` (the cap on work, default ``MLVIS_MAX_IMAGE_STEPS`` or 10^7;
-            a job over it is refused with :class:`~mlvis.errors.WorkTooLarge` before anything runs), and the
+            a job over it is refused with :class:`~mlvis.errors.WorkTooLarge` before anything runs), ``hook``
+            (a :class:`~mlvis.attacks.loop.StepHook` watching the loop, see :func:`run_job`), and the
             method's own options (``weights``; SLAM's ``p`` and ``q``).
 
     Returns:
@@ -109,6 +110,7 @@ def run_job(
     memory_budget: int | None = None,
     max_batch: int | None = None,
     max_image_steps: int | None = None,
+    hook: StepHook | None = None,
 ) -> list[AttackResult]:
     """Run several methods x an eps list on the same images as ONE batched job; one result per spec.
 
@@ -120,6 +122,10 @@ def run_job(
     norm). Methods that read the flip profile (SLAM's ``p``, CLASS's subset length) read it at the budgets'
     L-inf equivalents (``MethodContext.linf``): ``eps`` itself under L-inf, the width of the cube with the
     L2 ball's volume under L2 (appendix C).
+
+    ``hook`` (a :class:`~mlvis.attacks.loop.StepHook`) watches the MI-FGSM loop (logits, and images when
+    it asks, at the steps it wants; e.g. :class:`mlvis.analysis.trajectory.TrajectoryRecorder`); it changes
+    no result. Methods with their own optimisers are not seen by it.
 
     Every argument is checked before any work; a job whose dry-run cost (:func:`mlvis.attacks.plan.image_steps`)
     is over ``max_image_steps`` (default :func:`mlvis.errors.max_image_steps`) raises
@@ -164,6 +170,8 @@ def run_job(
         raise InvalidInput(f"autocast must be True or False, not {autocast!r}.")
     if progress is not None and not callable(progress):
         raise InvalidInput(f"progress must be a function progress(done, total), not {progress!r}.")
+    if hook is not None and not isinstance(hook, StepHook):
+        raise InvalidInput(f"hook must be a StepHook (mlvis.attacks.loop), not {hook!r}.")
     cap = max_image_steps_cap(max_image_steps)
     _check_work(spec_list, eps_arr, int(x.shape[0]), alpha, norm, dims, cap)
 
@@ -235,7 +243,7 @@ def run_job(
         for _ in spec_list
     ]
     if table.num_rows:
-        run_table(model, x, table, outs, budget, int(max_batch), bool(autocast), progress)
+        run_table(model, x, table, outs, budget, int(max_batch), bool(autocast), progress, hook)
     for s, out in runner_outputs.items():
         store_runner(model, x, out, outs[s], eps_arr, spec_meta[s][4], eval_batch)
 

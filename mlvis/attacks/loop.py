@@ -13,8 +13,9 @@ Per row of a chunk (see :mod:`mlvis.attacks.rows`)::
 :class:`Chunk` holds one chunk's state and runs one iteration per :meth:`Chunk.step`; the active rows at
 step ``k`` are a prefix (rows are sorted by step count, a row whose steps are done leaves without a copy),
 found by moving one pointer, so nothing is allocated per step and a job's bookkeeping does not grow with
-its step count. :func:`run_table` runs the chunks one after the other (a job); :func:`run_lockstep` runs
-them side by side with a :class:`StepHook` that sees the logits every ``every`` steps and may stop the
+its step count. :func:`run_table` runs the chunks one after the other (a job, optionally watched by a
+:class:`StepHook`: the attack replay's recorder, :mod:`mlvis.analysis.trajectory`); :func:`run_lockstep`
+runs them side by side with a :class:`StepHook` that sees the logits every ``every`` steps and may stop the
 loop (the profile probe). No Python loop over images, no host synchronisation inside the step loop (a
 hook adds its own), no autograd outside it.
 """
@@ -61,6 +62,21 @@ class StepHook:
 
     def wants(self, k: int) -> bool:
         return k > 0 and k % self.every == 0
+
+    # A job's hook (``run_job(..., hook=...)``, :func:`run_table`) also gets these; ``stop`` and ``final`` are
+    # the lockstep run's only (a job runs every step, and its final state is its result).
+
+    def begin(self, table: RowTable, image_shape: tuple[int, ...]) -> None:
+        """Called once before a job's first step with its row table (``table.col``: each row's ``spec``,
+        ``img``, ``eps`` and step count ``n``) and the shape of one image."""
+
+    def wants_images(self, k: int) -> bool:
+        """Whether :meth:`images` should see the images at step ``k`` (a step :meth:`wants`)."""
+        return False
+
+    def images(self, k: int, rows: np.ndarray, x: torch.Tensor) -> None:
+        """The images ``x0 + delta`` after ``k`` steps, clamped to [0, 1]: exactly what the model sees at
+        iteration ``k`` (whose logits :attr:`record` gets), for the table rows ``rows``."""
 
 
 class Chunk:
@@ -181,6 +197,11 @@ class Chunk:
         out: torch.Tensor = logits
         return out
 
+    def current_images(self, k: int) -> torch.Tensor:
+        """The active rows' images ``x0 + delta`` at iteration ``k``, as :meth:`step` feeds them to the model."""
+        m = self.active(k)
+        return (self.x0[:m] + self.delta[:m]).clamp_(0, 1)
+
     def current_logits(self) -> torch.Tensor:
         """Logits of every row's current image ``x0 + delta`` (no autograd)."""
         with torch.no_grad():
@@ -231,9 +252,13 @@ def run_table(
     max_batch: int,
     autocast: bool,
     progress: Progress | None,
+    hook: StepHook | None = None,
 ) -> None:
-    """Run every row of ``table`` (a job): chunk after chunk, each to its last step, then its snapshots."""
+    """Run every row of ``table`` (a job): chunk after chunk, each to its last step, then its snapshots;
+    ``hook`` (optional) sees every chunk's logits (and images) at the steps it wants, and changes nothing."""
     table.finish()
+    if hook is not None:
+        hook.begin(table, tuple(x.shape[1:]))
     img_bytes = x[0].numel() * x.element_size()
     act = activation_bytes(model, x, autocast)
     total = table.total_steps
@@ -242,7 +267,12 @@ def run_table(
     for norm, rows in table.chunks(img_bytes, act, budget, max_batch):
         chunk = Chunk(model, x, table, rows, norm, autocast, fmt)
         for k in range(chunk.n_max):
-            chunk.step(k)
+            watch = hook is not None and hook.wants(k)
+            if watch and hook is not None and hook.wants_images(k):
+                hook.images(k, chunk.rows[: chunk.active(k)], chunk.current_images(k).detach())
+            logits = chunk.step(k)
+            if watch and hook is not None:
+                hook.record(k, chunk.rows[: chunk.m], logits.detach())
             done += chunk.m
             if progress is not None:
                 progress(done, total)
