@@ -34,7 +34,7 @@ def _plane(axis: int, level: float) -> go.Surface:
     xyz = [u, v]
     xyz.insert(axis, w)
     return go.Surface(
-        x=xyz[0], y=xyz[1], z=xyz[2], showscale=False, opacity=0.18, hoverinfo="skip",
+        x=xyz[0].tolist(), y=xyz[1].tolist(), z=xyz[2].tolist(), showscale=False, opacity=0.18, hoverinfo="skip",
         colorscale=[[0, PLANE_COLOUR], [1, PLANE_COLOUR]], name=f"threshold plane {axis}",
         meta={"kind": "plane", "axis": axis},
     )  # fmt: skip
@@ -64,9 +64,9 @@ def confidence_space_figure(
         p = t.probs[:, image][:, list(chosen)]
         fig.add_trace(
             go.Scatter3d(
-                x=p[:, 0], y=p[:, 1], z=p[:, 2], mode="lines+markers", name=t.name,
+                x=p[:, 0].tolist(), y=p[:, 1].tolist(), z=p[:, 2].tolist(), mode="lines+markers", name=t.name,
                 line={"color": colours[t.name], "width": 6}, marker={"size": 2.5, "color": colours[t.name]},
-                customdata=t.steps, meta={"kind": "trajectory", "method": t.name},
+                customdata=t.steps.tolist(), meta={"kind": "trajectory", "method": t.name},
                 hovertemplate=f"{t.name}, step %{{customdata}}<br>{names[0]} %{{x:.3f}}<br>{names[1]} %{{y:.3f}}"
                 f"<br>{names[2]} %{{z:.3f}}<extra></extra>",
             )
@@ -75,9 +75,9 @@ def confidence_space_figure(
             q = t.probs_at(step)[image, list(chosen)]
             fig.add_trace(
                 go.Scatter3d(
-                    x=[q[0]],
-                    y=[q[1]],
-                    z=[q[2]],
+                    x=[float(q[0])],
+                    y=[float(q[1])],
+                    z=[float(q[2])],
                     mode="markers",
                     showlegend=False,
                     marker={"size": 6, "color": colours[t.name], "symbol": "diamond"},
@@ -87,9 +87,9 @@ def confidence_space_figure(
             )
     fig.add_trace(
         go.Scatter3d(
-            x=[clean[0]],
-            y=[clean[1]],
-            z=[clean[2]],
+            x=[float(clean[0])],
+            y=[float(clean[1])],
+            z=[float(clean[2])],
             mode="markers",
             name="clean",
             marker={"size": 6, "color": CLEAN_COLOUR},
