@@ -265,3 +265,19 @@ def test_cli_trajectory_writes_json_and_html(tmp_path, capsys):
     assert "scatter3d" in text and "plotly" in text.lower()
     assert main(["trajectory", "--model", "demo-asl", "--eps", "0.005", "--out", str(tmp_path / "x.txt")]) == 2
     assert "json or .html" in capsys.readouterr().err
+
+
+def test_a_lab_recipe_records_through_run_recipe(model):
+    """The Lab's wiring: its recipe's one job with the recorder as hook gives the same results, replayable."""
+    from mlvis import recipe as rc
+    from mlvis.analysis.trajectory import TrajectoryRecorder
+
+    recipe = rc.Recipe("demo-asl", ("bce", "slam", "class"), 0.006, rc.ImageSource(start=4, count=2))
+    x = rc.demo_images(recipe.images, (64, 64))
+    plain = rc.run_recipe(recipe, model, x)
+    recorder = TrajectoryRecorder(every=1)
+    results = rc.run_recipe(recipe, model, x, hook=recorder)
+    r = recorder.recording(results)
+    assert r.names == ("BCE", "SLAM", "CLASS") == tuple(res.name for res in plain)
+    for t, res in zip(r.traces, plain):
+        assert np.array_equal(t.probs[-1], res.adv_probs[0]) and np.array_equal(t.flips[-1], res.flips[0])

@@ -106,7 +106,7 @@ def confidence_space_figure(
             name="target corner",
             text=["all three flipped"],
             textposition="top center",
-            marker={"size": 7, "color": "#000000", "symbol": "x"},
+            marker={"size": 7, "color": "#000000", "symbol": "diamond-open"},
             meta={"kind": "target"},
         )  # fmt: skip
     )
