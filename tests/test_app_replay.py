@@ -106,3 +106,25 @@ def test_not_replayable_methods_are_said(recording):
     assert not at.exception
     assert "No method of this run is replayable" in at.info[0].value
     assert any("not replayable" in c.value for c in at.caption)
+
+
+def test_captions_name_the_flipped_labels_and_perturbations_share_one_factor(recording):
+    from mlvis.app.replay_view import flipped_labels, perturbation_factor
+
+    at = run_app(recording)
+    last = recording.max_step
+    captions = [el.proto.imgs[0].caption for el in at.get("image")]
+    for t in recording.traces:
+        crossed = (t.probs[-1, 0] >= recording.threshold) != recording.clean_pred[0]
+        names = [recording.labels[i] for i in np.flatnonzero(crossed)]
+        assert flipped_labels(recording, t.name, last) == names
+        if names:
+            assert any(c.startswith(f"{t.name}:") and f"({', '.join(names)})" in c for c in captions)
+    toggle = at.toggle(key="t.replay.perturbation")
+    factor = perturbation_factor(recording)
+    assert f"× {factor:g}" in toggle.label and factor > 1
+    first = [el.proto.imgs[0].url for el in at.get("image")]
+    toggle.set_value(True).run()
+    assert not at.exception
+    second = [el.proto.imgs[0].url for el in at.get("image")]
+    assert first[0] == second[0] and first[1:] != second[1:]  # the clean image stays, the others show deltas

@@ -4,14 +4,15 @@
 own trajectory, recorded on the engine's step hook):
 
 - a step slider that moves every method in sync: each method's adversarial image at that step beside the
-  clean one, every label's confidence at that step (one label order, the threshold line, crossed labels
-  marked), and the flips-vs-step race with the step marked;
+  clean one (or its perturbation, one amplification for all), the labels it has flipped so far, every
+  label's confidence at that step (one label order, the threshold line, crossed labels marked), and the
+  flips-vs-step race with the step marked;
 - a play button: plotly's own animation (frames played in the browser, no rerun loop), in an expander,
   for the confidences and the race; the images follow the slider only;
 - Fig. 17 (appendix G): the confidence space of three labels with every method's path, the three labels
   picked by :data:`mlvis.analysis.trajectory.PICK_RULE` unless the user picks others.
 
-Widget keys start with ``key + "."`` (``.image``, ``.step``, ``.labels``).
+Widget keys start with ``key + "."`` (``.image``, ``.step``, ``.perturbation``, ``.labels``).
 
 How a page gets a recording: run its job with a recorder as the engine's hook, then build the recording
 from the job's results::
@@ -27,6 +28,7 @@ import numpy as np
 import streamlit as st
 
 from mlvis.analysis.trajectory import PICK_RULE, Recording, pick_labels
+from mlvis.viz.audit import amplified, common_factor
 from mlvis.viz.confidence_space import confidence_space_figure
 from mlvis.viz.gallery import upscale_image
 from mlvis.viz.replay import confidence_step_figure, race_figure, replay_animation
@@ -76,7 +78,7 @@ def replay_section(recording: Recording, key: str = "replay") -> int:
             "moves in sync (a method with fewer steps holds its result).",
         )
     )
-    _images_row(recording, image, step)
+    _images_row(recording, image, step, key)
     st.plotly_chart(confidence_step_figure(recording, step, image), key=f"{key}.confidences")
     st.plotly_chart(race_figure(recording, image, step), key=f"{key}.race")
     with st.expander("▶ Play the replay (animation in the browser)"):
@@ -88,21 +90,47 @@ def replay_section(recording: Recording, key: str = "replay") -> int:
     return step
 
 
-def _images_row(recording: Recording, image: int, step: int) -> None:
+def flipped_labels(recording: Recording, name: str, step: int, image: int = 0) -> list[str]:
+    """The labels ``name`` has flipped after ``step`` steps (label order)."""
+    probs = recording.trace(name).probs_at(step)[image]
+    changed = (probs >= recording.threshold) != recording.clean_pred[image]
+    return [recording.labels[i] for i in np.flatnonzero(changed)]
+
+
+def perturbation_factor(recording: Recording, image: int = 0) -> float:
+    """One amplification for every method and step: the largest change of any method's last image reaches
+    +-0.5 (``mlvis.viz.audit.common_factor``), so the perturbation is seen to grow as the steps go on."""
+    finals = [t.images[-1, image] / 255.0 for t in recording.traces if t.images is not None]
+    return common_factor(recording.clean[image] / 255.0, finals)
+
+
+def _images_row(recording: Recording, image: int, step: int, key: str) -> None:
     cols = st.columns(1 + len(recording.traces))
     scale = _image_width(recording.clean.shape)
+    kept = recording.clean.shape[-1] > 0 and any(t.images is not None for t in recording.traces)
+    factor = perturbation_factor(recording, image) if kept else 1.0
+    amplify = kept and st.toggle(
+        f"Show the perturbations (× {factor:g}, one factor for every method and step)",
+        key=f"{key}.perturbation",
+        help="Grey is unchanged; the amplification is the same for every method, so a weaker perturbation looks "
+        "weaker, and it stays the same at every step, so the perturbation is seen to grow.",
+    )
+    clean = recording.clean[image]
     if recording.clean.shape[-1]:
-        cols[0].image(upscale_image(recording.clean[image], scale), caption="clean")
+        cols[0].image(upscale_image(clean, scale), caption="clean")
     for col, t in zip(cols[1:], recording.traces):
         flips = int(t.flips_at(step)[image])
-        shown = t.image_at(step, image)
+        names = flipped_labels(recording, t.name, step, image)
         text = f"{t.name}: {flips} flip{'s' * (flips != 1)} at step {min(step, t.final_step)}"
+        text += f" ({', '.join(names)})" if names else ""
+        shown = t.image_at(step, image)
         if shown is None:
             col.caption(f"{text} (images not kept)")
             continue
         at, img = shown
         note = "" if at == min(step, t.final_step) else f" (image of step {at})"
-        col.image(upscale_image(img, scale), caption=text + note)
+        pic = amplified(clean / 255.0, img / 255.0, factor) if amplify else upscale_image(img, 1)
+        col.image(upscale_image(pic, scale), caption=text + note)
     if recording.image_every > recording.every:
         st.caption(f"Images are kept every {recording.image_every} steps to bound memory; the confidences at "
                    f"every {recording.every}.")  # fmt: skip
