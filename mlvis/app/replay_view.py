@@ -117,7 +117,7 @@ def _images_row(recording: Recording, image: int, step: int, key: str) -> None:
     )
     clean = recording.clean[image]
     if recording.clean.shape[-1]:
-        cols[0].image(upscale_image(clean, scale), caption="clean")
+        cols[0].image(upscale_image(clean, scale), caption="clean", width="stretch")
     for col, t in zip(cols[1:], recording.traces):
         flips = int(t.flips_at(step)[image])
         names = flipped_labels(recording, t.name, step, image)
@@ -130,7 +130,7 @@ def _images_row(recording: Recording, image: int, step: int, key: str) -> None:
         at, img = shown
         note = "" if at == min(step, t.final_step) else f" (image of step {at})"
         pic = amplified(clean / 255.0, img / 255.0, factor) if amplify else upscale_image(img, 1)
-        col.image(upscale_image(pic, scale), caption=text + note)
+        col.image(upscale_image(pic, scale), caption=text + note, width="stretch")
     if recording.image_every > recording.every:
         st.caption(f"Images are kept every {recording.image_every} steps to bound memory; the confidences at "
                    f"every {recording.every}.")  # fmt: skip
