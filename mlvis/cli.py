@@ -717,12 +717,15 @@ def compare_related_cmd(args: argparse.Namespace) -> int:
 
 def _trajectory_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="registered model name (see `mlvis models`)")
-    p.add_argument("--scene", type=int, default=0, help="demo test scene index (default 0; seed 0's block)")
+    p.add_argument("--scene", type=int, default=0,
+                   help="demo test scene index (default 0; seed 0's block), or the file's index in --image-dir")
+    p.add_argument("--image-dir", default=None, help="attack an image file of this folder (sorted) instead")
+    p.add_argument("--checkpoint", default=None, help="weights file for a family (asl-tresnet-l, timm:<arch>, ...)")
     p.add_argument("--eps", type=float, required=True, help="the one L-inf budget, e.g. 0.02")
     p.add_argument("--methods", default="bce,slam,class", help=f"comma-separated: {_method_syntax()}")
     p.add_argument("--every", type=int, default=1, help="record every N steps (default 1)")
     p.add_argument("--labels", default=None, help="Fig. 17's three labels, comma-separated (default: by the rule)")
-    p.add_argument("--images", action="store_true", help="JSON: also keep the 8-bit images (base64)")
+    p.add_argument("--keep-images", action="store_true", help="JSON: also keep the 8-bit images (base64)")
     p.add_argument("--out", required=True, help="FILE.json (the recording) or FILE.html (Fig. 17 and the race)")
     p.add_argument("--figure", default=None, help="also write Fig. 17 and the race as this .html file")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
@@ -741,12 +744,19 @@ def trajectory_cmd(args: argparse.Namespace) -> int:
         raise ValueError("--out must name a .json or .html file (and --figure an .html file).")
     if args.scene < 0:
         raise ValueError("--scene must be 0 or more.")
-    model = mlvis.create_model(args.model, device=args.device)
-    size = model.spec.input_size
-    _check_demo_world(model)
-    x, _ = mlvis.data.demo_batch(args.scene + 1, size=size[0])
+    model = _create(args)
+    if args.image_dir:
+        x = _folder_images(model, args.image_dir, args.scene + 1)
+        if len(x) <= args.scene:
+            raise ValueError(f"{args.image_dir} holds {len(x)} image(s); --scene counts from 0.")
+    else:
+        _check_demo_world(model)
+        size = model.spec.input_size
+        if size[0] != size[1]:
+            raise ValueError(f"The demo scenes are square; {args.model} expects {size}: give --image-dir.")
+        x, _ = mlvis.data.demo_batch(args.scene + 1, size=size[0])
     methods = [parse_method(m) for m in args.methods.split(",") if m.strip()]
-    rec = record(model, x[args.scene :], methods, args.eps, every=args.every, keep_images=args.images,
+    rec = record(model, x[args.scene :], methods, args.eps, every=args.every, keep_images=args.keep_images,
                  progress=ProgressBar(f"trajectory {args.model}"))  # fmt: skip
     names = list(rec.labels)
     chosen = pick_labels(rec)
@@ -756,7 +766,8 @@ def trajectory_cmd(args: argparse.Namespace) -> int:
         if len(wanted) != 3 or unknown:
             raise ValueError(f"--labels takes three of the model's labels ({', '.join(names)}), not {args.labels!r}.")
         chosen = tuple(names.index(w) for w in wanted)
-    print(f"{args.model}, scene {args.scene}, eps {args.eps:g}: flips after each method's {rec.max_step} steps")
+    where = f"image {args.scene} of {args.image_dir}" if args.image_dir else f"scene {args.scene}"
+    print(f"{args.model}, {where}, eps {args.eps:g}: flips after each method's {rec.max_step} steps")
     for t in rec.traces:
         first = next((int(s) for s, f in zip(t.steps, t.flips[:, 0]) if f > 0), None)
         print(f"  {t.name:<14} {int(t.flips[-1, 0]):3d}   first flip at step {first if first is not None else '-'}")
@@ -766,7 +777,7 @@ def trajectory_cmd(args: argparse.Namespace) -> int:
     print(f"Fig. 17 labels: {', '.join(names[i] for i in chosen)}{rule}")
     for out in outs:
         if out.suffix.lower() == ".json":
-            rec.save(out, images=args.images)
+            rec.save(out, images=args.keep_images)
         else:
             from mlvis.viz.confidence_space import confidence_space_figure
             from mlvis.viz.replay import race_figure

@@ -161,6 +161,12 @@ def test_json_round_trip(recorded, tmp_path):
     assert back.names == r.names and back.labels == r.labels and back.eps == r.eps
     for a, b in zip(back.traces, r.traces):
         assert np.array_equal(a.probs, b.probs) and np.array_equal(a.flips, b.flips) and a.images is None
+    doc = r.to_dict()
+    doc["methods"][0]["probs"] = doc["methods"][0]["probs"][:-1]  # one step short
+    with pytest.raises(ValueError, match="damaged or incomplete"):
+        Recording.from_dict(doc)
+    with pytest.raises(ValueError, match="damaged or incomplete"):
+        Recording.from_dict({**r.to_dict(), "labels": None})
     full = Recording.from_dict(json.loads(r.to_json(images=True)))
     assert np.array_equal(full.clean, r.clean)
     assert all(np.array_equal(a.images, b.images) for a, b in zip(full.traces, r.traces))
@@ -281,3 +287,25 @@ def test_a_lab_recipe_records_through_run_recipe(model):
     assert r.names == ("BCE", "SLAM", "CLASS") == tuple(res.name for res in plain)
     for t, res in zip(r.traces, plain):
         assert np.array_equal(t.probs[-1], res.adv_probs[0]) and np.array_equal(t.flips[-1], res.flips[0])
+
+
+def test_cli_trajectory_on_an_image_file(tmp_path, capsys):
+    from PIL import Image
+
+    from mlvis.cli import main
+
+    x, _ = mlvis.data.demo_batch(3)
+    folder = tmp_path / "pics"
+    folder.mkdir()
+    for i in (1, 2):  # b.png is the second file: --scene 1
+        arr = (x[i].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        Image.fromarray(arr).save(folder / f"{'ab'[i - 1]}.png")
+    out = tmp_path / "rec.json"
+    args = ["trajectory", "--model", "demo-asl", "--image-dir", str(folder), "--scene", "1", "--eps", "0.004"]
+    assert main([*args, "--methods", "bce", "--out", str(out), "--keep-images"]) == 0
+    r = Recording.load(out)
+    ref = record(mlvis.create_model("demo-asl", device="cpu"), x[2:3], ["bce"], 0.004)
+    assert np.array_equal(r.traces[0].probs, ref.traces[0].probs) and r.traces[0].images is not None
+    assert "image 1 of" in capsys.readouterr().out
+    assert main([*args[:6], "5", *args[7:], "--out", str(out)]) == 2
+    assert "holds 2 image(s)" in capsys.readouterr().err

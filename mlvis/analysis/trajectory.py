@@ -227,7 +227,18 @@ class Recording:
                         images=img(m["images"]) if has else None,
                     )
                 )
-            clean = img(doc["clean"]) if "clean" in doc else np.zeros((len(probs0), 3, 0, 0), np.uint8)
+            n, c = probs0.shape if probs0.ndim == 2 else (-1, -1)
+            if n < 1 or c != len(doc["labels"]):
+                raise ValueError("clean_probs must be (images, labels)")
+            for t in traces:
+                s = len(t.steps)
+                if s < 2 or t.steps[0] != 0 or (np.diff(t.steps) <= 0).any():
+                    raise ValueError(f"{t.name}'s steps must rise from 0")
+                if t.probs.shape != (s, n, c) or t.flips.shape != (s, n):
+                    raise ValueError(f"{t.name}'s confidences and flips must be (steps, images[, labels])")
+                if t.images is not None and t.images.shape[:2] != (len(t.image_steps), n):
+                    raise ValueError(f"{t.name}'s images must be (image steps, images, 3, H, W)")
+            clean = img(doc["clean"]) if "clean" in doc else np.zeros((n, 3, 0, 0), np.uint8)
             return cls(
                 model=str(doc["model"]),
                 labels=tuple(str(v) for v in doc["labels"]),
