@@ -302,7 +302,9 @@ def test_cli_trajectory_on_an_image_file(tmp_path, capsys):
         Image.fromarray(arr).save(folder / f"{'ab'[i - 1]}.png")
     out = tmp_path / "rec.json"
     args = ["trajectory", "--model", "demo-asl", "--image-dir", str(folder), "--scene", "1", "--eps", "0.004"]
-    assert main([*args, "--methods", "bce", "--out", str(out), "--keep-images"]) == 0
+    fig = tmp_path / "fig17.html"
+    assert main([*args, "--methods", "bce", "--out", str(out), "--keep-images", "--figure", str(fig)]) == 0
+    assert "scatter3d" in fig.read_text()
     r = Recording.load(out)
     ref = record(mlvis.create_model("demo-asl", device="cpu"), x[2:3], ["bce"], 0.004)
     assert np.array_equal(r.traces[0].probs, ref.traces[0].probs) and r.traces[0].images is not None
