@@ -65,6 +65,11 @@ caps BCE's share (appendix D, Table IX).
 )
 figures_page.slam_view(figures_page.slam_controls(model, profile))
 
+# ------------------------------------------------------------------------------------------------------ Fig. 17
+# FIG. 17 GOES HERE (appendix G: the 3-D confidence space of three chosen labels with the attack trajectories),
+# in the paper's order between Fig. 13 and Fig. 19. The lead adds its section after merging helper `replay`'s
+# mlvis/viz/confidence_space.py; `picture` (the page's image, or None) and `profile` are defined above.
+
 # ------------------------------------------------------------------------------------------------------ Fig. 19
 st.header("Fig. 19 · BCE and its limits (appendix K)")
 st.markdown(
@@ -94,9 +99,7 @@ much each one changed, with one amplification for all.
 if picture is not None:
     gallery_settings = figures_page.gallery_controls(name, profile)
     if gallery_settings is not None:
-        result = figures_page.gallery_section(name, picture, gallery_settings)
-        if result is not None:
-            figures_page.gallery_view(result, gallery_settings, picture.name)
-
-# Fig. 17 (appendix G, the 3-D confidence space of three labels with the attack trajectories) goes here: the
-# lead adds its section after merging helper `replay`'s mlvis/viz/confidence_space.py.
+        outcome = figures_page.gallery_section(name, picture, gallery_settings)
+        if outcome.result is not None:
+            shown = picture.name if outcome.current else "the last run's image"
+            figures_page.gallery_view(outcome.result, gallery_settings, shown)

@@ -494,7 +494,8 @@ def compute_gallery(model_name: str, picture: Picture, s: GallerySettings, progr
     )
 
 
-def gallery_section(model_name: str, picture: Picture, s: GallerySettings):
+def gallery_section(model_name: str, picture: Picture, s: GallerySettings) -> jobs.Outcome:
+    """The Run button with the cost; the gallery of these settings, or the last one kept (``Outcome.current``)."""
     key = (model_name, picture.digest, s.methods, s.eps, s.seed)
     out = jobs.run_section(
         GAL,
@@ -505,7 +506,7 @@ def gallery_section(model_name: str, picture: Picture, s: GallerySettings):
         model_name=model_name,
     )
     jobs.show_status(out, "The gallery")
-    return out.result
+    return out
 
 
 def gallery_view(g, s: GallerySettings, picture_name: str) -> None:
