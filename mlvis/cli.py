@@ -864,7 +864,8 @@ def _figure_image(args: argparse.Namespace, model):
                           interpolation=pre.interpolation).array  # fmt: skip
     from mlvis.recipe import ImageSource, demo_images
 
-    _check_demo_world(model)
+    if model.spec.world and model.spec.world != "demo":
+        raise ValueError(f"{args.model} was trained on {model.spec.world}, not on the demo scenes; give --image FILE.")
     h, w = model.spec.input_size
     if h != w:
         raise ValueError(f"The demo scenes are square; {args.model} expects {h}×{w}: give --image FILE.")

@@ -53,6 +53,10 @@ def has_chart(at: AppTest, key: str) -> bool:
     return any(key in c.proto.id for c in at.get("plotly_chart"))
 
 
+def table_with(at: AppTest, column: str):
+    return next(d.value for d in at.dataframe if column in d.value.columns)
+
+
 def markdown(at: AppTest) -> str:
     return " ".join(m.value for m in at.markdown)
 
@@ -75,6 +79,9 @@ def test_demo_model_every_section_draws_the_analysis(fresh_caches):
     assert shown["Subset length"] == str(tree.length) and shown["Trees explored"] == str(len(tree.iterations))
     assert shown["Root (easiest label)"] == tree.labels[tree.root]
     assert " → ".join(f"`{tree.labels[i]}`" for i in tree.subset) in markdown(at)
+    ease = table_with(at, "ease P")  # every label's P, easiest first, with its place in the subset
+    np.testing.assert_allclose(ease["ease P"].to_numpy(), np.sort(tree.ease)[::-1])
+    assert ease["label"].iloc[0] == tree.labels[tree.root] and ease["joins the subset"].iloc[0] == 1
     spec = chart(at, "figs.tree.chart")
     nodes = traces(spec, "nodes")[0]
     assert len(plotly_array(nodes["x"])) == len(tree.nodes(0))
@@ -90,8 +97,9 @@ def test_demo_model_every_section_draws_the_analysis(fresh_caches):
     deriv = {t["meta"]["name"]: plotly_array(t["y"]) for t in traces(spec, "derivative")}
     np.testing.assert_allclose(deriv["p·q = 0.25"], curves.dlogit[0])
     np.testing.assert_allclose(deriv["p·q = 0.75"], curves.dlogit[1])
-    peaks = at.dataframe[1].value if len(at.dataframe) > 1 else None
-    assert peaks is not None and f"{curves.peak_confidence[0]:.3f}" in peaks.to_string()
+    peaks = table_with(at, "p·q")
+    assert curves.peak_confidence[1] == 1.0  # from p·q = 0.5 on the derivative rises to the edge
+    assert peaks["|dL/dx| peaks at confidence"].tolist() == [f"{curves.peak_confidence[0]:.3f}", "the edge (no peak)"]
     # ... and the model's own p·q at a budget joins them (equation 7 read off the profile)
     at.toggle(key=fp.SLAM_MODEL).set_value(True).run()
     eps = float(prof.grid()[1])

@@ -161,6 +161,40 @@ def test_figure_gallery_writes_the_cells_of_the_analysis(tmp_path):
     assert (tmp_path / "g.svg").read_text().count("<image ") == 3
 
 
+def test_figure_on_a_real_model_card_reads_an_image_file(tmp_path, monkeypatch, capsys):
+    import numpy as np
+    from model_files import timm_card
+    from PIL import Image
+
+    from mlvis.analysis.gallery import gallery
+    from mlvis.data.images import load_image
+    from mlvis.models import cards
+
+    timm_card(tmp_path / "models", name="tiny-cli-figs")
+    monkeypatch.setenv(cards.ENV, str(tmp_path / "models"))
+    cards.sync(force=True)
+    try:
+        photo = tmp_path / "photo.png"
+        Image.fromarray(np.random.default_rng(3).integers(0, 256, (50, 70, 3), dtype=np.uint8)).save(photo)
+        base = ["figure", "gallery", "--model", "tiny-cli-figs", "--device", "cpu", "--methods", "bce,linear"]
+        assert main([*base, "--out", str(tmp_path / "g.json")]) == 2  # demo scenes are not its world
+        assert "was trained on photos, not on the demo scenes; give --image FILE." in capsys.readouterr().err
+        out = tmp_path / "g.json"
+        assert main([*base, "--image", str(photo), "--eps", "0.004,0.008", "--out", str(out)]) == 0
+        model = mlvis.create_model("tiny-cli-figs", device="cpu")
+        x = load_image(photo.read_bytes(), (64, 64), fit="stretch", interpolation="bilinear").array
+        want = gallery(model, x, ["bce", "linear"], eps=[0.004, 0.008])
+        doc = json.loads(out.read_text())
+        assert doc["labels"] == ["cat", "dog", "car", "tree"] and doc["flips"] == want.flips.tolist()
+        assert doc["fractions"] == [None, None]  # no profile: explicit budgets
+        assert main(["figure", "class-tree", "--model", "tiny-cli-figs", "--image", str(photo),
+                     "--out", str(tmp_path / "t.html")]) == 2  # fmt: skip
+        assert "has no correlation matrices yet" in capsys.readouterr().err
+    finally:
+        monkeypatch.delenv(cards.ENV)
+        cards.sync(force=True)
+
+
 def test_figure_refuses_bad_outputs_before_any_work(tmp_path, capsys):
     assert main(["figure", "gallery", "--model", "demo-asl", "--out", str(tmp_path / "g.html")]) == 2
     assert "--out must end in .png or .svg or .json for gallery" in capsys.readouterr().err

@@ -133,6 +133,19 @@ def test_the_perturbation_view_uses_one_factor(grid):
         gallery_layout(grid, scale=0)
 
 
+def test_the_q2l_demo_model_too():
+    model = mlvis.create_model("demo-q2l", device="cpu")
+    prof, up = mlvis.profile(model), mlvis.correlations(model, direction="up")
+    x, _ = mlvis.data.demo_batch(1, seed=2)
+    g = gallery(model, x[0], ["slam", ("class", {"gamma": 0.5})], (0.05,), profile=prof, correlations=up)
+    np.testing.assert_array_equal(g.eps, prof.grid((0.05,)))
+    slam = mlvis.attack(model, x, "slam", list(g.eps), profile=prof)
+    cls = mlvis.attack(model, x, "class", list(g.eps), profile=prof, correlations=up, gamma=0.5)
+    np.testing.assert_array_equal(g.adv_8bit[0], slam.adv_8bit[:, 0])
+    np.testing.assert_array_equal(g.adv_8bit[1], cls.adv_8bit[:, 0])
+    np.testing.assert_array_equal(g.flips[:, 0], [slam.flips[0, 0], cls.flips[0, 0]])
+
+
 def test_a_real_model_card_without_artifacts(tmp_path, monkeypatch):
     from model_files import timm_card
 

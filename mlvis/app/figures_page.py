@@ -253,6 +253,21 @@ def tree_view(tree) -> None:
     st.markdown(
         "**Chosen subset**, in the order the labels joined: " + " → ".join(f"`{names[i]}`" for i in tree.subset)
     )
+    with st.expander("Every label: clean confidence, target and ease P"):
+        order = {int(lab): k + 1 for k, lab in enumerate(tree.subset)}
+        st.dataframe(
+            [
+                {
+                    "label": names[i],
+                    "confidence": float(tree.probs[i]),
+                    "target": "flip up (to present)" if tree.target[i] else "flip down (to absent)",
+                    "ease P": float(tree.ease[i]),
+                    "joins the subset": order.get(i),
+                }
+                for i in np.argsort(-tree.ease, kind="stable")
+            ],
+            hide_index=True,
+        )
     if not tree.iterations:
         st.plotly_chart(class_tree_figure(tree), key="figs.tree.chart")
         return
