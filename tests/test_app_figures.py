@@ -170,3 +170,26 @@ def test_a_real_model_card_gets_the_tree_and_the_gallery(card_folder):
 
 def _scenes(n: int) -> np.ndarray:
     return demo_images(ImageSource("demo", "test", 0, 0, n), (64, 64))
+
+
+def test_an_uploaded_picture_is_the_image_of_the_tree(fresh_caches):
+    import io
+
+    from PIL import Image
+
+    from mlvis.data.images import load_image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(7).integers(0, 256, (72, 96, 3), dtype=np.uint8)).save(buf, format="PNG")
+    at = open_page({fp.FIG_SOURCE: "upload"})
+    assert any(i.value == "Upload a picture to attack." for i in at.info) and not at.metric
+    at.file_uploader(key=fp.FIG_UPLOAD).set_value(("pic.png", buf.getvalue(), "image/png")).run()
+    assert not at.exception, at.exception
+    model = mlvis.create_model("demo-asl", device="cpu")
+    pre = mlvis.models.preprocess_for(model.spec)
+    x = load_image(buf.getvalue(), (64, 64), fit=pre.fit, interpolation=pre.interpolation).array
+    prof = mlvis.profile(model)
+    pair = (mlvis.correlations(model, direction="up"), mlvis.correlations(model, direction="down"))
+    tree = class_tree(model, x, float(prof.grid()[1]), correlations=pair, profile=prof)
+    assert {m.label: m.value for m in at.metric}["Root (easiest label)"] == tree.labels[tree.root]
+    assert " → ".join(f"`{tree.labels[i]}`" for i in tree.subset) in markdown(at)
