@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from typing import Any
 
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
 
@@ -763,6 +762,7 @@ def _figure_args(p: argparse.ArgumentParser) -> None:
          _figure_args)  # fmt: skip
 def figure_cmd(args: argparse.Namespace) -> int:
     import json
+    from typing import Any
 
     import numpy as np
 
