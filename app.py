@@ -33,6 +33,7 @@ pages = [
     st.Page("pages/profiles.py", title="Profiles", icon=":material/show_chart:"),
     st.Page("pages/sweep.py", title="Budget sweep", icon=":material/table_chart:"),
     st.Page("pages/hyperplane.py", title="Hyperplane simulation", icon=":material/timeline:"),
+    st.Page("pages/figures.py", title="Paper figures", icon=":material/photo_library:"),
     st.Page("pages/models.py", title="Models", icon=":material/model_training:"),
     st.Page("pages/runs.py", title="Runs", icon=":material/folder_open:"),
 ]

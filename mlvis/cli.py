@@ -790,6 +790,188 @@ def trajectory_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------- the paper's figures (issue 12 §4): mlvis figure
+
+FIGURES = {  # kind -> the --out suffixes it writes (kaleido, plotly's PNG writer, is not installed)
+    "class-tree": (".html", ".json", ".plotly.json"),
+    "slam-loss": (".html", ".json", ".plotly.json"),
+    "bce-loss": (".html", ".json", ".plotly.json"),
+    "gallery": (".png", ".svg", ".json"),
+}
+
+
+def _figure_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("kind", choices=list(FIGURES), help="class-tree (Fig. 9), slam-loss (Fig. 13), bce-loss (Fig. 19), "
+                   "gallery (Fig. 21)")  # fmt: skip
+    p.add_argument("--out", required=True, metavar="FILE",
+                   help="class-tree, slam-loss, bce-loss: .html (interactive, self-contained, plotly.js inlined), "
+                        ".json (the figure's data) or .plotly.json (the plotly figure; no PNG: kaleido is not "
+                        "installed); gallery: .png (lossless), .svg or .json (flips and flipped labels per "
+                        "cell)")  # fmt: skip
+    p.add_argument("--model", default=None, help="registered model name (class-tree, gallery; slam-loss with --eps)")
+    p.add_argument("--checkpoint", default=None, help="weights file for a family (asl-tresnet-l, timm:<arch>, ...)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--image", default=None, help="a PNG/JPEG/WebP file, resized by the model card's rule")
+    p.add_argument("--scene", type=int, default=1, help="else this demo test scene of the --seed block (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="demo scene block; the random subset's seed (default 0)")
+    p.add_argument("--eps", default=None,
+                   help="class-tree: the budget (default 10%% of eps_max); gallery: comma-separated budgets instead "
+                        "of --fractions; slam-loss: add --model's p·q at this budget")  # fmt: skip
+    p.add_argument("--gamma", type=float, default=0.5, help="class-tree: gamma (default 0.5)")
+    p.add_argument("--branches", type=int, default=4, help="class-tree: branches per node (default 4)")
+    p.add_argument("--depth", type=int, default=4, help="class-tree: look-ahead depth (default 4)")
+    p.add_argument("--length", type=int, default=None, help="class-tree: subset length (default floor(1.66 E(eps)))")
+    p.add_argument("--iteration", type=int, default=1, help="class-tree .html: the iteration drawn (default 1)")
+    p.add_argument("--shares", default="0,0.25,0.5,0.75,1", help="slam-loss: values of p·q (default 0,0.25,0.5,0.75,1)")
+    p.add_argument("--q", type=float, default=0.5, help="slam-loss --eps: SLAM's q (default 0.5)")
+    p.add_argument("--target", type=int, default=0, choices=[0, 1], help="slam-loss: the target (default 0)")
+    p.add_argument("--targets", default="0,1", help="bce-loss: the targets (default 0,1)")
+    p.add_argument("--logit-range", default="-8,8", help="slam-loss, bce-loss: LOW,HIGH of the logit, "
+                   "written --logit-range=-20,20 (default -8,8)")
+    p.add_argument("--axis", default="logit", choices=["logit", "confidence"], help="loss curves' x axis")
+    p.add_argument("--methods", default="bce,slam,random,class:0,class:0.5,class:1",
+                   help="gallery: the columns (default Tables IV-VI's rows)")  # fmt: skip
+    p.add_argument("--fractions", default=_fractions(), help="gallery: fractions of eps_max (default: Table IV's grid)")
+    p.add_argument("--show", default="adversarial", choices=["adversarial", "perturbation"], help="gallery tiles")
+    p.add_argument("--scale", type=int, default=None, help="gallery: nearest-neighbour upscaling (default: ~144 px)")
+
+
+@command("figure", "export Fig. 9, 13, 19 or 21 of the paper (HTML/JSON, or PNG/SVG/JSON for the gallery)",
+         _figure_args)  # fmt: skip
+def figure_cmd(args: argparse.Namespace) -> int:
+    import json
+    from typing import Any
+
+    import numpy as np
+
+    import mlvis
+    from mlvis.store import atomic_write_bytes, atomic_write_text
+
+    out = str(args.out)
+    suffix = next((s for s in sorted(FIGURES[args.kind], key=len, reverse=True) if out.endswith(s)), None)
+    if suffix is None:
+        raise ValueError(f"--out must end in {' or '.join(FIGURES[args.kind])} for {args.kind}, not {out}.")
+    lo, hi = _numbers(args.logit_range, 2, "--logit-range")
+    lo_hi = (lo, hi)
+    if args.kind in ("class-tree", "gallery") and not args.model:
+        raise ValueError(f"{args.kind} attacks an image of a model: give --model NAME.")
+    model: Any = _create(args) if args.model else None
+    data: Any
+    if args.kind == "slam-loss":
+        from mlvis.analysis.loss_curves import slam_curves
+
+        shares = [float(v) for v in _number_list(args.shares, "--shares")]
+        if args.eps is not None:
+            if model is None:
+                raise ValueError("--eps adds a model's p·q: give --model NAME too.")
+            p = mlvis.attacks.methods.profile_flip_ratio(mlvis.profile(model), np.array([float(args.eps)]),
+                                                         model.num_labels)  # fmt: skip
+            shares.append(round(float(p[0]) * float(args.q), 4))
+        data = slam_curves(sorted(set(shares)), target=args.target, logit_range=lo_hi)
+    elif args.kind == "bce-loss":
+        from mlvis.analysis.loss_curves import bce_curves
+
+        data = bce_curves([int(t) for t in _number_list(args.targets, "--targets")], logit_range=lo_hi)
+    else:
+        image = _figure_image(args, model)
+        if args.kind == "class-tree":
+            from mlvis.analysis.class_tree import class_tree
+            from mlvis.attacks.plan import Artifacts
+
+            arts = Artifacts(args.model, **{k: _artifact(model, k) for k in ("profile", "up", "down")})
+            if arts.up is None:
+                raise ValueError(f"{args.model} has no correlation matrices yet; compute them with "
+                                 f"`mlvis correlations --model {args.model}`.")  # fmt: skip
+            if arts.profile is None and args.length is None:
+                raise ValueError(f"{args.model} has no flip profile to size the subset: give --length N or run "
+                                 f"`mlvis profile --model {args.model}`.")  # fmt: skip
+            default = float(arts.profile.grid()[1]) if arts.profile is not None else 0.01  # 10 % of eps_max
+            eps = float(args.eps) if args.eps is not None else default
+            data = class_tree(model, image, eps, correlations=arts.correlations(), profile=arts.profile,
+                              length=args.length, gamma=args.gamma, branches=args.branches,
+                              depth=args.depth)  # fmt: skip
+        else:
+            from mlvis.analysis.gallery import gallery
+
+            methods = [parse_method(m) for m in args.methods.split(",") if m.strip()]
+            eps_list = [float(v) for v in _number_list(args.eps, "--eps")] if args.eps is not None else None
+            fractions = [float(v) for v in _number_list(args.fractions, "--fractions")]
+            data = gallery(model, image, methods, fractions, eps=eps_list, seed=args.seed,
+                           progress=ProgressBar(f"gallery {args.model}"))  # fmt: skip
+    if suffix == ".json":
+        atomic_write_text(out, json.dumps(data.to_dict()) + "\n")
+    elif args.kind == "gallery":
+        from mlvis.viz.adversarial_gallery import gallery_png, gallery_svg
+
+        view = {"show": args.show, "scale": args.scale}
+        if suffix == ".png":
+            atomic_write_bytes(out, gallery_png(data, **view))
+        else:
+            atomic_write_text(out, gallery_svg(data, **view))
+    else:
+        if args.kind == "class-tree":
+            from mlvis.viz.class_tree import class_tree_figure
+
+            if data.iterations and not 1 <= args.iteration <= len(data.iterations):
+                raise ValueError(f"--iteration must be 1 to {len(data.iterations)} for this tree.")
+            fig = class_tree_figure(data, args.iteration - 1 if data.iterations else 0)
+        else:
+            from mlvis.viz.loss_curves import loss_curves_figure
+
+            fig = loss_curves_figure(data, axis=args.axis)
+        text = fig.to_json() if suffix == ".plotly.json" else fig.to_html(include_plotlyjs=True, full_html=True)
+        atomic_write_text(out, text)
+    print(f"wrote {out}")
+    return 0
+
+
+def _figure_image(args: argparse.Namespace, model):
+    """``--image FILE`` resized by the card's rule, else demo scene ``--scene`` of block ``--seed``."""
+    from pathlib import Path
+
+    import mlvis
+    from mlvis.data.images import load_image
+    from mlvis.models import preprocess_for
+
+    pre = preprocess_for(model.spec)
+    if args.image:
+        path = Path(args.image)
+        if not path.is_file():
+            raise FileNotFoundError(f"There is no image file at {path}.")
+        return load_image(path.read_bytes(), pre.size, name=path.name, fit=pre.fit,
+                          interpolation=pre.interpolation).array  # fmt: skip
+    from mlvis.recipe import ImageSource, demo_images
+
+    if model.spec.world and model.spec.world != "demo":
+        raise ValueError(f"{args.model} was trained on {model.spec.world}, not on the demo scenes; give --image FILE.")
+    h, w = model.spec.input_size
+    if h != w:
+        raise ValueError(f"The demo scenes are square; {args.model} expects {h}×{w}: give --image FILE.")
+    if not 0 <= args.scene < mlvis.data.BLOCK:
+        raise ValueError(f"--scene must be a scene number from 0 to {mlvis.data.BLOCK - 1}.")
+    return demo_images(ImageSource("demo", "test", args.seed, args.scene, 1), (h, w))[0]
+
+
+def _number_list(text: str, what: str) -> list[float]:
+    try:
+        values = [float(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"{what} must be comma-separated numbers, not {text!r}.") from None
+    if not values:
+        raise ValueError(f"{what} needs at least one number.")
+    return values
+
+
+def _artifact(model, kind: str):
+    """The model's shipped or cached profile / correlation matrix, or ``None``."""
+    import mlvis
+
+    try:
+        return mlvis.profile(model) if kind == "profile" else mlvis.correlations(model, direction=kind)
+    except ValueError:
+        return None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlvis", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -807,7 +989,7 @@ def _common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error ($MLVIS_DEBUG=1)")
 
 
-_OUT_IS_FILE = {"profile", "trajectory"}  # commands whose --out names one file; every other --out is a folder
+_OUT_IS_FILE = {"profile", "trajectory", "figure"}  # commands whose --out names one file; every other --out is a folder
 _WRITES_CACHE = {"profile", "correlations"}  # commands that cache what they compute
 
 
