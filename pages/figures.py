@@ -1,16 +1,18 @@
-"""Paper figures: Fig. 9 (CLASS's look-ahead tree), Fig. 13 (SLAM's derivative), Fig. 19 (BCE's limits) and
-Fig. 21 (adversarial examples at the Table IV budgets), each redrawn from the library on the sidebar's model."""
+"""Paper figures: Fig. 9 (CLASS's look-ahead tree), Fig. 13 (SLAM's derivative), Fig. 17 (the confidence
+space), Fig. 19 (BCE's limits) and Fig. 21 (adversarial examples at the Table IV budgets), each redrawn from the
+library on the sidebar's model."""
 
 import streamlit as st
 
 from mlvis.app import cache, figures_page
 from mlvis.app.page import page_model
+from mlvis.app.replay_view import confidence_space_section
 
 st.title("Paper figures")
 st.markdown(
     """
-Four figures of the paper, redrawn live from the same code the attacks run: change the settings and watch what
-the paper describes. Fig. 9 and Fig. 21 attack one image of the sidebar's model; Fig. 13 and Fig. 19 are the
+Five figures of the paper, redrawn live from the same code the attacks run: change the settings and watch what
+the paper describes. Fig. 9, Fig. 17 and Fig. 21 attack one image of the sidebar's model; Fig. 13 and Fig. 19 are the
 losses themselves and hold for every model.
 """
 )
@@ -66,9 +68,23 @@ caps BCE's share (appendix D, Table IX).
 figures_page.slam_view(figures_page.slam_controls(model, profile))
 
 # ------------------------------------------------------------------------------------------------------ Fig. 17
-# FIG. 17 GOES HERE (appendix G: the 3-D confidence space of three chosen labels with the attack trajectories),
-# in the paper's order between Fig. 13 and Fig. 19. The lead adds its section after merging helper `replay`'s
-# mlvis/viz/confidence_space.py; `picture` (the page's image, or None) and `profile` are defined above.
+st.header("Fig. 17 · The confidence space of three labels (appendix G)")
+st.markdown(
+    """
+Every label's confidence is one axis of a space with one dimension per label; the planes at the threshold 0.5
+cut it into regions, one per predicted label set. An attack moves the image's point through this space, one
+MI-FGSM step at a time, and a label flips when the path crosses its plane. Three labels can be drawn: the
+attack's recorded steps are the path, the clean prediction is where it starts. **What to look for:** which method's path
+reaches the planes at this budget, and in which order it crosses them; the default labels are those the
+methods flipped, so the paths that flip them end on the far side of their planes.
+"""
+)
+if picture is not None:
+    space_settings = figures_page.space_controls(name)
+    if space_settings is not None:
+        outcome = figures_page.space_section(name, picture, space_settings)
+        if outcome.result is not None:
+            confidence_space_section(outcome.result, key="figs.space")
 
 # ------------------------------------------------------------------------------------------------------ Fig. 19
 st.header("Fig. 19 · BCE and its limits (appendix K)")

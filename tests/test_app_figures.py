@@ -63,9 +63,10 @@ def markdown(at: AppTest) -> str:
 
 def test_demo_model_every_section_draws_the_analysis(fresh_caches):
     at = open_page({fp.FIG_SCENE: "2", fp.TREE_GAMMA: "0.3"})
-    assert [h.value for h in at.header][:4] == [
+    assert [h.value for h in at.header][:5] == [
         "Fig. 9 · CLASS's look-ahead tree (Algorithm 3)",
         "Fig. 13 · SLAM's derivative for different p·q (appendix D)",
+        "Fig. 17 · The confidence space of three labels (appendix G)",
         "Fig. 19 · BCE and its limits (appendix K)",
         "Fig. 21 · Adversarial examples at the Table IV budgets (appendix M)",
     ]
@@ -193,3 +194,23 @@ def test_an_uploaded_picture_is_the_image_of_the_tree(fresh_caches):
     tree = class_tree(model, x, float(prof.grid()[1]), correlations=pair, profile=prof)
     assert {m.label: m.value for m in at.metric}["Root (easiest label)"] == tree.labels[tree.root]
     assert " → ".join(f"`{tree.labels[i]}`" for i in tree.subset) in markdown(at)
+
+
+def test_fig17_draws_the_recorded_trajectories_of_this_image(fresh_caches):
+    """The confidence-space section attacks the page's image at its budget and draws that run's own recording."""
+    from mlvis.analysis.trajectory import pick_labels, record
+
+    at = open_page({fp.FIG_SCENE: "3", "figs.space.eps": "0.03"})
+    if not has_chart(at, "figs.space.space"):  # the estimate decides whether it runs by itself
+        next(b for b in at.button if b.key == "figs.space.run").click().run()
+    assert not at.exception, at.exception
+    spec = chart(at, "figs.space.space")
+    model = mlvis.create_model("demo-asl", device="cpu")
+    rec = record(model, scene(3)[None], ["bce", "slam", "class"], 0.03, keep_images=False)
+    picked = list(pick_labels(rec, 0))
+    assert spec["layout"]["meta"]["labels"] == picked
+    paths = {t["meta"]["method"]: t for t in traces(spec, "trajectory")}
+    assert set(paths) == {t.name for t in rec.traces}
+    for t in rec.traces:
+        got = np.stack([plotly_array(paths[t.name][a]) for a in "xyz"], axis=1)
+        assert np.allclose(got, t.probs[:, 0][:, picked], atol=1e-6), t.name

@@ -553,3 +553,67 @@ def gallery_view(g, s: GallerySettings, picture_name: str) -> None:
     c3.download_button(
         "JSON", json.dumps(g.to_dict(), indent=1), f"{stem}.json", "application/json", key="figs.gallery.json"
     )
+
+
+# ------------------------------------------------------------------------------------------------------ Fig. 17
+
+SPACE = "figs.space"  # the Fig. 17 run section and its budget control (?figs.space.eps=)
+SPACE_METHODS = "figs.space.methods"
+SPACE_CHOICES = ("bce", "slam", "class")  # the methods that run on the engine's loop, so their path is recorded
+
+
+@dataclasses.dataclass(frozen=True)
+class SpaceSettings:
+    """Fig. 17's run: the methods whose trajectories are drawn, at one budget."""
+
+    methods: tuple[str, ...]
+    eps: float
+    seed: int = 0
+
+
+def space_controls(model_name: str) -> SpaceSettings | None:
+    """The methods (those the model's artifacts allow) and the budget of the recorded attack."""
+    arts = cache.lab_artifacts(model_name)
+    problems = {m: arts.problem(m) for m in SPACE_CHOICES}
+    usable = [m for m in SPACE_CHOICES if not problems[m]]
+    for sentence in sorted({p for p in problems.values() if p}):
+        st.caption(sentence)
+    titles = {m: row_name(as_spec(m)) for m in usable}
+    methods = st.multiselect(
+        "Methods (one path each)", usable, default=usable, format_func=titles.get, key=SPACE_METHODS,
+        bind="query-params",
+    )  # fmt: skip
+    budget = budget_input(SPACE, default=0.02, slider_range=(0.0005, 0.1), caption=False)
+    if not methods:
+        st.info("Pick at least one method.")
+        return None
+    return SpaceSettings(tuple(methods), budget.eps[0], state.seed())
+
+
+def space_section(model_name: str, picture: Picture, s: SpaceSettings) -> jobs.Outcome:
+    """The Run button with the cost; the recording of these settings (:func:`mlvis.analysis.trajectory.record`)."""
+    from mlvis.analysis.trajectory import record
+
+    def compute(progress):
+        model = cache.load_model(model_name)
+        arts = cache.lab_artifacts(model_name)
+        return record(
+            model,
+            picture.image[None],
+            list(s.methods),
+            s.eps,
+            keep_images=False,
+            profile=arts.profile,
+            correlations=arts.correlations(),
+            seed=s.seed,
+            progress=progress,
+        )
+
+    cost = jobs.estimate(
+        model_name, image_steps([as_spec(m) for m in s.methods], [s.eps], 1, alpha=DEFAULT_ALPHA, dims=DIMS), SPACE
+    )
+    out = jobs.run_section(
+        SPACE, (model_name, picture.digest, s), compute, cost, label="Attacking", model_name=model_name
+    )
+    jobs.show_status(out, "The trajectories")
+    return out
