@@ -48,13 +48,14 @@ def _clip(value: float, lo: float, hi: float) -> float:
 
 
 def _url_number(key: str, lo: float, hi: float) -> float | None:
-    """The URL's value of ``key`` as a number in ``[lo, hi]`` (clipped), or ``None`` when it holds none."""
+    """The URL's value of ``key`` when it is a number in ``[lo, hi]``, else ``None`` (as Streamlit does, a value
+    it cannot take falls back to the default)."""
     text = st.query_params.get(key)
     try:
         value = float(text) if text is not None else math.nan
     except (TypeError, ValueError):
         return None
-    return _clip(value, lo, hi) if math.isfinite(value) else None
+    return value if math.isfinite(value) and lo <= value <= hi else None
 
 
 def number_entry(
@@ -72,8 +73,8 @@ def number_entry(
 ) -> float:
     """A number entry bound to the URL (``?<key>=``) whose value has one source of truth, Session State.
 
-    The widget is never given ``value=``: the first time it is drawn, the URL's value (clipped to the range)
-    or else ``default`` is written under ``key``, so later writes through Session State (callbacks, tests)
+    The widget is never given ``value=``: the first time it is drawn, the URL's value (when the entry can
+    take it) or else ``default`` is written under ``key``, so later writes through Session State (callbacks, tests)
     never meet a widget default. Writing the URL's value too keeps a link to the range's minimum, which
     Streamlit would take for the widget's default and drop, working.
     """

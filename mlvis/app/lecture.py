@@ -81,7 +81,7 @@ def step_control(methods: Sequence[str]) -> int:
     ss = st.session_state
     if not isinstance(ss.get(STEP), int) or not 0 <= ss[STEP] < len(titles):
         ss[STEP] = 0  # the one default (a link's step, when it names one of these, wins on first load)
-    left, mid, right = st.columns([6, 1, 1], vertical_alignment="bottom")
+    left, mid, right = st.columns([5, 1, 1.4], vertical_alignment="bottom")
     step = left.segmented_control(
         "Step",
         list(range(len(titles))),
