@@ -97,6 +97,10 @@ def test_the_related_attacks_run_unbounded_by_default_and_say_what_they_reached(
     np.testing.assert_array_equal(run.results[1].adv, free.adv)
     np.testing.assert_array_equal(run.results[0].adv, mlvis.attack(model, x, "bce", run.recipe.eps).adv)
     assert float(run.results[1].linf[0].max()) > run.recipe.eps  # it went past the budget, as it may
+    assert lab.file_stem(run, "test-runner", 0) == f"{MODEL}_test-runner_unbounded_img0"
+    assert lab.file_stem(run, "BCE", 0) == f"{MODEL}_BCE_eps{run.recipe.eps:g}_img0"
+    frame = lab.results_frame(run)
+    assert frame.groupby("method")["unbounded"].all().to_dict() == {"BCE": False, "test-runner": True}
     line = next(m.value for m in at.markdown if m.value.startswith("**test-runner** ran without a budget"))
     assert f"reached L∞ {free.linf[0].mean():.5f}" in line and f"L2 {free.l2[0].mean():.4f}" in line
     # bounded stays available: the same method clipped to ε afterwards

@@ -534,6 +534,7 @@ def results_frame(run: LabRun):
         for key, value in settings_columns(run.recipe).items():
             if key not in f.columns:
                 f[key] = value
+        f["unbounded"] = run.recipe.methods[i] in run.recipe.unbounded  # ran without a budget (read at its L∞ / L2)
         if run.transfers:
             t = run.transfers[i]
             f[f"flips_on_{t.target}"] = t.flips.reshape(-1)
@@ -599,8 +600,8 @@ def recipe_bytes(run: LabRun) -> bytes:
 
 def file_stem(run: LabRun, method: str, image: int | None = None) -> str:
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in method)
-    eps = f"{run.recipe.eps:.6g}"
-    base = f"{run.recipe.model}_{safe}_eps{eps}"
+    free = any(r.name == method for r in run.unbounded)
+    base = f"{run.recipe.model}_{safe}_" + ("unbounded" if free else f"eps{run.recipe.eps:.6g}")
     return base if image is None else f"{base}_img{image}"
 
 
