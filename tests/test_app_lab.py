@@ -114,6 +114,21 @@ def test_the_related_attacks_run_unbounded_by_default_and_say_what_they_reached(
     assert link.toggle(key=lab.LAB_UNBOUNDED).value is False
 
 
+def test_ml_deepfool_runs_in_the_lab_as_published():
+    at = open_lab({lab.LAB_METHODS: ["BCE", "ML-DeepFool"]})
+    at.button(key="lab.run").click().run()
+    assert not at.exception, at.exception
+    run = lab_run(at)
+    assert run.recipe.unbounded == ("ml-deepfool",)
+    model = mlvis.create_model(MODEL, device="cpu")
+    want = mlvis.attack(model, scene(run), "ml-deepfool", 1.0)  # the related module's "attack as published"
+    got = run.results[1]
+    np.testing.assert_array_equal(got.adv, want.adv)
+    np.testing.assert_array_equal(got.flips, want.flips)
+    assert any(m.value.startswith(f"**ML-DeepFool** ran without a budget and reached L∞ {want.linf[0].mean():.5f}")
+               for m in at.markdown)  # fmt: skip
+
+
 def test_the_unbounded_switch_is_off_while_no_related_attack_is_chosen():
     at = open_lab({lab.LAB_METHODS: ["BCE"]})
     assert at.toggle(key=lab.LAB_UNBOUNDED).proto.disabled
