@@ -23,8 +23,6 @@ if not models:
     st.error("No models are registered, so there is nothing to show. Check the installation of mlvis.")
     st.stop()
 
-widgets.sidebar(models, device=cache.device_label())
-
 pages = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
     st.Page("pages/attack_lab.py", title="Attack Lab", icon=":material/science:"),
@@ -37,4 +35,6 @@ pages = [
     st.Page("pages/models.py", title="Models", icon=":material/model_training:"),
     st.Page("pages/runs.py", title="Runs", icon=":material/folder_open:"),
 ]
-st.navigation(pages).run()
+page = st.navigation(pages)  # first, so the sidebar knows which page this run shows
+widgets.sidebar(models, device=cache.device_label(), page=page.url_path)
+page.run()

@@ -358,7 +358,7 @@ class TrajectoryRecorder(StepHook):
         traces, skipped = [], []
         for s, res in enumerate(results):
             if s not in self._probs:
-                skipped.append((res.name, _not_replayable(res)))
+                skipped.append((res.name, not_replayable(res)))
                 continue
             probs = self._probs[s].copy()
             probs[0] = res.clean_probs
@@ -407,7 +407,8 @@ def _to_8bit(x: np.ndarray) -> np.ndarray:
     return np.clip(np.round(np.asarray(x, np.float32) * 255), 0, 255).astype(np.uint8)
 
 
-def _not_replayable(res: Any) -> str:
+def not_replayable(res: Any) -> str:
+    """The sentence that says why ``res`` (an ``AttackResult`` of a method with its own optimiser) has no replay."""
     return (
         f"{res.name} is not replayable: it runs its own optimiser, outside the MI-FGSM loop whose steps the "
         f"recording follows (its result is the attack's as usual)."

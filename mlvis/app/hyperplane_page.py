@@ -15,6 +15,7 @@ from typing import Any
 import streamlit as st
 
 from mlvis.analysis import hyperplane
+from mlvis.app.budget_input import number_entry
 
 # ----------------------------------------------------------------------------------------------------------------------
 # the custom table in the URL
@@ -272,28 +273,11 @@ def _rows_frame(rows):
 def attack_settings_controls() -> dict:
     """Start point, the two boxes, losses, SLAM's p and q, alpha, steps and momentum, as plain values."""
     c1, c2, c3, c4, c5 = st.columns([1, 1, 2, 1, 1])
-    x1 = c1.number_input(
-        "Start x₁",
-        min_value=0.0,
-        max_value=1.0,
-        value=hyperplane.DEFAULT_START[0],
-        step=0.01,
-        format="%.3f",
-        key=HP_X1,
-        bind="query-params",
-        help="Pixel 1 of the clean 2-pixel image (the walk's start).",
-    )
-    x2 = c2.number_input(
-        "Start x₂",
-        min_value=0.0,
-        max_value=1.0,
-        value=hyperplane.DEFAULT_START[1],
-        step=0.01,
-        format="%.3f",
-        key=HP_X2,
-        bind="query-params",
-        help="Pixel 2 of the clean 2-pixel image.",
-    )
+    x1 = number_entry(c1, "Start x₁", key=HP_X1, default=hyperplane.DEFAULT_START[0], min_value=0.0, max_value=1.0,
+                      step=0.01, format="%.3f",
+                      help="Pixel 1 of the clean 2-pixel image (the walk's start).")  # fmt: skip
+    x2 = number_entry(c2, "Start x₂", key=HP_X2, default=hyperplane.DEFAULT_START[1], min_value=0.0, max_value=1.0,
+                      step=0.01, format="%.3f", help="Pixel 2 of the clean 2-pixel image.")  # fmt: skip
     eps = c3.slider(
         "Budgets ε₁, ε₂ (L∞ boxes)",
         min_value=0.0,
@@ -307,17 +291,9 @@ def attack_settings_controls() -> dict:
             "Appendix H's point: greedy wins in the small box, patient in the large one."
         ),
     )
-    alpha = c4.number_input(
-        "Step α",
-        min_value=0.001,
-        max_value=0.2,
-        value=hyperplane.DEFAULT_ALPHA,
-        step=0.005,
-        format="%.3f",
-        key=HP_ALPHA,
-        bind="query-params",
-        help="Every step moves each pixel by ±α (a sign step, as in MI-FGSM).",
-    )
+    alpha = number_entry(c4, "Step α", key=HP_ALPHA, default=hyperplane.DEFAULT_ALPHA, min_value=0.001,
+                         max_value=0.2, step=0.005, format="%.3f",
+                         help="Every step moves each pixel by ±α (a sign step, as in MI-FGSM).")  # fmt: skip
     steps = c5.number_input(
         "Steps (0 = ε/α)",
         min_value=0,
