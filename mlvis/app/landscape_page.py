@@ -265,7 +265,7 @@ def matrices_view(name: str, matrices: Matrices, stats: dict | None) -> None:
 def attackability_view(labels: list[str], matrices: Matrices) -> None:
     """Fig. 4: each label's attackability per direction, with its mean clean confidence."""
     up, down = matrices
-    nan = [float("nan")] * len(labels)
+    nan = np.full(len(labels), np.nan)  # a direction not measured
     st.header("Attackability")
     st.plotly_chart(
         attackability_figure(
