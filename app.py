@@ -11,7 +11,7 @@ from pathlib import Path
 import streamlit as st
 
 import mlvis
-from mlvis.app import cache, widgets
+from mlvis.app import cache, page, widgets
 
 # the icon is a local file (served by the app itself): a material or emoji icon would be fetched from a font host
 st.set_page_config(
@@ -24,6 +24,7 @@ if not models:
     st.stop()
 
 widgets.sidebar(models, device=cache.device_label())
+page.skip_link()  # the first Tab stop: "Skip to Run", on every page that has a Run button
 
 pages = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
