@@ -24,7 +24,8 @@ pytestmark = pytest.mark.e2e
 
 TIMEOUT_MS = 120_000  # the first page imports torch and loads a model; the machine may be busy
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
-# (sidebar title, a heading the page shows once its script ran, screenshot name): every page of app.py
+# (sidebar title, a heading the page shows once its script ran, screenshot name): every page of app.py's
+# navigation (the test checks that the sidebar lists no other)
 PAGES = [
     ("Home", "mlvis: label-flip attacks on a budget", "home"),
     ("Attack Lab", "Attack Lab", "attack-lab"),
@@ -83,6 +84,8 @@ def test_every_page_is_offline_clean(context: BrowserContext, page: Page, app_ur
     page.on("websocket", websocket)
     page.goto(app_url)
     wait_idle(page)
+    # every page of the navigation is in PAGES (a page added to app.py and not here fails this line)
+    expect(page.get_by_test_id("stSidebarNav").get_by_test_id("stSidebarNavLink")).to_have_count(len(PAGES))
     fonts: dict[str, str] = {}
     for title, heading, name in PAGES:
         open_page(page, title, heading)
