@@ -109,6 +109,33 @@ def app_url(tmp_path_factory, models_dir):
             proc.wait(timeout=15)
 
 
+# What a screenshot waits for: fonts loaded, every data grid's canvas and every plotly chart's SVG drawn,
+# every image decoded, then two animation frames (a table shot right after its run was still an empty box).
+SETTLE_JS = """async () => {
+  await document.fonts.ready;
+  const drawn = () =>
+    [...document.querySelectorAll('[data-testid="stDataFrame"]')].every((d) => d.querySelector("canvas")) &&
+    [...document.querySelectorAll('[data-testid="stPlotlyChart"]')].every((c) => c.querySelector(".main-svg")) &&
+    [...document.images].every((img) => img.complete);
+  for (let i = 0; i < 100 && !drawn(); i++) await new Promise((r) => setTimeout(r, 50));
+  await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+}"""
+
+
+@pytest.fixture
+def page(page):
+    """pytest-playwright's page, whose ``screenshot`` first waits until what is on the page has been drawn."""
+    take = page.screenshot
+
+    def screenshot(*args, **kwargs):
+        page.evaluate(SETTLE_JS)
+        page.wait_for_timeout(250)  # the grid paints its cells on the frame after its canvas appears
+        return take(*args, **kwargs)
+
+    page.screenshot = screenshot
+    return page
+
+
 @pytest.fixture(scope="session")
 def screenshot_dir() -> Path:
     SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
