@@ -14,13 +14,41 @@ from mlvis.app import cache, state
 
 def page_model() -> tuple[str, mlvis.MultiLabelModel]:
     """The sidebar's model, loaded (cached): ``(name, model)``; when it cannot load, its one-sentence error
-    is shown and the page stops there."""
-    name = state.model_name()
+    is shown and the page stops there.
+
+    A page can run without app.py's frame once: on the first visit after the server starts, when it is a
+    link straight to a page (``/landscape``). Streamlit then runs the file from ``pages/`` on its own (its
+    old multipage mode, which lasts until the public ``st.navigation`` has run once in the process), so no
+    model is chosen yet. The page then ends that mode, as the frame's ``st.navigation`` would, and asks for
+    one rerun, which goes through the frame and draws the same page, instead of a traceback.
+    """
+    try:
+        name = state.model_name()
+    except RuntimeError:
+        if not st.session_state.get(FRAME_RERUN):
+            st.session_state[FRAME_RERUN] = True
+            _leave_pages_directory_mode()
+            st.rerun()
+        st.error("Open the app from its start page: it draws the sidebar that chooses the model.")
+        st.stop()
     model, error = cache.try_load_model(name)
     if model is None:
         st.error(error)
         st.stop()
     return name, model
+
+
+FRAME_RERUN = "page._frame_rerun"  # set once a page asked for a rerun because app.py's frame had not run
+
+
+def _leave_pages_directory_mode() -> None:
+    """What ``st.navigation`` does first: Streamlit stops running ``pages/`` files as pages of their own.
+    app.py always calls ``st.navigation``, so this only brings forward what its first run does."""
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # another Streamlit layout: the rerun alone is then the fallback
+        return
+    PagesManager.uses_pages_directory = False
 
 
 DIMS = 3  # image-steps of L-inf jobs do not depend on the image size (the L2 step does)

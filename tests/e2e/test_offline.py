@@ -4,6 +4,7 @@
   make (HTTP and websockets). A request to any host but the app's own loopback address fails the test, and
   is aborted rather than sent, so the check never depends on the machine having a network. Every font the
   page declares must have loaded (a font fetched from a CDN fails offline and shows as ``error``).
+- Cold links: the first visit after the server starts, straight to a page, shows that page in the frame.
 - Keyboard: from the top of the Attack Lab, the Run button is a few key presses away (Tab to the
   "Skip to Run" link, Enter), not one Tab per sidebar link and widget help icon.
 
@@ -135,3 +136,16 @@ def test_run_on_the_lab_is_a_few_keys_from_the_top(page: Page, app_url: str):
     assert focused(page)["text"] == "Run attack", f"Run not reached in {len(keys)} key presses"
     assert len(keys) <= MAX_KEYS_TO_RUN, f"{len(keys)} key presses to reach Run: {' '.join(keys)}"
     expect(page.get_by_role("button", name="Run attack", exact=True)).to_be_in_viewport()
+
+
+def test_a_link_straight_to_a_page_opens_it_in_the_frame_on_a_cold_server(page: Page, fresh_app_url: str):
+    # the first visit after the server starts, a shared link to the landscape page with another model: Streamlit
+    # ran the pages/ file on its own here (no sidebar, a RuntimeError's traceback) until the frame had run once
+    page.goto(f"{fresh_app_url}/landscape?model=demo-q2l")
+    expect(page.get_by_role("heading", name="Label landscape", exact=True)).to_be_visible(timeout=TIMEOUT_MS)
+    wait_idle(page)
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+    expect(page.get_by_test_id("stSidebarNav").get_by_test_id("stSidebarNavLink")).to_have_count(len(PAGES))
+    expect(page.get_by_test_id("stSidebarNav").get_by_role("link", name="Label landscape")).to_be_visible()
+    expect(page.get_by_test_id("stSidebar").get_by_test_id("stSelectbox").locator("input")).to_have_value("demo-q2l")
+    expect(page).to_have_url(f"{fresh_app_url}/landscape?model=demo-q2l")
