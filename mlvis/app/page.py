@@ -1,5 +1,6 @@
 """What every page shares: the ``page_model()`` preamble, the demo scenes of the sidebar's seed block, the
-parsing of comma-separated number lists, and the "Skip to Run" link (``skip_link()``, drawn by app.py's frame)."""
+parsing of comma-separated number lists, ``in_frame()`` (a cold link to a page still gets the frame) and the
+"Skip to Run" link (``skip_link()``, drawn by app.py's frame)."""
 
 from __future__ import annotations
 
@@ -10,33 +11,6 @@ import streamlit as st
 
 import mlvis
 from mlvis.app import cache, state
-
-
-def page_model() -> tuple[str, mlvis.MultiLabelModel]:
-    """The sidebar's model, loaded (cached): ``(name, model)``; when it cannot load, its one-sentence error
-    is shown and the page stops there.
-
-    A page can run without app.py's frame once: on the first visit after the server starts, when it is a
-    link straight to a page (``/landscape``). Streamlit then runs the file from ``pages/`` on its own (its
-    old multipage mode, which lasts until the public ``st.navigation`` has run once in the process), so no
-    model is chosen yet. The page then ends that mode, as the frame's ``st.navigation`` would, and asks for
-    one rerun, which goes through the frame and draws the same page, instead of a traceback.
-    """
-    try:
-        name = state.model_name()
-    except RuntimeError:
-        if not st.session_state.get(FRAME_RERUN):
-            st.session_state[FRAME_RERUN] = True
-            _leave_pages_directory_mode()
-            st.rerun()
-        st.error("Open the app from its start page: it draws the sidebar that chooses the model.")
-        st.stop()
-    model, error = cache.try_load_model(name)
-    if model is None:
-        st.error(error)
-        st.stop()
-    return name, model
-
 
 FRAME_RERUN = "page._frame_rerun"  # set once a page asked for a rerun because app.py's frame had not run
 
@@ -49,6 +23,38 @@ def _leave_pages_directory_mode() -> None:
     except ImportError:  # another Streamlit layout: the rerun alone is then the fallback
         return
     PagesManager.uses_pages_directory = False
+
+
+def in_frame() -> None:
+    """Make sure the page runs inside app.py's frame (sidebar, navigation); the first call on every page.
+
+    A page can run without the frame once: on the first visit after the server starts, when it is a link
+    straight to a page (``/landscape``). Streamlit then runs the file from ``pages/`` on its own (its old
+    multipage mode, which lasts until the public ``st.navigation`` has run once in the process), with its own
+    list of files in the sidebar and no model chosen. The page then ends that mode, as the frame's
+    ``st.navigation`` would, and asks for one rerun, which goes through the frame and draws the same page
+    with the same query parameters, instead of a traceback.
+    """
+    if state.MODEL in st.session_state:  # the frame's sidebar ran first
+        return
+    if not st.session_state.get(FRAME_RERUN):
+        st.session_state[FRAME_RERUN] = True
+        _leave_pages_directory_mode()
+        st.rerun()
+    st.error("Open the app from its start page: it draws the sidebar that chooses the model.")
+    st.stop()
+
+
+def page_model() -> tuple[str, mlvis.MultiLabelModel]:
+    """The sidebar's model, loaded (cached): ``(name, model)``; when it cannot load, its one-sentence error
+    is shown and the page stops there. Pages that start with it need no :func:`in_frame` of their own."""
+    in_frame()
+    name = state.model_name()
+    model, error = cache.try_load_model(name)
+    if model is None:
+        st.error(error)
+        st.stop()
+    return name, model
 
 
 DIMS = 3  # image-steps of L-inf jobs do not depend on the image size (the L2 step does)
