@@ -12,6 +12,7 @@ import streamlit as st
 
 import mlvis
 from mlvis.app import cache, widgets
+from mlvis.app.page import skip_link
 
 # the icon is a local file (served by the app itself): a material or emoji icon would be fetched from a font host
 st.set_page_config(
@@ -37,4 +38,5 @@ pages = [
 ]
 page = st.navigation(pages)  # first, so the sidebar knows which page this run shows
 widgets.sidebar(models, device=cache.device_label(), page=page.url_path)
+skip_link()  # the first Tab stop: "Skip to Run", on every page that has a Run button
 page.run()

@@ -15,6 +15,10 @@ from __future__ import annotations
 
 import math
 import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "DEFAULT_MAX_IMAGE_STEPS",
@@ -124,7 +128,7 @@ def check_flag(name: str, value: object) -> bool:
     raise InvalidInput(f"{name} must be True or False, not {value!r}.")
 
 
-def check_device(device: object) -> object:
+def check_device(device: object) -> torch.device:
     """``device`` as a ``torch.device`` this machine has, else an :class:`InvalidInput` sentence."""
     import torch
 

@@ -4,6 +4,9 @@ import pandas as pd
 import streamlit as st
 
 from mlvis.app import runs_page
+from mlvis.app.page import in_frame
+
+in_frame()  # a cold link straight to this page still gets the sidebar
 
 st.title("Runs")
 folder = runs_page.runs_dir()

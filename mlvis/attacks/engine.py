@@ -136,7 +136,7 @@ def run_job(
         ...                             eps=[0.004, 0.008])
     """
     dev = model_device(model)
-    if device is not None and not same_device(check_device(device), dev):  # type: ignore[arg-type]
+    if device is not None and not same_device(check_device(device), dev):
         raise InvalidInput(f"The model lives on {dev}, not {device}; create it there (create_model(..., device=...)).")
     if model.training:
         raise InvalidInput("The model is in training mode; attacks need an eval-mode model (call model.eval() once).")
