@@ -580,7 +580,7 @@ def space_controls(model_name: str) -> SpaceSettings | None:
         st.caption(sentence)
     titles = {m: row_name(as_spec(m)) for m in usable}
     methods = st.multiselect(
-        "Methods (one path each)", usable, default=usable, format_func=titles.get, key=SPACE_METHODS,
+        "Methods (one path each)", usable, default=usable, format_func=lambda m: titles[m], key=SPACE_METHODS,
         bind="query-params",
     )  # fmt: skip
     budget = budget_input(SPACE, default=0.02, slider_range=(0.0005, 0.1), caption=False)
