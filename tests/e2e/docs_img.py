@@ -34,6 +34,13 @@ PAGES = {
     ),
     "models.png": ("models.png", "test_browser.py::test_models_page_lists_the_registry"),
     "runs.png": ("offline-runs.png", "test_offline.py::test_every_page_is_offline_clean"),
+    "figures.png": ("offline-figures.png", "test_offline.py::test_every_page_is_offline_clean"),
+    "attack-lab-lecture.png": (
+        "attack-lab-lecture-3-CLASS.png",
+        "test_browser.py::test_attack_lab_lecture_mode_after_a_shared_link",
+    ),
+    "attack-lab-audit.png": ("attack-lab-audit.png", "test_browser.py::test_attack_lab_audit_panel_and_replay"),
+    "replay.png": ("attack-lab-replay.png", "test_browser.py::test_attack_lab_audit_panel_and_replay"),
 }
 
 
