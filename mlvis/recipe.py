@@ -321,15 +321,20 @@ def file_images(
     )
 
 
-def run_recipe(recipe: Recipe, model, images: np.ndarray, *, progress=None, artifacts: Artifacts | None = None):
-    """Run every method of ``recipe`` on ``images`` as ONE engine job; one ``AttackResult`` per method."""
+def run_recipe(
+    recipe: Recipe, model, images: np.ndarray, *, progress=None, artifacts: Artifacts | None = None,
+    autocast: bool = False,
+):  # fmt: skip
+    """Run every method of ``recipe`` on ``images`` as ONE engine job; one ``AttackResult`` per method
+    (``autocast``: the engine's bf16 autocast of the gradient passes)."""
     from mlvis.attacks import run_job
 
     images = np.asarray(images, np.float32)
     arts = artifacts if artifacts is not None else model_artifacts(model)
     budget = recipe.budget_of(int(np.prod(images.shape[1:])))
     specs = resolve(recipe.methods, budget, arts, recipe.values, len(model.labels))
-    return run_job(model, images, specs, budget, alpha=recipe.alpha, seed=recipe.seed, progress=progress)
+    return run_job(model, images, specs, budget, alpha=recipe.alpha, seed=recipe.seed, progress=progress,
+                   autocast=autocast)  # fmt: skip
 
 
 def image_steps(recipe: Recipe, num_images: int, dims: int) -> int:

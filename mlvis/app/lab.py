@@ -388,9 +388,11 @@ def run_lab(
     names: Sequence[str],
     transfer_model: mlvis.MultiLabelModel | None = None,
     progress=None,
+    autocast: bool = False,
 ) -> LabRun:
     """Run the recipe as one job (``recipe.run_recipe``), compute PSNR/SSIM, and transfer if asked."""
-    results = rc.run_recipe(recipe, model, images, progress=progress, artifacts=cache.lab_artifacts(recipe.model))
+    results = rc.run_recipe(recipe, model, images, progress=progress, artifacts=cache.lab_artifacts(recipe.model),
+                            autocast=autocast)  # fmt: skip
     for r in results:
         _ = r.psnr, r.ssim  # computed once here, so the page and the downloads only read them
     transfers: tuple = ()
@@ -418,7 +420,8 @@ def run_section(controls: LabControls, model_name: str, model: mlvis.MultiLabelM
     if recipe is None or images is None:
         raise ValueError("Nothing to run: choose the images and at least one method.")
     digest = uploads.image_digest(images)
-    key = (recipe, digest, controls.names, controls.transfer_to)
+    bf16 = state.bf16()  # the sidebar's switch, part of the kept result's key
+    key = (recipe, digest, controls.names, controls.transfer_to, bf16)
     dims = int(np.prod(images.shape[1:]))
     other = controls.transfer_to
 
@@ -428,7 +431,7 @@ def run_section(controls: LabControls, model_name: str, model: mlvis.MultiLabelM
             target, error = cache.try_load_model(other)
             if target is None:
                 raise ValueError(error)
-        return run_lab(model, recipe, images, controls.names, target, progress)
+        return run_lab(model, recipe, images, controls.names, target, progress, autocast=bf16)
 
     return jobs.run_section(
         SECTION,
