@@ -107,3 +107,23 @@ def test_a_profile_run_shows_its_profile_and_figure(runs, monkeypatch):
     assert any(f"{prof.eps_max:.4g}" in m.value for m in at.markdown)
     assert runs_page.status("profile", runs).stage in at.get("progress")[0].proto.text  # "round 4 of at most 10"
     assert "flip profile" in at.get("plotly_chart")[0].proto.spec
+
+
+def test_the_sidebar_bf16_switch_shows_on_every_page_and_reaches_the_labs_job(monkeypatch):
+    from mlvis import recipe as rc
+    from mlvis.app import lab, state
+
+    at = AppTest.from_file(str(APP), default_timeout=120)
+    at.run()
+    assert not at.sidebar.toggle(key=state.BF16).value
+    assert not any("bf16" in c.value for c in at.sidebar.caption)
+    on = AppTest.from_file(str(APP), default_timeout=120)
+    on.session_state[state.BF16] = True  # the switch turned on (AppTest reads the sidebar of a first run)
+    on.run()
+    assert not on.exception and on.sidebar.toggle(key=state.BF16).value
+    assert any("Lab: bf16 autocast" in c.value for c in on.sidebar.caption)  # app.py draws it for every page
+    model = mlvis.create_model("demo-asl")
+    recipe = rc.Recipe("demo-asl", ("bce",), 0.002, rc.ImageSource(start=0, count=1))
+    images = rc.demo_images(recipe.images, model.spec.input_size)
+    run = lab.run_lab(model, recipe, images, ("BCE",), autocast=True)
+    assert run.results[0].config["autocast"] is True
