@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from typing import Any
 
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
 
@@ -256,17 +257,36 @@ def _images_args(p: argparse.ArgumentParser) -> None:
 
 
 def _run_args(p: argparse.ArgumentParser, what: str) -> None:
-    p.add_argument("--out", default=None, metavar="RUN_DIR",
+    p.add_argument("--out", "--run", default=None, metavar="RUN_DIR", dest="out",
                    help=f"compute in chunks into this run directory (resumable: the same command continues "
                         f"it after a crash) and print {what} from it")  # fmt: skip
-    p.add_argument("--chunk", type=int, default=25, help="--out: images per chunk (default 25)")
     p.add_argument("--save-images", action="store_true", help="--out: also write the adversarial images (PNG)")
-    p.add_argument("--backend", default="local", choices=["local", "ray"], help="--out: run the chunks here or on Ray")
+    _chunk_args(p, "--out")
+
+
+def _chunk_args(p: argparse.ArgumentParser, flag: str) -> None:
+    p.add_argument("--chunk", type=int, default=25, help=f"{flag}: images per chunk (default 25)")
+    p.add_argument("--backend", default="local", choices=["local", "ray"],
+                   help=f"{flag}: run the chunks here or on Ray")  # fmt: skip
     p.add_argument(
         "--address",
         default=None,
         help="--backend ray: auto (the running cluster) or HOST:PORT (default: a local Ray on 127.0.0.1)",
     )
+
+
+def _bf16_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bf16", action="store_true",
+                   help="bf16 autocast of the attacks' gradient passes (fast on a GPU; works on a CPU; the clean "
+                        "and final evaluations stay float32)")  # fmt: skip
+
+
+def _staged_args(p: argparse.ArgumentParser, what: str) -> None:
+    """``--run RUN_DIR`` of profile, correlations and compare-related (their ``--out`` keeps its meaning)."""
+    p.add_argument("--run", default=None, metavar="RUN_DIR",
+                   help=f"compute in chunks of images into this run directory (resumable: the same command "
+                        f"continues it after a crash), {what} computed from it and written into it")  # fmt: skip
+    _chunk_args(p, "--run")
 
 
 def _source(args: argparse.Namespace, model):
@@ -321,13 +341,21 @@ def _model_ref(args: argparse.Namespace):
     return ModelRef(args.model, (("checkpoint", checkpoint),) if checkpoint else ())
 
 
-def _check_run_args(args: argparse.Namespace) -> None:
+def _check_run_args(args: argparse.Namespace, flag: str = "--out") -> None:
     if args.chunk < 1:
         raise ValueError("--chunk must be at least 1.")
     if args.image_dir:
-        raise ValueError("--out RUN_DIR reads --data KIND:PATH or demo scenes; use --data folder:PATH for a folder.")
+        raise ValueError(f"{flag} RUN_DIR reads --data KIND:PATH or demo scenes; use --data folder:PATH for a folder.")
     if args.address and args.backend != "ray":
         raise ValueError("--address is for --backend ray.")
+    if getattr(args, "ship", False):
+        raise ValueError(f"--ship writes what one in-memory run measured; leave out {flag}, or --ship.")
+
+
+def _check_chunk_flags(args: argparse.Namespace) -> None:
+    """``--chunk``, ``--backend`` and ``--address`` given without ``--run`` would be silently ignored: a sentence."""
+    if not args.run and (args.chunk != 25 or args.backend != "local" or args.address):
+        raise ValueError("--chunk, --backend and --address are for --run RUN_DIR.")
 
 
 # ----------------------------------------------------------- real models: --checkpoint, --image-dir (issue 10)
@@ -395,6 +423,10 @@ def _profile_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-eps", type=float, default=0.5, help="stop the probes here at the latest (default 0.5)")
     p.add_argument("--out", default=None, help="also write the profile JSON to this file")
     p.add_argument("--ship", action="store_true", help="write it as the demo model's shipped profile")
+    _staged_args(p, "the profile (profile.json) probed in rounds of --round-steps steps,")
+    p.add_argument("--round-steps", type=int, default=None,
+                   help="--run: probe steps per round (default 10 x --interval)")  # fmt: skip
+    _bf16_arg(p)
 
 
 @command("profile", "measure a model's flip profile E(eps) (section V-C)", _profile_args)
@@ -403,10 +435,24 @@ def profile_cmd(args: argparse.Namespace) -> int:
     from mlvis.analysis import artifacts
     from mlvis.analysis.profiles import images_sha
 
+    _check_chunk_flags(args)
+    if args.round_steps is not None and not args.run:
+        raise ValueError("--round-steps is for --run RUN_DIR.")
     ship = _ship_path("profile", args) if args.ship else None
-    model, images = _load(args)
-    prof = mlvis.profile(model, images, degree=args.degree, interval=args.interval, max_eps=args.max_eps,
-                         progress=ProgressBar(f"profile {args.model}"))  # fmt: skip
+    if args.run:
+        from mlvis.analysis.chunked import profile_run
+
+        _check_run_args(args, "--run")
+        model = _create(args)
+        prof = profile_run(model, _source(args, model), args.run, degree=args.degree, interval=args.interval,
+                           max_eps=args.max_eps, chunk_size=args.chunk, round_steps=args.round_steps,
+                           backend=args.backend, address=args.address, model_ref=_model_ref(args),
+                           progress=ProgressBar(f"profile {args.model} (chunks)"), autocast=args.bf16)  # fmt: skip
+        images = None
+    else:
+        model, images = _load(args)
+        prof = mlvis.profile(model, images, degree=args.degree, interval=args.interval, max_eps=args.max_eps,
+                             progress=ProgressBar(f"profile {args.model}"), autocast=args.bf16)  # fmt: skip
     if args.out:
         prof.save(args.out)
     if ship:  # the profile just measured, under the settings key mlvis.profile cached it with
@@ -427,6 +473,8 @@ def _correlations_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--direction", default="both", choices=["up", "down", "both"], help="which matrices")
     p.add_argument("--out", default=None, help="also write each matrix as JSON into this folder")
     p.add_argument("--ship", action="store_true", help="write them as the demo model's shipped matrices")
+    _staged_args(p, "the matrices")
+    _bf16_arg(p)
 
 
 @command("correlations", "extract label correlation matrices and attackabilities (Algorithm 1)", _correlations_args)
@@ -440,10 +488,28 @@ def correlations_cmd(args: argparse.Namespace) -> int:
     from mlvis.analysis.profiles import images_sha
 
     directions = ("up", "down") if args.direction == "both" else (args.direction,)
+    _check_chunk_flags(args)
     ship = {d: _ship_path(f"correlations-{d}", args) for d in directions} if args.ship else {}
-    model, images = _load(args)
+    if args.run:
+        from mlvis.analysis.chunked import correlations_from_run, correlations_run
+
+        _check_run_args(args, "--run")
+        model = _create(args)
+        correlations_run(model, _source(args, model), args.run, eps=args.eps, directions=directions,
+                         chunk_size=args.chunk, backend=args.backend, address=args.address,
+                         model_ref=_model_ref(args), autocast=args.bf16,
+                         progress=ProgressBar(f"correlations {args.model} (chunks)"))  # fmt: skip
+        matrices = correlations_from_run(args.run)
+        for d in directions:
+            matrices[d].save(Path(args.run) / f"{args.model}.correlations-{d}.json")
     for d in directions:
-        cm = mlvis.correlations(model, images, eps=args.eps, direction=d, progress=ProgressBar(f"flip-{d}"))
+        if args.run:
+            cm = matrices[d]
+        else:
+            if d == directions[0]:
+                model, images = _load(args)
+            cm = mlvis.correlations(model, images, eps=args.eps, direction=d, progress=ProgressBar(f"flip-{d}"),
+                                    autocast=args.bf16)  # fmt: skip
         if args.out:
             cm.save(Path(args.out) / f"{args.model}.correlations-{d}.json")
         if args.ship:
@@ -482,6 +548,7 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fractions", default=_fractions(), help="fractions of eps_max (default: section VI-C's grid)")
     p.add_argument("--format", default="md", choices=["md", "csv", "json"], help="table format on stdout")
     _run_args(p, "the table (also written there as table.md, table.csv and table.json)")
+    _bf16_arg(p)
 
 
 @command("evaluate", "Tables IV-VI: flips per method and budget with paired t-tests", _evaluate_args)
@@ -497,18 +564,20 @@ def evaluate_cmd(args: argparse.Namespace) -> int:
     except ValueError:
         raise ValueError(f"--fractions must be comma-separated numbers, not {args.fractions!r}.") from None
     methods = [parse_method(m) for m in args.methods.split(",") if m.strip()]
+    job: dict[str, Any] = {"autocast": True} if args.bf16 else {}  # a float32 run's manifest stays as it was
     if args.out:
         _check_run_args(args)
         model = _create(args)
         source = _source(args, model)
         run = evaluate_run(model, source, args.out, methods, fractions, chunk_size=args.chunk, seed=args.seed,
                            save_images=args.save_images, backend=args.backend, address=args.address,
-                           model_ref=_model_ref(args),
+                           model_ref=_model_ref(args), **job,
                            progress=ProgressBar(f"evaluate {args.model} (chunks)"))  # fmt: skip
         table = table_from_run(run)
     else:
         model, images = _load(args)
-        table = mlvis.evaluate(model, images, methods, fractions, progress=ProgressBar(f"evaluate {args.model}"))
+        table = mlvis.evaluate(model, images, methods, fractions, progress=ProgressBar(f"evaluate {args.model}"),
+                               **job)  # fmt: skip
     texts = {"md": table.to_markdown(), "csv": table.to_frame().to_csv(index=False), "json": table.to_json()}
     print(texts[args.format])
     if args.out:
@@ -517,14 +586,79 @@ def evaluate_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def _table_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", metavar="RUN_DIR", help="a run directory (evaluate, profile, correlations, compare-related)")
+    p.add_argument("--partial", action="store_true",
+                   help="an unfinished run: the table of its finished chunks' images ('n of N images')")
+    p.add_argument("--format", default="md", choices=["md", "csv", "json"], help="table format on stdout")
+    p.add_argument("--figure", default=None, metavar="FILE.html",
+                   help="also write the run's figure (evaluate: flips vs budget, Fig. 8 style) as a standalone HTML")
+
+
+@command("table", "the table (and figure) of a run directory, computed from the directory alone", _table_args)
+def table_cmd(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    import numpy as np
+
+    from mlvis.analysis.chunked import images_in, result_from_run
+    from mlvis.analysis.evaluation import EvaluationTable, table_caption
+    from mlvis.analysis.profiles import FlipProfile
+    from mlvis.runs import run_status
+    from mlvis.store import atomic_write_text
+
+    st = run_status(args.run)
+    result = result_from_run(args.run, partial=args.partial)
+    n = images_in(result)
+    if isinstance(result, EvaluationTable):
+        caption = table_caption(result)
+        texts = {"md": result.to_markdown(), "csv": result.to_frame().to_csv(index=False), "json": result.to_json()}
+    elif isinstance(result, FlipProfile):
+        caption = f"{n} images"
+        conv = "converged" if result.settings.get("converged") else "NOT converged"
+        texts = {"md": f"eps_max {result.eps_max:.6g} ({conv}), E(eps_max) "
+                       f"{result.expected_flips(result.eps_max):.3f} of {result.labels} labels",
+                 "csv": "eps,flips_bce,flips_linear\n" + "".join(f"{e!r},{b!r},{v!r}\n" for e, b, v in zip(
+                     result.eps.tolist(), result.flips_bce.tolist(), result.flips_linear.tolist())),
+                 "json": json.dumps(result.to_dict())}  # fmt: skip
+    elif isinstance(result, dict):
+        caption = f"{n} of {st.num_items} images (the run is not finished)" if n < st.num_items else f"{n} images"
+        rows = [f"flip-{d}: mean attackability {float(np.nanmean(cm.attackability)):.3f}, off-diagonal "
+                f"{cm.matrix[~np.eye(cm.num_labels, dtype=bool)].min():+.4f} .. "
+                f"{cm.matrix[~np.eye(cm.num_labels, dtype=bool)].max():+.4f}" for d, cm in result.items()]  # fmt: skip
+        texts = {"md": "\n".join(rows),
+                 "csv": "direction,label,attackability,eligible\n" + "".join(
+                     f"{d},{lab},{a!r},{e}\n" for d, cm in result.items()
+                     for lab, a, e in zip(cm.labels, cm.attackability.tolist(), cm.eligible.tolist())),
+                 "json": json.dumps({d: cm.to_dict() for d, cm in result.items()})}  # fmt: skip
+    else:
+        caption = f"{n} of {st.num_items} images (the run is not finished)" if n < st.num_items else f"{n} images"
+        texts = {"md": result.to_markdown(), "csv": result.summary().to_csv(index=False), "json": result.to_json()}
+    if args.format == "md":
+        print(f"{st.manifest.get('kind')} run {Path(args.run).name}: {caption}\n")
+    print(texts[args.format])
+    if args.figure:
+        from mlvis.viz.runs import run_figure
+
+        html = run_figure(result, caption).to_html(include_plotlyjs=True, full_html=True)
+        atomic_write_text(Path(args.figure), html)
+        print(f"wrote {args.figure}", file=sys.stderr)
+    return 0
+
+
 def _write_scenes_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="the new (or empty) dataset folder to write")
     p.add_argument(
         "--layout",
         default="folder",
-        choices=["folder", "coco", "nuswide"],
-        help="folder (images/ + labels.csv), coco (annotations/ + val2014/) or nuswide (nus_wid_data.csv)",
+        choices=["folder", "coco", "voc", "nuswide"],
+        help="folder (images/ + labels.csv), coco (annotations/ + val2014/), voc (JPEGImages/ + Annotations/ + "
+             "ImageSets/Main/) or nuswide (nus_wid_data.csv)",
     )
+    p.add_argument("--image-format", default="png", choices=["png", "jpeg"],
+                   help="png (default: lossless, read back bit for bit; VOC's as JPEGImages/<id>.png) or jpeg "
+                        "(real .jpg files, quality 95: lossy)")  # fmt: skip
     p.add_argument("--n", type=int, default=100, help="number of scenes (default 100)")
     p.add_argument("--split", default="test", choices=["train", "val", "test"], help="scene split (default test)")
     p.add_argument("--seed", type=int, default=0, help="scene block seed, as --seed of the demo path (default 0)")
@@ -536,9 +670,12 @@ def _write_scenes_args(p: argparse.ArgumentParser) -> None:
 def write_scenes_cmd(args: argparse.Namespace) -> int:
     from mlvis.data import write_scene_dataset
 
-    folder = write_scene_dataset(args.out, args.layout, n=args.n, split=args.split, seed=args.seed, size=args.size)
-    kind = {"folder": "folder", "coco": "coco", "nuswide": "nuswide"}[args.layout]
-    print(f"wrote {args.n} {args.split} scenes to {folder}; use --data {kind}:{folder}")
+    folder = write_scene_dataset(args.out, args.layout, n=args.n, split=args.split, seed=args.seed, size=args.size,
+                                 image_format=args.image_format)  # fmt: skip
+    split = {"voc": {"train": " --split trainval", "val": " --split val"},
+             "coco": {"train": " --split train2014"}, "nuswide": {"train": " --split train"}}  # fmt: skip
+    hint = split.get(args.layout, {}).get(args.split, "")
+    print(f"wrote {args.n} {args.split} scenes to {folder}; use --data {args.layout}:{folder}{hint}")
     return 0
 
 
@@ -663,6 +800,7 @@ def _compare_related_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", default=None, help="SLAM's p per image from a profile JSON, or 'auto' (shipped/cached)")
     p.add_argument("--format", default="md", choices=["md", "csv", "json"], help="table format on stdout")
     p.add_argument("--out", default=None, help="also write table.md, table.csv, per_image.csv, related.json here")
+    _staged_args(p, "the table (also table.md, table.csv, per_image.csv, related.json there)")
 
 
 @command("compare-related", "Table VII: ML-CW, ML-DeepFool, MLA-LP vs MI-FGSM and SLAM at their budgets",
@@ -688,27 +826,41 @@ def compare_related_cmd(args: argparse.Namespace) -> int:
         if method in options and value is not None and not (key == "distance" and value == "l2"):
             options[method][key] = value
     options = {m: o for m, o in options.items() if o}
-    model, images = _load(args)
+    _check_chunk_flags(args)
+    if args.run:
+        _check_run_args(args, "--run")
+        model, images = _create(args), None
+    else:
+        model, images = _load(args)
     profile = None
     if args.profile == "auto":
         profile = mlvis.profile(model)
     elif args.profile:
         profile = FlipProfile.load(args.profile)
-    cmp = compare_related(model, images, methods, preset=args.preset, options=options, p=args.p, q=args.q,
-                          profile=profile, progress=ProgressBar(f"compare-related {args.model}"))  # fmt: skip
+    if args.run:
+        from mlvis.analysis.chunked import related_from_run, related_run
+
+        related_run(model, _source(args, model), args.run, methods, preset=args.preset, options=options, p=args.p,
+                    q=args.q, profile=profile, chunk_size=args.chunk, backend=args.backend, address=args.address,
+                    model_ref=_model_ref(args),
+                    progress=ProgressBar(f"compare-related {args.model} (chunks)"))  # fmt: skip
+        cmp = related_from_run(args.run)
+    else:
+        cmp = compare_related(model, images, methods, preset=args.preset, options=options, p=args.p, q=args.q,
+                              profile=profile, progress=ProgressBar(f"compare-related {args.model}"))  # fmt: skip
     texts = {
         "md": cmp.to_markdown(),
         "csv": cmp.summary().to_csv(index=False),
         "json": cmp.to_json(),
     }
     print(texts[args.format])
-    if args.out:
-        out = Path(args.out)
+    for folder in [f for f in (args.run, args.out) if f]:
+        out = Path(folder)
         atomic_write_text(out / "table.md", texts["md"] + "\n")
         atomic_write_text(out / "table.csv", texts["csv"])
         atomic_write_text(out / "per_image.csv", cmp.to_frame().to_csv(index=False))
         atomic_write_text(out / "related.json", texts["json"] + "\n")
-        print(f"wrote {out}")
+        print(f"wrote {out}", file=sys.stderr)
     return 0
 
 
@@ -840,7 +992,6 @@ def _figure_args(p: argparse.ArgumentParser) -> None:
          _figure_args)  # fmt: skip
 def figure_cmd(args: argparse.Namespace) -> int:
     import json
-    from typing import Any
 
     import numpy as np
 
@@ -991,6 +1142,7 @@ def _common_args(p: argparse.ArgumentParser) -> None:
 
 _OUT_IS_FILE = {"profile", "trajectory", "figure"}  # commands whose --out names one file; every other --out is a folder
 _WRITES_CACHE = {"profile", "correlations"}  # commands that cache what they compute
+_RUN_DIRS = {"profile", "correlations", "compare-related"}  # commands whose --run names a run directory to write
 
 
 def check_outputs(args: argparse.Namespace) -> None:
@@ -1000,6 +1152,10 @@ def check_outputs(args: argparse.Namespace) -> None:
 
     if getattr(args, "out", None):
         store.check_out(args.out, "file" if args.command in _OUT_IS_FILE else "folder")
+    if args.command in _RUN_DIRS and args.run:
+        store.check_out(args.run, "folder")
+    if getattr(args, "figure", None):
+        store.check_out(args.figure, "file")
     if args.command in _WRITES_CACHE:
         store.check_cache_dir()
     if getattr(args, "device", None):

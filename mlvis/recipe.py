@@ -339,13 +339,15 @@ UNBOUNDED = Budget.of([1.0], "linf")
 
 
 def run_recipe(
-    recipe: Recipe, model, images: np.ndarray, *, progress=None, artifacts: Artifacts | None = None, hook=None
-):
+    recipe: Recipe, model, images: np.ndarray, *, progress=None, artifacts: Artifacts | None = None, hook=None,
+    autocast: bool = False,
+):  # fmt: skip
     """Run every method of ``recipe`` on ``images`` as ONE engine job (its ``unbounded`` methods as a second
     one, at :data:`UNBOUNDED`); one ``AttackResult`` per method, in the recipe's order.
 
     ``hook``: the engine's step hook for the bounded job (e.g. the replay's
-    ``mlvis.analysis.trajectory.TrajectoryRecorder``); the unbounded methods run their own optimisers."""
+    ``mlvis.analysis.trajectory.TrajectoryRecorder``); the unbounded methods run their own optimisers.
+    ``autocast``: the engine's bf16 autocast of the gradient passes."""
     from mlvis.attacks import run_job
 
     images = np.asarray(images, np.float32)
@@ -356,9 +358,8 @@ def run_recipe(
         if methods:
             specs = resolve(methods, budget, arts, recipe.values, len(model.labels))
             step_hook = hook if methods is bounded else None
-            job = run_job(
-                model, images, specs, budget, alpha=recipe.alpha, seed=recipe.seed, progress=progress, hook=step_hook
-            )
+            job = run_job(model, images, specs, budget, alpha=recipe.alpha, seed=recipe.seed, progress=progress,
+                          hook=step_hook, autocast=autocast)  # fmt: skip
             results.update(zip(methods, job))
     return [results[m] for m in recipe.methods]
 

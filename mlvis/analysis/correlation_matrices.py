@@ -117,22 +117,21 @@ def correlations(
     cache: bool = True,
     progress=None,
     max_batch: int | None = None,
+    autocast: bool = False,
 ) -> CorrelationMatrix:
     """The flip-up (or flip-down) correlation matrix of ``model`` over ``images`` (Algorithm 1).
 
     Without ``images``: the shipped or cached matrix of these weights in that direction, or a clear
-    error saying there is none.
+    error saying there is none. ``autocast``: bf16 autocast of the attacks' gradient passes (the cache key
+    then says so; the confidences are read in full precision).
 
     Example:
         >>> up = mlvis.correlations(model, images, eps=0.005, direction="up")
         >>> up.matrix.shape, up.attackability[:3]
     """
-    import torch
-
     from mlvis.analysis import artifacts
-    from mlvis.attacks.engine import AttackSpec, run_job
-    from mlvis.attacks.geometry import DEFAULT_ALPHA, n_steps
-    from mlvis.attacks.model_helpers import check_images, model_device, work_dtype
+    from mlvis.attacks.geometry import DEFAULT_ALPHA
+    from mlvis.attacks.model_helpers import check_images
 
     if not isinstance(direction, str) or direction not in ("up", "down"):
         raise InvalidInput(f"direction must be 'up' or 'down', not {direction!r}.")
@@ -152,6 +151,29 @@ def correlations(
     if not (math.isfinite(eps) and eps > 0):
         raise InvalidInput(f"eps must be a positive number, not {eps!r}.")
     x = check_images(images)
+    clean, adv, labels, thr = single_label_attacks(model, x, eps, direction, alpha, progress, max_batch, autocast)
+    cm = correlation_matrix(name, labels, direction, eps, alpha, clean, adv, thr)
+    if cache:
+        from mlvis.analysis.profiles import images_sha
+
+        settings = {"eps": eps, "alpha": alpha, "images": cm.images, "images_sha": images_sha(x)}
+        if autocast:
+            settings["autocast"] = True
+        artifacts.save(kind, model, settings, {"correlations": cm.to_dict()})
+    return cm
+
+
+def single_label_attacks(
+    model, x, eps: float, direction: str, alpha: float, progress=None, max_batch=None, autocast: bool = False
+):
+    """Every label attacked alone on every image of ``x`` (one engine job): ``(clean, adv, labels, threshold)``
+    with ``clean`` / ``adv`` ``(C, n, C)``: every label's confidence on image i before and after attacking
+    label a (row ``a * n + i`` of the job)."""
+    import torch
+
+    from mlvis.attacks.engine import AttackSpec, run_job
+    from mlvis.attacks.model_helpers import model_device, work_dtype
+
     n = x.shape[0]
     with torch.no_grad():
         c = int(model(x[:1].to(model_device(model), work_dtype(model))).shape[1])
@@ -159,14 +181,23 @@ def correlations(
     rep = x.repeat(c, 1, 1, 1)
     attacked = np.repeat(np.arange(c), n)
     spec = AttackSpec("single-label", {"labels": attacked, "direction": direction})
-    (res,) = run_job(model, rep, [spec], eps, alpha=alpha, progress=progress, max_batch=max_batch or None)
-    clean = res.clean_probs.reshape(c, n, c)
-    adv = res.adv_probs[0].reshape(c, n, c)
+    (res,) = run_job(model, rep, [spec], eps, alpha=alpha, progress=progress, max_batch=max_batch or None,
+                     autocast=autocast)  # fmt: skip
+    return res.clean_probs.reshape(c, n, c), res.adv_probs[0].reshape(c, n, c), tuple(res.labels), res.threshold
+
+
+def correlation_matrix(
+    name: str, labels, direction: str, eps: float, alpha: float, clean: np.ndarray, adv: np.ndarray, thr: float
+) -> CorrelationMatrix:
+    """The matrix, attackabilities and cost of the single-label attacks' confidences ``clean`` / ``adv``
+    ``(C, n, C)`` (:func:`single_label_attacks`; a run directory concatenates its chunks' along ``n``)."""
+    from mlvis.attacks.geometry import n_steps
+
+    c, n = clean.shape[0], clean.shape[1]
     matrix = (adv - clean).mean(1)
     idx = np.arange(c)
     own_clean = clean[idx, :, idx]  # (C, n): label a's clean confidence on each image
     own_adv = adv[idx, :, idx]
-    thr = res.threshold
     eligible = own_clean < thr if direction == "up" else own_clean >= thr
     flipped = (own_adv >= thr) != (own_clean >= thr)
     count = eligible.sum(1)
@@ -180,22 +211,16 @@ def correlations(
         "backward": c * n * steps,
         "equation_9": equation_9(eps, alpha, c, n),
     }
-    cm = CorrelationMatrix(
+    return CorrelationMatrix(
         model=name,
-        labels=tuple(res.labels),
+        labels=tuple(labels),
         direction=direction,
-        eps=eps,
-        alpha=alpha,
-        images=n,
+        eps=float(eps),
+        alpha=float(alpha),
+        images=int(n),
         matrix=matrix,
         attackability=attackability,
         eligible=count.astype(np.int64),
         confidence=confidence,
         cost=cost,
     )
-    if cache:
-        from mlvis.analysis.profiles import images_sha
-
-        settings = {"eps": eps, "alpha": alpha, "images": n, "images_sha": images_sha(x)}
-        artifacts.save(kind, model, settings, {"correlations": cm.to_dict()})
-    return cm

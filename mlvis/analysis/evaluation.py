@@ -334,14 +334,17 @@ def evaluate_run(
     return run_chunks(run_dir, manifest, len(images), chunk_size, compute, backend, progress, address=address)
 
 
-def table_from_run(run) -> EvaluationTable:
+def table_from_run(run, partial: bool = False) -> EvaluationTable:
     """The evaluation table (means, stds, paired t-tests, best, ``*``) of a finished ``evaluate`` run directory.
 
     Args:
         run: a :class:`mlvis.runs.Run` or its folder.
+        partial: allow an unfinished run: the table of its finished chunks' images. ``config["images"]`` and
+            ``config["of_images"]`` then say how many of how many (:func:`table_caption` writes it out).
 
     Raises:
-        mlvis.runs.RunError: the folder is not a finished evaluate run.
+        mlvis.runs.RunError: the folder is not an evaluate run, or not finished (without ``partial``), or
+            has no finished chunk.
     """
     from pathlib import Path
 
@@ -355,8 +358,12 @@ def table_from_run(run) -> EvaluationTable:
     st = m["settings"]
     subset = [n for n in names if n in st.get("subset", [])]
     keys = [f"{n}.{f}" for n in names for f in ("flips", "flips_8bit")]
-    arrays = run.load(keys)
-    targets = {n: run.load([f"{n}.targets"])[f"{n}.targets"] for n in subset}
+    if not names:
+        raise RunError(f"The evaluate run in {run.path} lists no methods; its manifest is damaged.")
+    arrays = run.load(keys, partial=partial)
+    if not arrays:
+        raise RunError(f"The evaluate run in {run.path} has no finished chunk yet.")
+    targets = {n: run.load([f"{n}.targets"], partial=partial)[f"{n}.targets"] for n in subset}
     flips = np.stack([np.moveaxis(arrays[f"{n}.flips"], 0, 1) for n in names]).astype(np.float64)
     flips_8bit = np.stack([np.moveaxis(arrays[f"{n}.flips_8bit"], 0, 1) for n in names]).astype(np.float64)
     same = np.zeros(flips.shape[:2], bool)
@@ -366,8 +373,17 @@ def table_from_run(run) -> EvaluationTable:
     fr = [np.nan if f is None else f for f in st["fractions"]]
     config = {"seed": m["seed"], "images": int(flips.shape[-1]), "eps_max": st.get("eps_max"),
               "chunk_size": m["chunk_size"]}  # fmt: skip
+    if int(flips.shape[-1]) < int(m["num_items"]):  # an unfinished run's table says so
+        config["of_images"] = int(m["num_items"])
     return _table(m["model"]["name"], names, names.index(st["baseline"]), m["budgets"], fr, flips, flips_8bit, same,
                   float(st["significance"]), config)  # fmt: skip
+
+
+def table_caption(table: EvaluationTable) -> str:
+    """What a table of a run covers: ``"100 images"``, or ``"40 of 100 images (the run is not finished)"``."""
+    n = int(table.config.get("images") or table.flips.shape[-1])
+    of = table.config.get("of_images")
+    return f"{n} of {of} images (the run is not finished)" if of else f"{n} images"
 
 
 def _spec_record(spec: AttackSpec) -> dict[str, Any]:

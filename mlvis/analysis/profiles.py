@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from mlvis.errors import InvalidInput, check_number
+from mlvis.errors import InvalidInput, check_flag, check_number
 
 
 def convergence_index(flips: np.ndarray, rel: float = 0.01, patience: int = 3) -> int | None:
@@ -208,6 +208,7 @@ def probe(
     min_points: int = 6,
     max_batch: int | None = None,
     progress=None,
+    autocast: bool = False,
 ) -> dict:
     """The probe attacks of section V-C: unbounded MI-FGSM with BCE and with the linear loss.
 
@@ -219,6 +220,8 @@ def probe(
     curve has converged (:func:`convergence_index`, with at least ``min_points`` points including eps = 0,
     enough for a degree-4 fit) or at ``max_eps``.
 
+    ``autocast``: bf16 autocast of the probes' gradient passes (their flips are read from those passes).
+
     Returns a dict: ``eps`` (M,), ``flips_bce`` / ``flips_linear`` (M,) means, ``per_image_bce`` /
     ``per_image_linear`` (M, N), ``steps`` run, ``converged`` and the measured ``cost``.
     """
@@ -226,15 +229,7 @@ def probe(
 
     from mlvis.attacks.geometry import DEFAULT_ALPHA
     from mlvis.attacks.loop import StepHook, run_lockstep
-    from mlvis.attacks.methods import LoopPlan, MethodContext, get_method
-    from mlvis.attacks.model_helpers import (
-        CPU_MAX_BATCH,
-        check_images,
-            model_device,
-        threshold,
-        work_dtype,
-    )
-    from mlvis.attacks.rows import RowTable
+    from mlvis.attacks.model_helpers import CPU_MAX_BATCH, check_images, model_device, work_dtype
     from mlvis.metrics import flip_count
 
     alpha = DEFAULT_ALPHA if alpha is None else alpha
@@ -250,32 +245,14 @@ def probe(
     max_steps = int(math.floor(float(max_eps) / alpha + 1e-9))
     if max_steps < interval * (patience + 1):
         raise InvalidInput(f"max_eps {max_eps} allows too few steps for the convergence rule; raise it.")
-    dev, dtype = model_device(model), work_dtype(model)
-    x = x_checked.to(dev, dtype)
+    x = x_checked.to(model_device(model), work_dtype(model))
     n = x.shape[0]
-    thr = threshold(model)
-    with torch.no_grad():
-        clean_logits = model(x).float()
-    clean_probs = torch.sigmoid(clean_logits)
-    clean_pred = clean_probs >= thr
-    c = clean_pred.shape[1]
-    # the two probes as 2N unbounded rows of the engine's loop (eps = inf: only the [0, 1] box binds), each
-    # run to max_steps; spec 0 = BCE on rows 0..N-1, spec 1 = linear on rows N..2N-1
-    ctx = MethodContext(
-        model=model, images=x, clean_logits=clean_logits, clean_probs=clean_probs, clean_pred=clean_pred,
-        target=(~clean_pred).to(dtype), eps=np.array([np.inf]), alpha=alpha, norm="linf", threshold=thr,
-        labels=tuple(str(i) for i in range(c)), generator=torch.Generator(), device=dev,
-    )  # fmt: skip
-    table = RowTable(n, c, 1, dev, dtype)
-    for s, loss in enumerate(("bce", "linear")):
-        plan = get_method(loss).fn(ctx)
-        assert isinstance(plan, LoopPlan)
-        table.add(s, plan, ctx, alpha, "linf", int(x[0].numel()), steps=max_steps)
-    batch = int(max_batch) if max_batch else (CPU_MAX_BATCH if dev.type == "cpu" else n)
-    parts = [np.arange(s * n + a, s * n + min(n, a + batch)) for s in (0, 1) for a in range(0, n, batch)]
+    batch = int(max_batch) if max_batch else (CPU_MAX_BATCH if x.device.type == "cpu" else n)
+    rows = probe_rows(model, x, alpha, max_steps, batch)
+    clean_pred, thr = rows.clean_pred, rows.threshold
 
     records: list[torch.Tensor] = []  # (2, N) flips at steps interval, 2 * interval, ...
-    flips_now = torch.zeros((2, n), device=dev, dtype=torch.int64)
+    flips_now = torch.zeros((2, n), device=x.device, dtype=torch.int64)
     state = {"converged": False, "recorded": False}
 
     def record(k: int, rows: np.ndarray, logits: torch.Tensor) -> None:
@@ -288,9 +265,7 @@ def probe(
         if state["recorded"]:
             state["recorded"] = False
             records.append(flips_now.clone())
-            means = torch.stack(records).float().mean(2).cpu().numpy()  # one host sync per interval
-            curve = np.concatenate([[0.0], means.max(1)])
-            if len(curve) >= min_points and convergence_index(curve, rel, patience) is not None:
+            if probe_converged(torch.stack(records), rel, patience, min_points):
                 state["converged"] = True
                 return True
         if progress is not None and k < max_steps:
@@ -298,9 +273,71 @@ def probe(
         return False
 
     fmt = torch.contiguous_format  # the layout the shipped profiles were measured in
-    steps_run = run_lockstep(model, x, table, parts, StepHook(interval, record, stop), fmt=fmt)
-    converged = bool(state["converged"])
+    steps_run = run_lockstep(model, x, rows.table, rows.parts, StepHook(interval, record, stop), fmt=fmt,
+                             autocast=check_flag("autocast", autocast))  # fmt: skip
     per = torch.stack(records).cpu().numpy()  # (M, 2, N)
+    return probe_output(per, int(steps_run), bool(state["converged"]), alpha, interval, max_steps, rows.labels)
+
+
+@dataclasses.dataclass
+class ProbeRows:
+    """The probe's rows for :func:`mlvis.attacks.loop.run_lockstep` or its :class:`~mlvis.attacks.loop.Chunk`s.
+
+    ``parts``: row indices cut in pieces of ``batch`` images (BCE rows ``0..N-1``, linear ``N..2N-1``); each
+    piece is one batch of every model call, so the probe of images ``[a, a + batch)`` computes the same bits
+    on its own (a run directory's chunk) as inside a probe of more images with that batch.
+    """
+
+    table: Any
+    parts: list
+    clean_pred: Any
+    threshold: float
+    labels: int
+
+
+def probe_rows(model, x, alpha: float, max_steps: int, batch: int) -> ProbeRows:
+    """The two probes as 2N unbounded rows of the engine's loop (eps = inf: only the [0, 1] box binds), each
+    run to ``max_steps``; the clean predictions from forwards of ``batch`` images."""
+    import torch
+
+    from mlvis.attacks.methods import LoopPlan, MethodContext, get_method
+    from mlvis.attacks.model_helpers import threshold
+    from mlvis.attacks.rows import RowTable
+
+    n, dev, dtype = x.shape[0], x.device, x.dtype
+    thr = threshold(model)
+    with torch.no_grad():
+        clean_logits = torch.cat([model(x[a : a + batch]).float() for a in range(0, n, batch)])
+    clean_probs = torch.sigmoid(clean_logits)
+    clean_pred = clean_probs >= thr
+    c = clean_pred.shape[1]
+    ctx = MethodContext(
+        model=model, images=x, clean_logits=clean_logits, clean_probs=clean_probs, clean_pred=clean_pred,
+        target=(~clean_pred).to(dtype), eps=np.array([np.inf]), alpha=alpha, norm="linf", threshold=thr,
+        labels=tuple(str(i) for i in range(c)), generator=torch.Generator(), device=dev,
+    )  # fmt: skip
+    table = RowTable(n, c, 1, dev, dtype)
+    for s, loss in enumerate(("bce", "linear")):
+        plan = get_method(loss).fn(ctx)
+        assert isinstance(plan, LoopPlan)
+        table.add(s, plan, ctx, alpha, "linf", int(x[0].numel()), steps=max_steps)
+    parts = [np.arange(s * n + a, s * n + min(n, a + batch)) for s in (0, 1) for a in range(0, n, batch)]
+    return ProbeRows(table, parts, clean_pred, float(thr), int(c))
+
+
+def probe_converged(records, rel: float, patience: int, min_points: int) -> bool:
+    """The probe's stopping rule on its records so far (``(m, 2, N)`` flips at the first m intervals): the
+    larger mean curve, with eps = 0 in front, has converged (:func:`convergence_index`)."""
+    means = records.float().mean(2).cpu().numpy()  # one host sync per interval
+    curve = np.concatenate([[0.0], means.max(1)])
+    return len(curve) >= min_points and convergence_index(curve, rel, patience) is not None
+
+
+def probe_output(
+    per: np.ndarray, steps_run: int, converged: bool, alpha: float, interval: int, max_steps: int, labels: int
+) -> dict:
+    """:func:`probe`'s dict from its records ``per (M, 2, N)`` (flips of both probes at each measured step)."""
+    n = per.shape[2]
     m = per.shape[0]
     eps = np.concatenate([[0.0], alpha * interval * np.arange(1, m + 1)])
     if not converged and (max_steps % interval):
@@ -313,7 +350,7 @@ def probe(
         "per_image_bce": np.concatenate([zeros, per[:, 0]]),
         "per_image_linear": np.concatenate([zeros, per[:, 1]]),
         "steps": int(steps_run),
-        "labels": int(c),
+        "labels": int(labels),
         "converged": converged,
         # image-passes per image, both probes: clean fp, one fp + bp per step and probe (the flips
         # are read from those forwards), one last fp when the probe ran to max_eps
@@ -374,6 +411,8 @@ def profile(
     patience: int = 3,
     cache: bool = True,
     progress=None,
+    max_batch: int | None = None,
+    autocast: bool = False,
 ) -> FlipProfile:
     """The flip profile E(eps) of ``model`` (section V-C).
 
@@ -403,10 +442,24 @@ def profile(
             )
         return FlipProfile.from_dict(doc["profile"])
     p = probe(model, images, alpha=alpha, interval=interval, max_eps=max_eps, rel=rel, patience=patience,
-              progress=progress)  # fmt: skip
+              progress=progress, max_batch=max_batch, autocast=autocast)  # fmt: skip
+    return fitted_profile(p, model, degree, alpha, interval, max_eps, rel, patience, images if cache else None,
+                          autocast=bool(autocast))  # fmt: skip
+
+
+def fitted_profile(p: dict, model, degree: int, alpha: float, interval: int, max_eps: float, rel: float,
+                   patience: int, cache_images=None, autocast: bool = False) -> FlipProfile:  # fmt: skip
+    """The :class:`FlipProfile` of a probe's dict ``p`` (:func:`probe`); cached when ``cache_images`` are given
+    (the images the probe ran on, whose hash keys the cache). A probe run under bf16 autocast says so in its
+    settings and cache key (``"autocast": true``; a full-precision one's are unchanged)."""
+    from mlvis.analysis import artifacts
+
+    name = getattr(getattr(model, "spec", None), "name", type(model).__name__)
     labels = p["labels"]
     n = int(p["per_image_bce"].shape[1])
     settings = {"alpha": alpha, "interval": int(interval), "max_eps": float(max_eps), "images": n}
+    if autocast:
+        settings["autocast"] = True
     fitted = fit_profile(p["eps"], p["flips_bce"], p["flips_linear"], labels=labels, degree=degree, model=name,
                          rel=rel, patience=patience, settings=settings)  # fmt: skip
     cost = {
@@ -420,8 +473,9 @@ def profile(
         per_image_bce=p["per_image_bce"].astype(np.int64),
         per_image_linear=p["per_image_linear"].astype(np.int64),
     )
-    if cache:
-        key = {**settings, "degree": degree, "rel": rel, "patience": patience, "images_sha": images_sha(images)}
+    if cache_images is not None:
+        key = {**settings, "degree": degree, "rel": rel, "patience": patience,
+               "images_sha": images_sha(cache_images)}  # fmt: skip
         artifacts.save("profile", model, key, {"profile": fitted.to_dict()})
     return fitted
 

@@ -389,18 +389,19 @@ def run_lab(
     transfer_model: mlvis.MultiLabelModel | None = None,
     progress=None,
     record: bool = True,
+    autocast: bool = False,
 ) -> LabRun:
     """Run the recipe as one job (``recipe.run_recipe``), compute PSNR/SSIM, and transfer if asked.
 
     ``record``: watch the MI-FGSM loop with the engine's step hook and keep the run's own steps for the
     replay (``LabRun.replay``; :class:`~mlvis.analysis.trajectory.TrajectoryRecorder`, at most
-    :data:`REPLAY_BUDGET` bytes of images). Recording changes no result.
+    :data:`REPLAY_BUDGET` bytes of images). Recording changes no result. ``autocast``: bf16 autocast of the
+    gradient passes (the sidebar's switch).
     """
     bounded = [m for m in recipe.methods if m not in recipe.unbounded]
     recorder = TrajectoryRecorder(every=1, image_budget=REPLAY_BUDGET) if record and bounded else None
-    results = rc.run_recipe(
-        recipe, model, images, progress=progress, artifacts=cache.lab_artifacts(recipe.model), hook=recorder
-    )
+    results = rc.run_recipe(recipe, model, images, progress=progress, artifacts=cache.lab_artifacts(recipe.model),
+                            hook=recorder, autocast=autocast)  # fmt: skip
     replay = None
     if recorder is not None:
         watched = [r for m, r in zip(recipe.methods, results) if m not in recipe.unbounded]
@@ -442,7 +443,8 @@ def run_section(controls: LabControls, model_name: str, model: mlvis.MultiLabelM
     if recipe is None or images is None:
         raise ValueError("Nothing to run: choose the images and at least one method.")
     digest = uploads.image_digest(images)
-    key = (recipe, digest, controls.names, controls.transfer_to)
+    bf16 = state.bf16()  # the sidebar's switch, part of the kept result's key
+    key = (recipe, digest, controls.names, controls.transfer_to, bf16)
     dims = int(np.prod(images.shape[1:]))
     other = controls.transfer_to
 
@@ -452,7 +454,7 @@ def run_section(controls: LabControls, model_name: str, model: mlvis.MultiLabelM
             target, error = cache.try_load_model(other)
             if target is None:
                 raise ValueError(error)
-        return run_lab(model, recipe, images, controls.names, target, progress)
+        return run_lab(model, recipe, images, controls.names, target, progress, autocast=bf16)
 
     return jobs.run_section(
         SECTION,

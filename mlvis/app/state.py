@@ -87,3 +87,11 @@ def model_name() -> str:
 def seed() -> int:
     """The seed chosen in the sidebar."""
     return int(st.session_state.get(SEED, DEFAULT_SEED))
+
+
+BF16 = "bf16"
+
+
+def bf16() -> bool:
+    """The sidebar's bf16 autocast switch (the Lab's attacks run their gradient passes in bf16 when on)."""
+    return bool(st.session_state.get(BF16, False))

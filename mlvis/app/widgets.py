@@ -59,6 +59,8 @@ def sidebar(models: Sequence[str], device: str, page: str | None = None) -> Side
         state.remember(page, model, seed)
         from mlvis.app import models_page
 
+        st.toggle("bf16 autocast", key=state.BF16, help="The Attack Lab's gradient passes in bfloat16 (fast on a "
+                  "GPU; works on a CPU); clean and final evaluations stay float32.")  # fmt: skip
         st.caption(f"Device: {device} · {models_page.dtype_label()}")
         models_page.sidebar_notes(model)
     return SidebarChoice(model=model, seed=seed)

@@ -21,12 +21,13 @@ import torch
 from mlvis.attacks.budget import NORMS, Budget, EpsLike, check_norm
 from mlvis.attacks.geometry import DEFAULT_ALPHA
 from mlvis.attacks.loop import StepHook, run_table, store_runner
-from mlvis.attacks.methods import LoopPlan, MethodContext, RunOutput, get_method
+from mlvis.attacks.methods import RUNNER, LoopPlan, MethodContext, RunOutput, get_method
 from mlvis.attacks.model_helpers import (
     CPU_MAX_BATCH,
     check_images,
     default_memory_budget,
     forward_no_grad,
+    memory_format,
     model_device,
     same_device,
     threshold,
@@ -178,7 +179,11 @@ def run_job(
     thr = threshold(model)
     n_img = x.shape[0]
     eval_batch = max(1, budget // (64 * x[0].numel() * x.element_size()))
-    clean_logits = forward_no_grad(model, x, eval_batch)
+    # The clean forward doubles as the loop's first gradient forward when the first chunk will be exactly these
+    # images in this order and layout (one MI-FGSM spec, the common single-method job): it keeps its graph, and
+    # iteration 0 differentiates it instead of running the same forward again (the same bits either way).
+    first = _first_forward(model, x, spec_list, eval_batch, bool(autocast))
+    clean_logits = forward_no_grad(model, x, eval_batch) if first is None else first[1].detach().float()
     if clean_logits.dim() != 2 or clean_logits.shape[0] != n_img:
         raise InvalidInput(f"The model must return logits of shape (N, C); it returned {tuple(clean_logits.shape)}.")
     num_labels = clean_logits.shape[1]
@@ -243,7 +248,8 @@ def run_job(
         for _ in spec_list
     ]
     if table.num_rows:
-        run_table(model, x, table, outs, budget, int(max_batch), bool(autocast), progress, hook)
+        run_table(model, x, table, outs, budget, int(max_batch), bool(autocast), progress, hook, first=first)
+    first = None  # the clean graph, if the loop did not take it
     for s, out in runner_outputs.items():
         store_runner(model, x, out, outs[s], eps_arr, spec_meta[s][4], eval_batch)
 
@@ -299,6 +305,25 @@ def run_job(
         )
     return results
 
+
+
+def _first_forward(
+    model: torch.nn.Module, x: torch.Tensor, specs: Sequence[AttackSpec], eval_batch: int, autocast: bool
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``(input, logits with their graph)`` of one gradient forward of ``x``, when iteration 0 of the loop can
+    reuse it (see :func:`mlvis.attacks.loop.run_table`): a single MI-FGSM spec (its rows are the images in order),
+    every image in one evaluation batch, no autocast (the loop's forward would be bf16), ``x`` already in the
+    loop's memory layout. ``None`` otherwise, and the clean pass runs without autograd as before."""
+    if len(specs) != 1 or autocast or x.shape[0] > eval_batch:
+        return None
+    if not x.is_contiguous(memory_format=memory_format(model)):
+        return None
+    if get_method(specs[0].method).kind_for(dict(specs[0].options)) == RUNNER:
+        return None
+    xa = x.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        logits = model(xa)
+    return xa, logits
 
 
 # ------------------------------------------------------------------------------------ validation

@@ -92,8 +92,10 @@ class Chunk:
         norm: str,
         autocast: bool,
         fmt: torch.memory_format,
+        first: tuple[torch.Tensor, torch.Tensor] | None = None,
     ):
         dev, dtype = x.device, x.dtype
+        self.first = first  # (input, logits with graph) of iteration 0's forward, computed by the engine
         col = table.col
         r = len(rows)
         self.model, self.table, self.rows, self.autocast, self.fmt = model, table, rows, autocast, fmt
@@ -169,10 +171,14 @@ class Chunk:
         """Iteration ``k`` (0-based) on the active rows; returns their logits of ``x0 + delta`` before the step."""
         m = self.active(k)
         d = self.delta[:m]
-        xa = (self.x0[:m] + d).clamp_(0, 1).requires_grad_(True)
-        with torch.enable_grad():
-            with self.amp:
+        if k == 0 and self.first is not None:
+            xa, logits = self.first  # the clean forward of exactly these rows: x0 + 0 = x0
+            self.first = None
+        else:
+            xa = (self.x0[:m] + d).clamp_(0, 1).requires_grad_(True)
+            with torch.enable_grad(), self.amp:
                 logits = self.model(xa)
+        with torch.enable_grad():
             logits = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
             loss: torch.Tensor | None = None
             for fn, prm, mask in self.loss_terms:
@@ -253,9 +259,13 @@ def run_table(
     autocast: bool,
     progress: Progress | None,
     hook: StepHook | None = None,
+    first: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> None:
-    """Run every row of ``table`` (a job): chunk after chunk, each to its last step, then its snapshots;
-    ``hook`` (optional) sees every chunk's logits (and images) at the steps it wants, and changes nothing."""
+    """Run every row of ``table`` (a job): chunk after chunk, each to its last step, then its snapshots.
+
+    ``hook`` (optional) sees every chunk's logits (and images) at the steps it wants, and changes nothing.
+    ``first``: the engine's clean forward of ``x`` with its graph; the first chunk's iteration 0 differentiates
+    it instead of running the forward again, when that chunk's rows are exactly the images in order."""
     table.finish()
     if hook is not None:
         hook.begin(table, tuple(x.shape[1:]))
@@ -265,7 +275,10 @@ def run_table(
     done = 0
     fmt = memory_format(model)
     for norm, rows in table.chunks(img_bytes, act, budget, max_batch):
-        chunk = Chunk(model, x, table, rows, norm, autocast, fmt)
+        mine = first is not None and len(rows) == x.shape[0]
+        mine = mine and np.array_equal(table.col["img"][rows], np.arange(len(rows)))
+        chunk = Chunk(model, x, table, rows, norm, autocast, fmt, first if mine else None)
+        first = None
         for k in range(chunk.n_max):
             watch = hook is not None and hook.wants(k)
             if watch and hook is not None and hook.wants_images(k):
@@ -288,14 +301,16 @@ def run_lockstep(
     *,
     norm: str = "linf",
     fmt: torch.memory_format | None = None,
+    autocast: bool = False,
 ) -> int:
     """Run the rows of ``table`` cut into ``parts`` side by side, one step of every part at a time, with
     ``hook`` watching; returns the number of steps taken (fewer than the rows' when the hook stops it).
 
     Every part must hold rows of equal step count. Used by the profile probe, whose stopping rule needs
-    every row's flips at the same step."""
+    every row's flips at the same step. ``autocast``: bf16 autocast of the gradient passes (the hook sees
+    their logits, cast to float32; the final record's forward stays in full precision)."""
     table.finish()
-    chunks = [Chunk(model, x, table, np.asarray(p), norm, False, fmt or memory_format(model)) for p in parts]
+    chunks = [Chunk(model, x, table, np.asarray(p), norm, autocast, fmt or memory_format(model)) for p in parts]
     n_max = max(c.n_max for c in chunks)
     for k in range(n_max):
         for c in chunks:
