@@ -390,7 +390,8 @@ def run_lab(
     progress=None,
 ) -> LabRun:
     """Run the recipe as one job (``recipe.run_recipe``), compute PSNR/SSIM, and transfer if asked."""
-    results = rc.run_recipe(recipe, model, images, progress=progress, artifacts=cache.lab_artifacts(recipe.model))
+    arts = cache.lab_artifacts(recipe.model, recipe.norm)
+    results = rc.run_recipe(recipe, model, images, progress=progress, artifacts=arts)
     for r in results:
         _ = r.psnr, r.ssim  # computed once here, so the page and the downloads only read them
     transfers: tuple = ()
