@@ -408,19 +408,23 @@ def _folder_images(model, folder: str, limit: int):
     return torch.from_numpy(to_batch(loaded))
 
 
-def _ship_path(kind: str, args: argparse.Namespace):
+def _ship_path(kind: str, args: argparse.Namespace, norm: str = "linf"):
     from mlvis.analysis.artifacts import shipped_path
 
     if not args.model.startswith("demo-"):
         raise ValueError("--ship writes into the package's demo weights folder; it is for the demo models only.")
-    return shipped_path(kind, args.model)
+    return shipped_path(kind, args.model, norm)
 
 
 def _profile_args(p: argparse.ArgumentParser) -> None:
     _images_args(p)
     p.add_argument("--degree", type=int, default=4, choices=[3, 4], help="polynomial degree (default 4)")
     p.add_argument("--interval", type=int, default=10, help="steps between flip measurements (default 10)")
-    p.add_argument("--max-eps", type=float, default=0.5, help="stop the probes here at the latest (default 0.5)")
+    p.add_argument("--max-eps", type=float, default=None,
+                   help="stop the probes here at the latest (default 0.5; under --norm l2 a radius, default the "
+                        "same 1,280 steps)")  # fmt: skip
+    p.add_argument("--norm", default="linf", choices=["linf", "l2"],
+                   help="probe with the L-inf (default) or the L2 attack (appendix B; the profile L2 attacks read)")
     p.add_argument("--out", default=None, help="also write the profile JSON to this file")
     p.add_argument("--ship", action="store_true", help="write it as the demo model's shipped profile")
     _staged_args(p, "the profile (profile.json) probed in rounds of --round-steps steps,")
@@ -438,7 +442,9 @@ def profile_cmd(args: argparse.Namespace) -> int:
     _check_chunk_flags(args)
     if args.round_steps is not None and not args.run:
         raise ValueError("--round-steps is for --run RUN_DIR.")
-    ship = _ship_path("profile", args) if args.ship else None
+    ship = _ship_path("profile", args, args.norm) if args.ship else None
+    if args.run and args.norm != "linf":
+        raise ValueError("A profile run directory (--run) probes under L-inf only; drop --run for an L2 profile.")
     if args.run:
         from mlvis.analysis.chunked import profile_run
 
@@ -452,17 +458,20 @@ def profile_cmd(args: argparse.Namespace) -> int:
     else:
         model, images = _load(args)
         prof = mlvis.profile(model, images, degree=args.degree, interval=args.interval, max_eps=args.max_eps,
-                             progress=ProgressBar(f"profile {args.model}"), autocast=args.bf16)  # fmt: skip
+                             norm=args.norm, progress=ProgressBar(f"profile {args.model}"),
+                             autocast=args.bf16)  # fmt: skip
     if args.out:
         prof.save(args.out)
     if ship:  # the profile just measured, under the settings key mlvis.profile cached it with
         key = {k: prof.settings[k] for k in ("alpha", "interval", "max_eps", "images")}
+        key |= {"norm": prof.norm} if prof.norm != "linf" else {}
         key |= {"degree": prof.degree, "rel": prof.settings["rel"], "patience": prof.settings["patience"],
                 "images_sha": images_sha(images)}  # fmt: skip
         artifacts.save("profile", model, key, {"profile": prof.to_dict()}, path=ship)
     conv = "converged" if prof.settings.get("converged") else "NOT converged (raise --max-eps)"
     cost = prof.cost["measured"]
-    print(f"{args.model}: eps_max {prof.eps_max:.4f} ({conv}), E(eps_max) {prof.expected_flips(prof.eps_max):.2f} "
+    l2 = "L2 " if prof.norm == "l2" else ""
+    print(f"{args.model}: {l2}eps_max {prof.eps_max:.4f} ({conv}), E(eps_max) {prof.expected_flips(prof.eps_max):.2f} "
           f"of {prof.labels} labels; cost per image {cost['forward']} fp + {cost['backward']} bp")  # fmt: skip
     return 0
 
@@ -546,6 +555,9 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--methods", default="bce,slam,random,class:0,class:0.5,class:1",
                    help="comma-separated, from the method registry: " + _method_syntax())  # fmt: skip
     p.add_argument("--fractions", default=_fractions(), help="fractions of eps_max (default: section VI-C's grid)")
+    p.add_argument("--norm", default="linf", choices=["linf", "l2"],
+                   help="linf (Tables IV-VI, default) or l2 (Table VIII: L2 attacks, fractions of the L2 profile's "
+                        "eps_max)")  # fmt: skip
     p.add_argument("--format", default="md", choices=["md", "csv", "json"], help="table format on stdout")
     _run_args(p, "the table (also written there as table.md, table.csv and table.json)")
     _bf16_arg(p)
@@ -565,6 +577,7 @@ def evaluate_cmd(args: argparse.Namespace) -> int:
         raise ValueError(f"--fractions must be comma-separated numbers, not {args.fractions!r}.") from None
     methods = [parse_method(m) for m in args.methods.split(",") if m.strip()]
     job: dict[str, Any] = {"autocast": True} if args.bf16 else {}  # a float32 run's manifest stays as it was
+    job.update(_norm_job(args))  # and an L-inf one's too
     if args.out:
         _check_run_args(args)
         model = _create(args)
@@ -585,6 +598,65 @@ def evaluate_cmd(args: argparse.Namespace) -> int:
             atomic_write_text(Path(args.out) / f"table.{fmt}", text + "\n")
     return 0
 
+
+def _norm_job(args: argparse.Namespace) -> dict:
+    """``{"norm": "l2"}`` under ``--norm l2`` (an L-inf run passes nothing, as before)."""
+    return {"norm": args.norm} if args.norm != "linf" else {}
+
+
+def _compare_norms_args(p: argparse.ArgumentParser) -> None:
+    _images_args(p)
+    p.add_argument("--eps", type=float, default=0.024, help="the L-inf budget (default 0.024, Fig. 12's)")
+    p.add_argument("--method", default="bce", help="the attack (default bce, MI-FGSM): " + _method_syntax())
+    p.add_argument("--format", default="md", choices=["md", "json"], help="table format on stdout")
+    p.add_argument("--out", default=None,
+                   help="also write table.md, comparison.json and the images (16-bit PNGs of both adversarials, "
+                        "8-bit PNGs of the amplified perturbations) into this folder")  # fmt: skip
+
+
+@command("compare-norms", "Fig. 12: one attack at an L-inf budget and at the L2 ball of the same volume",
+         _compare_norms_args)  # fmt: skip
+def compare_norms_cmd(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    import numpy as np
+
+    from mlvis.analysis.evaluation import linf_vs_l2
+    from mlvis.store import atomic_write, atomic_write_text
+
+    method = parse_method(args.method)
+    model, images = _load(args)
+    cmp = linf_vs_l2(model, images, args.eps, method, progress=ProgressBar(f"compare-norms {args.model}"))
+    doc = {"model": cmp.model, "method": cmp.method, "eps_linf": cmp.eps_linf, "radius": cmp.radius,
+           "images": int(cmp.linf.flips.shape[1]), "rows": cmp.rows(),
+           "per_image_flips": {"linf": cmp.linf.flips[0].tolist(), "l2": cmp.l2.flips[0].tolist()}}  # fmt: skip
+    text = cmp.to_markdown() if args.format == "md" else json.dumps(doc, indent=1)
+    print(f"{cmp.model}, {cmp.method}, {doc['images']} image(s): L-inf {cmp.eps_linf:g} vs the equal-volume L2 "
+          f"radius {cmp.radius:.4g} (appendix C)", file=sys.stderr)  # fmt: skip
+    print(text)
+    if args.out:
+        import io
+
+        from PIL import Image
+
+        from mlvis.viz.attack import amplified_perturbation, nice_factor
+
+        out = Path(args.out)
+        atomic_write_text(out / "table.md", cmp.to_markdown() + "\n")
+        atomic_write_text(out / "comparison.json", json.dumps(doc, indent=1) + "\n")
+        for norm, res in (("linf", cmp.linf), ("l2", cmp.l2)):
+            res.export(out / norm, fmt="png16")
+        for i in range(doc["images"]):
+            clean = cmp.linf.clean[i]
+            factor = nice_factor(max(float(np.abs(r.adv[0, i] - clean).max(initial=0.0)) for r in (cmp.linf, cmp.l2)))
+            for norm, res in (("linf", cmp.linf), ("l2", cmp.l2)):
+                img, _ = amplified_perturbation(clean, res.adv[0, i], factor)
+                buf = io.BytesIO()
+                Image.fromarray(img).save(buf, format="PNG")
+                atomic_write(out / f"perturbation_{norm}_img{i}_x{factor:g}.png", buf.getvalue())
+        print(f"wrote {out}", file=sys.stderr)
+    return 0
 
 def _table_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", metavar="RUN_DIR", help="a run directory (evaluate, profile, correlations, compare-related)")
@@ -789,7 +861,8 @@ def _compare_related_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--methods", default="mla-lp,ml-cw,ml-deepfool", help="comma-separated: mla-lp, ml-cw, ml-deepfool")
     p.add_argument("--preset", default="original", choices=["original", "fast"],
                    help="ML-CW budget: original = 10 x 1,000 Adam steps (Song et al.), fast = 5 x 100")  # fmt: skip
-    p.add_argument("--distance", default="l2", choices=["l2", "linf"], help="ML-CW distance (default l2, the original)")
+    p.add_argument("--distance", default="linf", choices=["l2", "linf"],
+                   help="ML-CW distance: linf (default, the paper's Table VII setup) or l2 (Song et al.'s original)")
     p.add_argument("--cw-rounds", type=int, default=None, help="override ML-CW's binary-search rounds")
     p.add_argument("--cw-iters", type=int, default=None, help="override ML-CW's Adam steps per round")
     p.add_argument("--deepfool-iters", type=int, default=None, help="ML-DeepFool iterations (default 20)")

@@ -4,6 +4,7 @@
 Front ends catch ``MlvisError`` (the CLI prints the sentence and exits with 2; the app shows it).
 
 - :class:`InvalidInput`: an argument or option a caller gave is of the wrong type or out of range;
+  :class:`ProfileMismatch`, one of them: a flip profile of one norm given to an attack in the other;
 - :class:`WorkTooLarge`: the work asked for is over the cap on image-steps (:func:`max_image_steps`);
 - :class:`ModelLoadError`: a model, checkpoint, card or label list cannot be loaded;
 - :class:`DataError`: an image, a batch or a data set cannot be read or used;
@@ -26,6 +27,7 @@ __all__ = [
     "InvalidInput",
     "MlvisError",
     "ModelLoadError",
+    "ProfileMismatch",
     "RecipeError",
     "StorageError",
     "WorkTooLarge",
@@ -45,6 +47,10 @@ class MlvisError(ValueError):
 
 class InvalidInput(MlvisError):
     """An argument or option is of the wrong type or out of its range."""
+
+
+class ProfileMismatch(InvalidInput):
+    """A flip profile measured in one norm was given to an attack in the other (L-inf profile, L2 attack)."""
 
 
 class WorkTooLarge(MlvisError):

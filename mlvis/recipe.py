@@ -282,13 +282,14 @@ def _int(v: Any, name: str) -> int:
 # ------------------------------------------------------------------------------------------------ running
 
 
-def model_artifacts(model) -> Artifacts:
-    """The shipped (or cached) profile and flip-up / flip-down matrices of ``model`` (``None`` where missing)."""
+def model_artifacts(model, norm: str = "linf") -> Artifacts:
+    """The shipped (or cached) profile in ``norm`` and flip-up / flip-down matrices of ``model`` (``None``
+    where missing)."""
     import mlvis
 
     found: dict[str, Any] = {}
     for key, get in (
-        ("profile", lambda: mlvis.profile(model)),
+        ("profile", lambda: mlvis.profile(model, norm=norm)),
         ("up", lambda: mlvis.correlations(model, direction="up")),
         ("down", lambda: mlvis.correlations(model, direction="down")),
     ):
@@ -297,7 +298,7 @@ def model_artifacts(model) -> Artifacts:
         except ValueError:
             found[key] = None
     name = model.spec.name if hasattr(model, "spec") else type(model).__name__
-    return Artifacts(name, **found)
+    return Artifacts(name, **found, norm=norm)
 
 
 def resolve_specs(recipe: Recipe, model, artifacts: Artifacts | None = None) -> list:
@@ -306,7 +307,7 @@ def resolve_specs(recipe: Recipe, model, artifacts: Artifacts | None = None) -> 
     Raises ``ValueError`` with a sentence when a method needs an artifact the model does not have, or
     needs an option the Lab cannot give it.
     """
-    arts = artifacts if artifacts is not None else model_artifacts(model)
+    arts = artifacts if artifacts is not None else model_artifacts(model, recipe.norm)
     dims = 3 * int(np.prod(getattr(getattr(model, "spec", None), "input_size", (1, 1))))
     return resolve(recipe.methods, recipe.budget_of(dims), arts, recipe.values, len(model.labels))
 
@@ -351,7 +352,7 @@ def run_recipe(
     from mlvis.attacks import run_job
 
     images = np.asarray(images, np.float32)
-    arts = artifacts if artifacts is not None else model_artifacts(model)
+    arts = artifacts if artifacts is not None else model_artifacts(model, recipe.norm)
     results: dict[str, Any] = {}
     bounded = tuple(m for m in recipe.methods if m not in recipe.unbounded)
     for methods, budget in ((bounded, recipe.budget_of(int(np.prod(images.shape[1:])))), (recipe.unbounded, UNBOUNDED)):

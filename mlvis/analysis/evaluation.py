@@ -178,6 +178,8 @@ def evaluate(
 
     The budgets are ``eps_fractions`` of the profile's eps_max (section VI-C), or ``eps`` explicitly.
     ``profile`` / ``correlations`` default to the model's shipped or cached ones when a method needs them.
+    With ``norm="l2"`` (a keyword of the job) the profile is the model's L2 profile, so the grid is made of
+    fractions of the L2 eps_max (Table VIII); an L-inf profile given for an L2 run is refused.
     """
     from mlvis.analysis.correlation_matrices import correlations as get_correlations
     from mlvis.analysis.profiles import profile as get_profile
@@ -190,8 +192,7 @@ def evaluate(
             raise InvalidInput(f"eps_fractions must be a non-empty list of fractions of eps_max, not {listed!r}.")
         eps_fractions = [check_number("each eps fraction", f, 0, 1e6) for f in listed]
     names = [as_spec(m).method for m in methods]
-    if profile is None and (eps is None or needs(methods, "profile")):
-        profile = get_profile(model)
+    profile = _profile_of_norm(model, profile, job, eps is None or needs(methods, "profile"), get_profile)
     if correlations is None and needs(methods, "correlations"):
         correlations = get_correlations(model, direction="up")
     if baseline not in names:
@@ -219,8 +220,31 @@ def evaluate(
         flips_8bit,
         same,
         significance,
-        {"seed": seed, "images": int(flips.shape[-1]), "eps_max": getattr(profile, "eps_max", None)},
+        {
+            "seed": seed,
+            "images": int(flips.shape[-1]),
+            "eps_max": getattr(profile, "eps_max", None),
+            **_norm_config(job.get("norm")),
+        },
     )
+
+
+def _profile_of_norm(model, profile, job: dict, wanted: bool, get_profile):
+    """The profile an evaluation in ``job``'s norm uses: the one given (checked to be of that norm), or the
+    model's shipped or cached one of that norm when the grid or a method needs it."""
+    from mlvis.analysis.profiles import check_profile_norm
+
+    norm = job.get("norm") or "linf"
+    if profile is None and wanted:
+        return get_profile(model, norm=norm)
+    if profile is not None:
+        check_profile_norm(profile, norm)
+    return profile
+
+
+def _norm_config(norm) -> dict:
+    """``{"norm": "l2"}`` for an L2 table (L-inf tables keep the config they always had)."""
+    return {"norm": str(norm)} if norm not in (None, "linf") else {}
 
 
 def _table(model_name, names, b, budgets, fr, flips, flips_8bit, same, significance, config) -> EvaluationTable:
@@ -298,8 +322,7 @@ def evaluate_run(
     from mlvis.store import model_fingerprint
 
     name = getattr(getattr(model, "spec", None), "name", type(model).__name__)
-    if profile is None and (eps is None or needs(methods, "profile")):
-        profile = get_profile(model)
+    profile = _profile_of_norm(model, profile, job, eps is None or needs(methods, "profile"), get_profile)
     if correlations is None and needs(methods, "correlations"):
         correlations = get_correlations(model, direction="up")
     if baseline not in [as_spec(m).method for m in methods]:
@@ -372,7 +395,7 @@ def table_from_run(run, partial: bool = False) -> EvaluationTable:
             same[i] = (targets[n] > 0).all(axis=(0, 2))
     fr = [np.nan if f is None else f for f in st["fractions"]]
     config = {"seed": m["seed"], "images": int(flips.shape[-1]), "eps_max": st.get("eps_max"),
-              "chunk_size": m["chunk_size"]}  # fmt: skip
+              "chunk_size": m["chunk_size"], **_norm_config(dict(st.get("job") or {}).get("norm"))}  # fmt: skip
     if int(flips.shape[-1]) < int(m["num_items"]):  # an unfinished run's table says so
         config["of_images"] = int(m["num_items"])
     return _table(m["model"]["name"], names, names.index(st["baseline"]), m["budgets"], fr, flips, flips_8bit, same,
@@ -532,3 +555,69 @@ def transfer(result, other_model, batch: int = 256) -> TransferResult:
         flips_8bit=flip_count(q8, clean_pred[None], thr),
         source_flips=result.flips.copy(),
     )
+
+
+# ------------------------------------------------------------------------------ Fig. 12: L-inf vs L2
+
+
+@dataclasses.dataclass(frozen=True)
+class NormComparison:
+    """Fig. 12: the same images attacked by one method at an L-inf budget and at the L2 radius of equal volume.
+
+    ``linf`` and ``l2`` are the two :class:`~mlvis.attacks.result.AttackResult` s (one budget each);
+    ``eps_linf`` the L-inf half-width, ``radius`` the equal-volume L2 radius (appendix C).
+    """
+
+    model: str
+    method: str
+    eps_linf: float
+    radius: float
+    linf: Any
+    l2: Any
+
+    def rows(self) -> list[dict]:
+        """One row per norm: mean flips, the perturbations' L-inf and L2 norms, PSNR and SSIM (means)."""
+        out = []
+        for norm, r, budget in (("linf", self.linf, self.eps_linf), ("l2", self.l2, self.radius)):
+            out.append({
+                "norm": norm, "budget": float(budget), "flips": float(r.flips[0].mean()),
+                "flips_8bit": float(r.flips_8bit[0].mean()), "linf": float(r.linf[0].mean()),
+                "l2": float(r.l2[0].mean()), "psnr": float(np.mean(r.psnr[0])), "ssim": float(np.mean(r.ssim[0])),
+            })  # fmt: skip
+        return out
+
+    def to_markdown(self) -> str:
+        head = "| Norm | Budget | Flips | 8-bit flips | ‖δ‖∞ | ‖δ‖₂ | PSNR (dB) | SSIM |"
+        lines = [head, "|---|---|---|---|---|---|---|---|"]
+        for row in self.rows():
+            title = "L∞" if row["norm"] == "linf" else "L2"
+            lines.append(f"| {title} | {row['budget']:.4g} | {row['flips']:.2f} | {row['flips_8bit']:.2f} | "
+                         f"{row['linf']:.4f} | {row['l2']:.3f} | {row['psnr']:.1f} | {row['ssim']:.3f} |")  # fmt: skip
+        return "\n".join(lines)
+
+
+def linf_vs_l2(model, images, eps: float = 0.024, method: Any = "bce", *, profiles=None, correlations=None, **job):
+    """Fig. 12 (appendix B): ``method`` on ``images`` at the L-inf budget ``eps`` and at the L2 radius whose ball
+    has the cube's volume (appendix C), so the two attacks get the same volume to search.
+
+    A method that reads a profile gets each norm's own (``profiles``: ``{"linf": ..., "l2": ...}``, default the
+    model's shipped or cached ones). Returns a :class:`NormComparison`.
+    """
+    from mlvis.analysis.correlation_matrices import correlations as get_correlations
+    from mlvis.analysis.profiles import profile as get_profile
+    from mlvis.attacks.geometry import equal_volume_l2_radius
+    from mlvis.attacks.model_helpers import check_images
+
+    eps = check_number("eps", eps, 0, 1, above=True)
+    x = check_images(images)
+    radius = equal_volume_l2_radius(float(eps), int(x[0].numel()))
+    profiles = dict(profiles or {})
+    if correlations is None and needs([method], "correlations"):
+        correlations = get_correlations(model, direction="up")
+    out = {}
+    for norm, budget in (("linf", float(eps)), ("l2", radius)):
+        prof = _profile_of_norm(model, profiles.get(norm), {"norm": norm}, needs([method], "profile"), get_profile)
+        (spec,) = evaluation_specs([method], prof, correlations)
+        out[norm] = run_job(model, x, [spec], [budget], norm=norm, **job)[0]
+    name = getattr(getattr(model, "spec", None), "name", type(model).__name__)
+    return NormComparison(name, str(out["linf"].name), float(eps), float(radius), out["linf"], out["l2"])

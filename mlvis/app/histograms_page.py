@@ -126,7 +126,7 @@ def compute_histograms(model_name: str, s: HistogramSettings, progress=None):
     model = cache.load_model(model_name)
     x = scenes(model, s.images, s.seed)
     recipe = histogram_recipe(model_name, s)
-    return rc.run_recipe(recipe, model, x, progress=progress, artifacts=cache.lab_artifacts(model_name))
+    return rc.run_recipe(recipe, model, x, progress=progress, artifacts=cache.lab_artifacts(model_name, recipe.norm))
 
 
 def run_histograms(model_name: str, s: HistogramSettings) -> list[mlvis.AttackResult] | None:

@@ -400,8 +400,8 @@ def run_lab(
     """
     bounded = [m for m in recipe.methods if m not in recipe.unbounded]
     recorder = TrajectoryRecorder(every=1, image_budget=REPLAY_BUDGET) if record and bounded else None
-    results = rc.run_recipe(recipe, model, images, progress=progress, artifacts=cache.lab_artifacts(recipe.model),
-                            hook=recorder, autocast=autocast)  # fmt: skip
+    arts = cache.lab_artifacts(recipe.model, recipe.norm)
+    results = rc.run_recipe(recipe, model, images, progress=progress, artifacts=arts, hook=recorder, autocast=autocast)
     replay = None
     if recorder is not None:
         watched = [r for m, r in zip(recipe.methods, results) if m not in recipe.unbounded]
