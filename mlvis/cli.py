@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from typing import Any
 
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
 
@@ -256,17 +257,36 @@ def _images_args(p: argparse.ArgumentParser) -> None:
 
 
 def _run_args(p: argparse.ArgumentParser, what: str) -> None:
-    p.add_argument("--out", default=None, metavar="RUN_DIR",
+    p.add_argument("--out", "--run", default=None, metavar="RUN_DIR", dest="out",
                    help=f"compute in chunks into this run directory (resumable: the same command continues "
                         f"it after a crash) and print {what} from it")  # fmt: skip
-    p.add_argument("--chunk", type=int, default=25, help="--out: images per chunk (default 25)")
     p.add_argument("--save-images", action="store_true", help="--out: also write the adversarial images (PNG)")
-    p.add_argument("--backend", default="local", choices=["local", "ray"], help="--out: run the chunks here or on Ray")
+    _chunk_args(p, "--out")
+
+
+def _chunk_args(p: argparse.ArgumentParser, flag: str) -> None:
+    p.add_argument("--chunk", type=int, default=25, help=f"{flag}: images per chunk (default 25)")
+    p.add_argument("--backend", default="local", choices=["local", "ray"],
+                   help=f"{flag}: run the chunks here or on Ray")  # fmt: skip
     p.add_argument(
         "--address",
         default=None,
         help="--backend ray: auto (the running cluster) or HOST:PORT (default: a local Ray on 127.0.0.1)",
     )
+
+
+def _bf16_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bf16", action="store_true",
+                   help="bf16 autocast of the attacks' gradient passes (fast on a GPU; works on a CPU; the clean "
+                        "and final evaluations stay float32)")  # fmt: skip
+
+
+def _staged_args(p: argparse.ArgumentParser, what: str) -> None:
+    """``--run RUN_DIR`` of profile, correlations and compare-related (their ``--out`` keeps its meaning)."""
+    p.add_argument("--run", default=None, metavar="RUN_DIR",
+                   help=f"compute in chunks of images into this run directory (resumable: the same command "
+                        f"continues it after a crash), {what} computed from it and written into it")  # fmt: skip
+    _chunk_args(p, "--run")
 
 
 def _source(args: argparse.Namespace, model):
@@ -321,13 +341,21 @@ def _model_ref(args: argparse.Namespace):
     return ModelRef(args.model, (("checkpoint", checkpoint),) if checkpoint else ())
 
 
-def _check_run_args(args: argparse.Namespace) -> None:
+def _check_run_args(args: argparse.Namespace, flag: str = "--out") -> None:
     if args.chunk < 1:
         raise ValueError("--chunk must be at least 1.")
     if args.image_dir:
-        raise ValueError("--out RUN_DIR reads --data KIND:PATH or demo scenes; use --data folder:PATH for a folder.")
+        raise ValueError(f"{flag} RUN_DIR reads --data KIND:PATH or demo scenes; use --data folder:PATH for a folder.")
     if args.address and args.backend != "ray":
         raise ValueError("--address is for --backend ray.")
+    if getattr(args, "ship", False):
+        raise ValueError(f"--ship writes what one in-memory run measured; leave out {flag}, or --ship.")
+
+
+def _check_chunk_flags(args: argparse.Namespace) -> None:
+    """``--chunk``, ``--backend`` and ``--address`` given without ``--run`` would be silently ignored: a sentence."""
+    if not args.run and (args.chunk != 25 or args.backend != "local" or args.address):
+        raise ValueError("--chunk, --backend and --address are for --run RUN_DIR.")
 
 
 # ----------------------------------------------------------- real models: --checkpoint, --image-dir (issue 10)
@@ -380,12 +408,12 @@ def _folder_images(model, folder: str, limit: int):
     return torch.from_numpy(to_batch(loaded))
 
 
-def _ship_path(kind: str, args: argparse.Namespace):
+def _ship_path(kind: str, args: argparse.Namespace, norm: str = "linf"):
     from mlvis.analysis.artifacts import shipped_path
 
     if not args.model.startswith("demo-"):
         raise ValueError("--ship writes into the package's demo weights folder; it is for the demo models only.")
-    return shipped_path(kind, args.model)
+    return shipped_path(kind, args.model, norm)
 
 
 def _protocol_arg(p: argparse.ArgumentParser) -> None:
@@ -400,9 +428,17 @@ def _profile_args(p: argparse.ArgumentParser) -> None:
     _protocol_arg(p)
     p.add_argument("--degree", type=int, default=4, choices=[3, 4], help="polynomial degree (default 4)")
     p.add_argument("--interval", type=int, default=10, help="steps between flip measurements (default 10)")
-    p.add_argument("--max-eps", type=float, default=0.5, help="stop the probes here at the latest (default 0.5)")
+    p.add_argument("--max-eps", type=float, default=None,
+                   help="stop the probes here at the latest (default 0.5; under --norm l2 a radius, default the "
+                        "same 1,280 steps)")  # fmt: skip
+    p.add_argument("--norm", default="linf", choices=["linf", "l2"],
+                   help="probe with the L-inf (default) or the L2 attack (appendix B; the profile L2 attacks read)")
     p.add_argument("--out", default=None, help="also write the profile JSON to this file")
     p.add_argument("--ship", action="store_true", help="write it as the demo model's shipped profile")
+    _staged_args(p, "the profile (profile.json) probed in rounds of --round-steps steps,")
+    p.add_argument("--round-steps", type=int, default=None,
+                   help="--run: probe steps per round (default 10 x --interval)")  # fmt: skip
+    _bf16_arg(p)
 
 
 @command("profile", "measure a model's flip profile E(eps) (section V-C)", _profile_args)
@@ -411,21 +447,43 @@ def profile_cmd(args: argparse.Namespace) -> int:
     from mlvis.analysis import artifacts
     from mlvis.analysis.profiles import images_sha
 
-    ship = _ship_path("profile", args) if args.ship else None
-    model, images = _load(args)
-    prof = mlvis.profile(model, images, degree=args.degree, interval=args.interval, max_eps=args.max_eps,
-                         progress=ProgressBar(f"profile {args.model}"), protocol=args.protocol)  # fmt: skip
+    _check_chunk_flags(args)
+    if args.round_steps is not None and not args.run:
+        raise ValueError("--round-steps is for --run RUN_DIR.")
+    ship = _ship_path("profile", args, args.norm) if args.ship else None
+    if args.run and args.norm != "linf":
+        raise ValueError("A profile run directory (--run) probes under L-inf only; drop --run for an L2 profile.")
+    if args.run and args.protocol != "paper":
+        raise ValueError("A profile run directory (--run) probes under the paper's protocol only; drop --run for "
+                         "--protocol authors.")  # fmt: skip
+    if args.run:
+        from mlvis.analysis.chunked import profile_run
+
+        _check_run_args(args, "--run")
+        model = _create(args)
+        prof = profile_run(model, _source(args, model), args.run, degree=args.degree, interval=args.interval,
+                           max_eps=args.max_eps, chunk_size=args.chunk, round_steps=args.round_steps,
+                           backend=args.backend, address=args.address, model_ref=_model_ref(args),
+                           progress=ProgressBar(f"profile {args.model} (chunks)"), autocast=args.bf16)  # fmt: skip
+        images = None
+    else:
+        model, images = _load(args)
+        prof = mlvis.profile(model, images, degree=args.degree, interval=args.interval, max_eps=args.max_eps,
+                             norm=args.norm, progress=ProgressBar(f"profile {args.model}"),
+                             autocast=args.bf16, protocol=args.protocol)  # fmt: skip
     if args.out:
         prof.save(args.out)
     if ship:  # the profile just measured, under the settings key mlvis.profile cached it with
         key = {k: prof.settings[k] for k in ("alpha", "interval", "max_eps", "images")}
+        key |= {"norm": prof.norm} if prof.norm != "linf" else {}
         key |= {"degree": prof.degree, "rel": prof.settings["rel"], "patience": prof.settings["patience"],
                 "images_sha": images_sha(images)}  # fmt: skip
         key |= {"protocol": args.protocol} if args.protocol != "paper" else {}
         artifacts.save("profile", model, key, {"profile": prof.to_dict()}, path=ship)
     conv = "converged" if prof.settings.get("converged") else "NOT converged (raise --max-eps)"
     cost = prof.cost["measured"]
-    print(f"{args.model}: eps_max {prof.eps_max:.4f} ({conv}), E(eps_max) {prof.expected_flips(prof.eps_max):.2f} "
+    l2 = "L2 " if prof.norm == "l2" else ""
+    print(f"{args.model}: {l2}eps_max {prof.eps_max:.4f} ({conv}), E(eps_max) {prof.expected_flips(prof.eps_max):.2f} "
           f"of {prof.labels} labels; cost per image {cost['forward']} fp + {cost['backward']} bp")  # fmt: skip
     return 0
 
@@ -444,6 +502,8 @@ def _correlations_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--direction", default="both", choices=["up", "down", "both"], help="which matrices")
     p.add_argument("--out", default=None, help="also write each matrix as JSON into this folder")
     p.add_argument("--ship", action="store_true", help="write them as the demo model's shipped matrices")
+    _staged_args(p, "the matrices")
+    _bf16_arg(p)
 
 
 @command("correlations", "extract label correlation matrices and attackabilities (Algorithm 1)", _correlations_args)
@@ -457,6 +517,7 @@ def correlations_cmd(args: argparse.Namespace) -> int:
     from mlvis.analysis.profiles import images_sha
 
     directions = ("up", "down") if args.direction == "both" else (args.direction,)
+    _check_chunk_flags(args)
     ship = {d: _ship_path(f"correlations-{d}", args) for d in directions} if args.ship else {}
     eps: float | str = args.eps
     held_out = None
@@ -467,7 +528,23 @@ def correlations_cmd(args: argparse.Namespace) -> int:
             raise ValueError(f"--eps must be a number or 'approach', not {args.eps!r}.") from None
     elif args.held_out < 1:
         raise ValueError("--held-out must be at least 1.")
-    if eps == "approach":  # the held-out images are the next ones of the same source
+    if args.run and eps == "approach":
+        raise ValueError("A correlations run directory (--run) attacks at a fixed --eps; find the budget rule's "
+                         "eps with --eps approach first (without --run), then pass it as --eps.")  # fmt: skip
+    rule = None
+    if args.run:
+        from mlvis.analysis.chunked import correlations_from_run, correlations_run
+
+        _check_run_args(args, "--run")
+        model = _create(args)
+        correlations_run(model, _source(args, model), args.run, eps=float(eps), directions=directions,
+                         chunk_size=args.chunk, backend=args.backend, address=args.address,
+                         model_ref=_model_ref(args), autocast=args.bf16, present_only=not args.all_images_down,
+                         progress=ProgressBar(f"correlations {args.model} (chunks)"))  # fmt: skip
+        matrices = correlations_from_run(args.run)
+        for d in directions:
+            matrices[d].save(Path(args.run) / f"{args.model}.correlations-{d}.json")
+    elif eps == "approach":  # the held-out images are the next ones of the same source
         n = args.images
         args.images = n + args.held_out
         model, both = _load(args)
@@ -484,10 +561,12 @@ def correlations_cmd(args: argparse.Namespace) -> int:
               f"(median progress {med}){'' if rule.reached else ' (NOT reached: the largest tried)'}")  # fmt: skip
     else:
         model, images = _load(args)
-        rule = None
     for d in directions:
-        cm = mlvis.correlations(model, images, eps=eps, direction=d, progress=ProgressBar(f"flip-{d}"),
-                                present_only=not args.all_images_down)  # fmt: skip
+        if args.run:
+            cm = matrices[d]
+        else:
+            cm = mlvis.correlations(model, images, eps=eps, direction=d, progress=ProgressBar(f"flip-{d}"),
+                                    present_only=not args.all_images_down, autocast=args.bf16)  # fmt: skip
         if rule is not None:
             import dataclasses
 
@@ -529,9 +608,13 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--methods", default="bce,slam,random,class:0,class:0.5,class:1",
                    help="comma-separated, from the method registry: " + _method_syntax())  # fmt: skip
     p.add_argument("--fractions", default=_fractions(), help="fractions of eps_max (default: section VI-C's grid)")
+    p.add_argument("--norm", default="linf", choices=["linf", "l2"],
+                   help="linf (Tables IV-VI, default) or l2 (Table VIII: L2 attacks, fractions of the L2 profile's "
+                        "eps_max)")  # fmt: skip
     p.add_argument("--format", default="md", choices=["md", "csv", "json"], help="table format on stdout")
     _protocol_arg(p)
     _run_args(p, "the table (also written there as table.md, table.csv and table.json)")
+    _bf16_arg(p)
 
 
 @command("evaluate", "Tables IV-VI: flips per method and budget with paired t-tests", _evaluate_args)
@@ -547,19 +630,21 @@ def evaluate_cmd(args: argparse.Namespace) -> int:
     except ValueError:
         raise ValueError(f"--fractions must be comma-separated numbers, not {args.fractions!r}.") from None
     methods = [parse_method(m) for m in args.methods.split(",") if m.strip()]
+    job: dict[str, Any] = {"autocast": True} if args.bf16 else {}  # a float32 run's manifest stays as it was
+    job.update(_norm_job(args))  # and an L-inf one's too
     if args.out:
         _check_run_args(args)
         model = _create(args)
         source = _source(args, model)
         run = evaluate_run(model, source, args.out, methods, fractions, chunk_size=args.chunk, seed=args.seed,
                            save_images=args.save_images, backend=args.backend, address=args.address,
-                           model_ref=_model_ref(args), protocol=args.protocol,
+                           model_ref=_model_ref(args), protocol=args.protocol, **job,
                            progress=ProgressBar(f"evaluate {args.model} (chunks)"))  # fmt: skip
         table = table_from_run(run)
     else:
         model, images = _load(args)
         table = mlvis.evaluate(model, images, methods, fractions, progress=ProgressBar(f"evaluate {args.model}"),
-                               protocol=args.protocol)  # fmt: skip
+                               protocol=args.protocol, **job)  # fmt: skip
     texts = {"md": table.to_markdown(), "csv": table.to_frame().to_csv(index=False), "json": table.to_json()}
     print(texts[args.format])
     if args.out:
@@ -568,14 +653,138 @@ def evaluate_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def _norm_job(args: argparse.Namespace) -> dict:
+    """``{"norm": "l2"}`` under ``--norm l2`` (an L-inf run passes nothing, as before)."""
+    return {"norm": args.norm} if args.norm != "linf" else {}
+
+
+def _compare_norms_args(p: argparse.ArgumentParser) -> None:
+    _images_args(p)
+    p.add_argument("--eps", type=float, default=0.024, help="the L-inf budget (default 0.024, Fig. 12's)")
+    p.add_argument("--method", default="bce", help="the attack (default bce, MI-FGSM): " + _method_syntax())
+    p.add_argument("--format", default="md", choices=["md", "json"], help="table format on stdout")
+    p.add_argument("--out", default=None,
+                   help="also write table.md, comparison.json and the images (16-bit PNGs of both adversarials, "
+                        "8-bit PNGs of the amplified perturbations) into this folder")  # fmt: skip
+
+
+@command("compare-norms", "Fig. 12: one attack at an L-inf budget and at the L2 ball of the same volume",
+         _compare_norms_args)  # fmt: skip
+def compare_norms_cmd(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    import numpy as np
+
+    from mlvis.analysis.evaluation import linf_vs_l2
+    from mlvis.store import atomic_write, atomic_write_text
+
+    method = parse_method(args.method)
+    model, images = _load(args)
+    cmp = linf_vs_l2(model, images, args.eps, method, progress=ProgressBar(f"compare-norms {args.model}"))
+    doc = {"model": cmp.model, "method": cmp.method, "eps_linf": cmp.eps_linf, "radius": cmp.radius,
+           "images": int(cmp.linf.flips.shape[1]), "rows": cmp.rows(),
+           "per_image_flips": {"linf": cmp.linf.flips[0].tolist(), "l2": cmp.l2.flips[0].tolist()}}  # fmt: skip
+    text = cmp.to_markdown() if args.format == "md" else json.dumps(doc, indent=1)
+    print(f"{cmp.model}, {cmp.method}, {doc['images']} image(s): L-inf {cmp.eps_linf:g} vs the equal-volume L2 "
+          f"radius {cmp.radius:.4g} (appendix C)", file=sys.stderr)  # fmt: skip
+    print(text)
+    if args.out:
+        import io
+
+        from PIL import Image
+
+        from mlvis.viz.attack import amplified_perturbation, nice_factor
+
+        out = Path(args.out)
+        atomic_write_text(out / "table.md", cmp.to_markdown() + "\n")
+        atomic_write_text(out / "comparison.json", json.dumps(doc, indent=1) + "\n")
+        for norm, res in (("linf", cmp.linf), ("l2", cmp.l2)):
+            res.export(out / norm, fmt="png16")
+        for i in range(doc["images"]):
+            clean = cmp.linf.clean[i]
+            factor = nice_factor(max(float(np.abs(r.adv[0, i] - clean).max(initial=0.0)) for r in (cmp.linf, cmp.l2)))
+            for norm, res in (("linf", cmp.linf), ("l2", cmp.l2)):
+                img, _ = amplified_perturbation(clean, res.adv[0, i], factor)
+                buf = io.BytesIO()
+                Image.fromarray(img).save(buf, format="PNG")
+                atomic_write(out / f"perturbation_{norm}_img{i}_x{factor:g}.png", buf.getvalue())
+        print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+def _table_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", metavar="RUN_DIR", help="a run directory (evaluate, profile, correlations, compare-related)")
+    p.add_argument("--partial", action="store_true",
+                   help="an unfinished run: the table of its finished chunks' images ('n of N images')")
+    p.add_argument("--format", default="md", choices=["md", "csv", "json"], help="table format on stdout")
+    p.add_argument("--figure", default=None, metavar="FILE.html",
+                   help="also write the run's figure (evaluate: flips vs budget, Fig. 8 style) as a standalone HTML")
+
+
+@command("table", "the table (and figure) of a run directory, computed from the directory alone", _table_args)
+def table_cmd(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    import numpy as np
+
+    from mlvis.analysis.chunked import images_in, result_from_run
+    from mlvis.analysis.evaluation import EvaluationTable, table_caption
+    from mlvis.analysis.profiles import FlipProfile
+    from mlvis.runs import run_status
+    from mlvis.store import atomic_write_text
+
+    st = run_status(args.run)
+    result = result_from_run(args.run, partial=args.partial)
+    n = images_in(result)
+    if isinstance(result, EvaluationTable):
+        caption = table_caption(result)
+        texts = {"md": result.to_markdown(), "csv": result.to_frame().to_csv(index=False), "json": result.to_json()}
+    elif isinstance(result, FlipProfile):
+        caption = f"{n} images"
+        conv = "converged" if result.settings.get("converged") else "NOT converged"
+        texts = {"md": f"eps_max {result.eps_max:.6g} ({conv}), E(eps_max) "
+                       f"{result.expected_flips(result.eps_max):.3f} of {result.labels} labels",
+                 "csv": "eps,flips_bce,flips_linear\n" + "".join(f"{e!r},{b!r},{v!r}\n" for e, b, v in zip(
+                     result.eps.tolist(), result.flips_bce.tolist(), result.flips_linear.tolist())),
+                 "json": json.dumps(result.to_dict())}  # fmt: skip
+    elif isinstance(result, dict):
+        caption = f"{n} of {st.num_items} images (the run is not finished)" if n < st.num_items else f"{n} images"
+        rows = [f"flip-{d}: mean attackability {float(np.nanmean(cm.attackability)):.3f}, off-diagonal "
+                f"{cm.matrix[~np.eye(cm.num_labels, dtype=bool)].min():+.4f} .. "
+                f"{cm.matrix[~np.eye(cm.num_labels, dtype=bool)].max():+.4f}" for d, cm in result.items()]  # fmt: skip
+        texts = {"md": "\n".join(rows),
+                 "csv": "direction,label,attackability,eligible\n" + "".join(
+                     f"{d},{lab},{a!r},{e}\n" for d, cm in result.items()
+                     for lab, a, e in zip(cm.labels, cm.attackability.tolist(), cm.eligible.tolist())),
+                 "json": json.dumps({d: cm.to_dict() for d, cm in result.items()})}  # fmt: skip
+    else:
+        caption = f"{n} of {st.num_items} images (the run is not finished)" if n < st.num_items else f"{n} images"
+        texts = {"md": result.to_markdown(), "csv": result.summary().to_csv(index=False), "json": result.to_json()}
+    if args.format == "md":
+        print(f"{st.manifest.get('kind')} run {Path(args.run).name}: {caption}\n")
+    print(texts[args.format])
+    if args.figure:
+        from mlvis.viz.runs import run_figure
+
+        html = run_figure(result, caption).to_html(include_plotlyjs=True, full_html=True)
+        atomic_write_text(Path(args.figure), html)
+        print(f"wrote {args.figure}", file=sys.stderr)
+    return 0
+
+
 def _write_scenes_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="the new (or empty) dataset folder to write")
     p.add_argument(
         "--layout",
         default="folder",
-        choices=["folder", "coco", "nuswide"],
-        help="folder (images/ + labels.csv), coco (annotations/ + val2014/) or nuswide (nus_wid_data.csv)",
+        choices=["folder", "coco", "voc", "nuswide"],
+        help="folder (images/ + labels.csv), coco (annotations/ + val2014/), voc (JPEGImages/ + Annotations/ + "
+             "ImageSets/Main/) or nuswide (nus_wid_data.csv)",
     )
+    p.add_argument("--image-format", default="png", choices=["png", "jpeg"],
+                   help="png (default: lossless, read back bit for bit; VOC's as JPEGImages/<id>.png) or jpeg "
+                        "(real .jpg files, quality 95: lossy)")  # fmt: skip
     p.add_argument("--n", type=int, default=100, help="number of scenes (default 100)")
     p.add_argument("--split", default="test", choices=["train", "val", "test"], help="scene split (default test)")
     p.add_argument("--seed", type=int, default=0, help="scene block seed, as --seed of the demo path (default 0)")
@@ -587,9 +796,12 @@ def _write_scenes_args(p: argparse.ArgumentParser) -> None:
 def write_scenes_cmd(args: argparse.Namespace) -> int:
     from mlvis.data import write_scene_dataset
 
-    folder = write_scene_dataset(args.out, args.layout, n=args.n, split=args.split, seed=args.seed, size=args.size)
-    kind = {"folder": "folder", "coco": "coco", "nuswide": "nuswide"}[args.layout]
-    print(f"wrote {args.n} {args.split} scenes to {folder}; use --data {kind}:{folder}")
+    folder = write_scene_dataset(args.out, args.layout, n=args.n, split=args.split, seed=args.seed, size=args.size,
+                                 image_format=args.image_format)  # fmt: skip
+    split = {"voc": {"train": " --split trainval", "val": " --split val"},
+             "coco": {"train": " --split train2014"}, "nuswide": {"train": " --split train"}}  # fmt: skip
+    hint = split.get(args.layout, {}).get(args.split, "")
+    print(f"wrote {args.n} {args.split} scenes to {folder}; use --data {args.layout}:{folder}{hint}")
     return 0
 
 
@@ -705,7 +917,7 @@ def _compare_related_args(p: argparse.ArgumentParser) -> None:
                    help="ML-CW budget: original = 10 x 1,000 Adam steps (Song et al.), fast = 5 x 100, "
                         "authors = 1 x 1,000 at lambda 1e5 with the L-inf distance (Table VII as run)")  # fmt: skip
     p.add_argument("--distance", default=None, choices=["l2", "linf"],
-                   help="ML-CW distance (default: the preset's: l2, or linf for authors)")  # fmt: skip
+                   help="ML-CW distance: linf (default, the paper's Table VII setup) or l2 (Song et al.'s original)")
     p.add_argument("--cw-rounds", type=int, default=None, help="override ML-CW's binary-search rounds")
     p.add_argument("--cw-iters", type=int, default=None, help="override ML-CW's Adam steps per round")
     p.add_argument("--deepfool-iters", type=int, default=None, help="ML-DeepFool iterations (default 20)")
@@ -716,6 +928,7 @@ def _compare_related_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", default=None, help="SLAM's p per image from a profile JSON, or 'auto' (shipped/cached)")
     p.add_argument("--format", default="md", choices=["md", "csv", "json"], help="table format on stdout")
     p.add_argument("--out", default=None, help="also write table.md, table.csv, per_image.csv, related.json here")
+    _staged_args(p, "the table (also table.md, table.csv, per_image.csv, related.json there)")
 
 
 @command("compare-related", "Table VII: ML-CW, ML-DeepFool, MLA-LP vs MI-FGSM and SLAM at their budgets",
@@ -731,7 +944,7 @@ def compare_related_cmd(args: argparse.Namespace) -> int:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     options: dict[str, dict] = {m: {} for m in methods}
     for method, key, value in (
-        ("ml-cw", "distance", args.distance),
+        ("ml-cw", "distance", args.distance or "linf"),  # every preset's Table VII distance unless told
         ("ml-cw", "binary_steps", args.cw_rounds),
         ("ml-cw", "max_iter", args.cw_iters),
         ("ml-deepfool", "max_iter", args.deepfool_iters),
@@ -741,28 +954,301 @@ def compare_related_cmd(args: argparse.Namespace) -> int:
         if method in options and value is not None:
             options[method][key] = value
     options = {m: o for m, o in options.items() if o}
-    model, images = _load(args)
+    _check_chunk_flags(args)
+    if args.run:
+        _check_run_args(args, "--run")
+        model, images = _create(args), None
+    else:
+        model, images = _load(args)
     profile = None
     if args.profile == "auto":
         profile = mlvis.profile(model)
     elif args.profile:
         profile = FlipProfile.load(args.profile)
-    cmp = compare_related(model, images, methods, preset=args.preset, options=options, p=args.p, q=args.q,
-                          profile=profile, progress=ProgressBar(f"compare-related {args.model}"))  # fmt: skip
+    if args.run:
+        from mlvis.analysis.chunked import related_from_run, related_run
+
+        related_run(model, _source(args, model), args.run, methods, preset=args.preset, options=options, p=args.p,
+                    q=args.q, profile=profile, chunk_size=args.chunk, backend=args.backend, address=args.address,
+                    model_ref=_model_ref(args),
+                    progress=ProgressBar(f"compare-related {args.model} (chunks)"))  # fmt: skip
+        cmp = related_from_run(args.run)
+    else:
+        cmp = compare_related(model, images, methods, preset=args.preset, options=options, p=args.p, q=args.q,
+                              profile=profile, progress=ProgressBar(f"compare-related {args.model}"))  # fmt: skip
     texts = {
         "md": cmp.to_markdown(),
         "csv": cmp.summary().to_csv(index=False),
         "json": cmp.to_json(),
     }
     print(texts[args.format])
-    if args.out:
-        out = Path(args.out)
+    for folder in [f for f in (args.run, args.out) if f]:
+        out = Path(folder)
         atomic_write_text(out / "table.md", texts["md"] + "\n")
         atomic_write_text(out / "table.csv", texts["csv"])
         atomic_write_text(out / "per_image.csv", cmp.to_frame().to_csv(index=False))
         atomic_write_text(out / "related.json", texts["json"] + "\n")
+        print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+# --------------------------------------------------------------------- attack replay and Fig. 17 (issue 13, 12)
+
+
+def _trajectory_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="registered model name (see `mlvis models`)")
+    p.add_argument("--scene", type=int, default=0,
+                   help="demo test scene index (default 0; seed 0's block), or the file's index in --image-dir")
+    p.add_argument("--image-dir", default=None, help="attack an image file of this folder (sorted) instead")
+    p.add_argument("--checkpoint", default=None, help="weights file for a family (asl-tresnet-l, timm:<arch>, ...)")
+    p.add_argument("--eps", type=float, required=True, help="the one L-inf budget, e.g. 0.02")
+    p.add_argument("--methods", default="bce,slam,class", help=f"comma-separated: {_method_syntax()}")
+    p.add_argument("--every", type=int, default=1, help="record every N steps (default 1)")
+    p.add_argument("--labels", default=None, help="Fig. 17's three labels, comma-separated (default: by the rule)")
+    p.add_argument("--keep-images", action="store_true", help="JSON: also keep the 8-bit images (base64)")
+    p.add_argument("--out", required=True, help="FILE.json (the recording) or FILE.html (Fig. 17 and the race)")
+    p.add_argument("--figure", default=None, help="also write Fig. 17 and the race as this .html file")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+
+
+@command("trajectory", "record an attack's trajectory (replay) and draw Fig. 17's confidence space", _trajectory_args)
+def trajectory_cmd(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import mlvis
+    from mlvis.analysis.trajectory import PICK_RULE, pick_labels, record
+    from mlvis.store import atomic_write_text, check_out
+
+    outs = [Path(args.out)] + ([check_out(args.figure, "file")] if args.figure else [])
+    if Path(args.out).suffix.lower() not in (".json", ".html") or any(o.suffix.lower() != ".html" for o in outs[1:]):
+        raise ValueError("--out must name a .json or .html file (and --figure an .html file).")
+    if args.scene < 0:
+        raise ValueError("--scene must be 0 or more.")
+    model = _create(args)
+    if args.image_dir:
+        x = _folder_images(model, args.image_dir, args.scene + 1)
+        if len(x) <= args.scene:
+            raise ValueError(f"{args.image_dir} holds {len(x)} image(s); --scene counts from 0.")
+    else:
+        _check_demo_world(model)
+        size = model.spec.input_size
+        if size[0] != size[1]:
+            raise ValueError(f"The demo scenes are square; {args.model} expects {size}: give --image-dir.")
+        x, _ = mlvis.data.demo_batch(args.scene + 1, size=size[0])
+    methods = [parse_method(m) for m in args.methods.split(",") if m.strip()]
+    rec = record(model, x[args.scene :], methods, args.eps, every=args.every, keep_images=args.keep_images,
+                 progress=ProgressBar(f"trajectory {args.model}"))  # fmt: skip
+    names = list(rec.labels)
+    chosen = pick_labels(rec)
+    if args.labels:
+        wanted = [w.strip() for w in args.labels.split(",")]
+        unknown = [w for w in wanted if w not in names]
+        if len(wanted) != 3 or unknown:
+            raise ValueError(f"--labels takes three of the model's labels ({', '.join(names)}), not {args.labels!r}.")
+        chosen = tuple(names.index(w) for w in wanted)
+    where = f"image {args.scene} of {args.image_dir}" if args.image_dir else f"scene {args.scene}"
+    print(f"{args.model}, {where}, eps {args.eps:g}: flips after each method's {rec.max_step} steps")
+    for t in rec.traces:
+        first = next((int(s) for s, f in zip(t.steps, t.flips[:, 0]) if f > 0), None)
+        print(f"  {t.name:<14} {int(t.flips[-1, 0]):3d}   first flip at step {first if first is not None else '-'}")
+    for _, why in rec.not_replayable:
+        print(f"  {why}")
+    rule = "" if args.labels else f" ({PICK_RULE})"
+    print(f"Fig. 17 labels: {', '.join(names[i] for i in chosen)}{rule}")
+    for out in outs:
+        if out.suffix.lower() == ".json":
+            rec.save(out, images=args.keep_images)
+        else:
+            from mlvis.viz.confidence_space import confidence_space_figure
+            from mlvis.viz.replay import race_figure
+
+            html = confidence_space_figure(rec, chosen).to_html(include_plotlyjs=True, full_html=False)
+            html += race_figure(rec, 0).to_html(include_plotlyjs=False, full_html=False)
+            atomic_write_text(out, f"<!doctype html><html><head><meta charset='utf-8'><title>mlvis trajectory"
+                                   f"</title></head><body>{html}</body></html>\n")  # fmt: skip
         print(f"wrote {out}")
     return 0
+
+
+# ------------------------------------------------------------- the paper's figures (issue 12 §4): mlvis figure
+
+FIGURES = {  # kind -> the --out suffixes it writes (kaleido, plotly's PNG writer, is not installed)
+    "class-tree": (".html", ".json", ".plotly.json"),
+    "slam-loss": (".html", ".json", ".plotly.json"),
+    "bce-loss": (".html", ".json", ".plotly.json"),
+    "gallery": (".png", ".svg", ".json"),
+}
+
+
+def _figure_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("kind", choices=list(FIGURES), help="class-tree (Fig. 9), slam-loss (Fig. 13), bce-loss (Fig. 19), "
+                   "gallery (Fig. 21)")  # fmt: skip
+    p.add_argument("--out", required=True, metavar="FILE",
+                   help="class-tree, slam-loss, bce-loss: .html (interactive, self-contained, plotly.js inlined), "
+                        ".json (the figure's data) or .plotly.json (the plotly figure; no PNG: kaleido is not "
+                        "installed); gallery: .png (lossless), .svg or .json (flips and flipped labels per "
+                        "cell)")  # fmt: skip
+    p.add_argument("--model", default=None, help="registered model name (class-tree, gallery; slam-loss with --eps)")
+    p.add_argument("--checkpoint", default=None, help="weights file for a family (asl-tresnet-l, timm:<arch>, ...)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--image", default=None, help="a PNG/JPEG/WebP file, resized by the model card's rule")
+    p.add_argument("--scene", type=int, default=1, help="else this demo test scene of the --seed block (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="demo scene block; the random subset's seed (default 0)")
+    p.add_argument("--eps", default=None,
+                   help="class-tree: the budget (default 10%% of eps_max); gallery: comma-separated budgets instead "
+                        "of --fractions; slam-loss: add --model's p·q at this budget")  # fmt: skip
+    p.add_argument("--gamma", type=float, default=0.5, help="class-tree: gamma (default 0.5)")
+    p.add_argument("--branches", type=int, default=4, help="class-tree: branches per node (default 4)")
+    p.add_argument("--depth", type=int, default=4, help="class-tree: look-ahead depth (default 4)")
+    p.add_argument("--length", type=int, default=None, help="class-tree: subset length (default floor(1.66 E(eps)))")
+    p.add_argument("--iteration", type=int, default=1, help="class-tree .html: the iteration drawn (default 1)")
+    p.add_argument("--shares", default="0,0.25,0.5,0.75,1", help="slam-loss: values of p·q (default 0,0.25,0.5,0.75,1)")
+    p.add_argument("--q", type=float, default=0.5, help="slam-loss --eps: SLAM's q (default 0.5)")
+    p.add_argument("--target", type=int, default=0, choices=[0, 1], help="slam-loss: the target (default 0)")
+    p.add_argument("--targets", default="0,1", help="bce-loss: the targets (default 0,1)")
+    p.add_argument("--logit-range", default="-8,8", help="slam-loss, bce-loss: LOW,HIGH of the logit, "
+                   "written --logit-range=-20,20 (default -8,8)")
+    p.add_argument("--axis", default="logit", choices=["logit", "confidence"], help="loss curves' x axis")
+    p.add_argument("--methods", default="bce,slam,random,class:0,class:0.5,class:1",
+                   help="gallery: the columns (default Tables IV-VI's rows)")  # fmt: skip
+    p.add_argument("--fractions", default=_fractions(), help="gallery: fractions of eps_max (default: Table IV's grid)")
+    p.add_argument("--show", default="adversarial", choices=["adversarial", "perturbation"], help="gallery tiles")
+    p.add_argument("--scale", type=int, default=None, help="gallery: nearest-neighbour upscaling (default: ~144 px)")
+
+
+@command("figure", "export Fig. 9, 13, 19 or 21 of the paper (HTML/JSON, or PNG/SVG/JSON for the gallery)",
+         _figure_args)  # fmt: skip
+def figure_cmd(args: argparse.Namespace) -> int:
+    import json
+
+    import numpy as np
+
+    import mlvis
+    from mlvis.store import atomic_write_bytes, atomic_write_text
+
+    out = str(args.out)
+    suffix = next((s for s in sorted(FIGURES[args.kind], key=len, reverse=True) if out.endswith(s)), None)
+    if suffix is None:
+        raise ValueError(f"--out must end in {' or '.join(FIGURES[args.kind])} for {args.kind}, not {out}.")
+    lo, hi = _numbers(args.logit_range, 2, "--logit-range")
+    lo_hi = (lo, hi)
+    if args.kind in ("class-tree", "gallery") and not args.model:
+        raise ValueError(f"{args.kind} attacks an image of a model: give --model NAME.")
+    model: Any = _create(args) if args.model else None
+    data: Any
+    if args.kind == "slam-loss":
+        from mlvis.analysis.loss_curves import slam_curves
+
+        shares = [float(v) for v in _number_list(args.shares, "--shares")]
+        if args.eps is not None:
+            if model is None:
+                raise ValueError("--eps adds a model's p·q: give --model NAME too.")
+            p = mlvis.attacks.methods.profile_flip_ratio(mlvis.profile(model), np.array([float(args.eps)]),
+                                                         model.num_labels)  # fmt: skip
+            shares.append(round(float(p[0]) * float(args.q), 4))
+        data = slam_curves(sorted(set(shares)), target=args.target, logit_range=lo_hi)
+    elif args.kind == "bce-loss":
+        from mlvis.analysis.loss_curves import bce_curves
+
+        data = bce_curves([int(t) for t in _number_list(args.targets, "--targets")], logit_range=lo_hi)
+    else:
+        image = _figure_image(args, model)
+        if args.kind == "class-tree":
+            from mlvis.analysis.class_tree import class_tree
+            from mlvis.attacks.plan import Artifacts
+
+            arts = Artifacts(args.model, **{k: _artifact(model, k) for k in ("profile", "up", "down")})
+            if arts.up is None:
+                raise ValueError(f"{args.model} has no correlation matrices yet; compute them with "
+                                 f"`mlvis correlations --model {args.model}`.")  # fmt: skip
+            if arts.profile is None and args.length is None:
+                raise ValueError(f"{args.model} has no flip profile to size the subset: give --length N or run "
+                                 f"`mlvis profile --model {args.model}`.")  # fmt: skip
+            default = float(arts.profile.grid()[1]) if arts.profile is not None else 0.01  # 10 % of eps_max
+            eps = float(args.eps) if args.eps is not None else default
+            data = class_tree(model, image, eps, correlations=arts.correlations(), profile=arts.profile,
+                              length=args.length, gamma=args.gamma, branches=args.branches,
+                              depth=args.depth)  # fmt: skip
+        else:
+            from mlvis.analysis.gallery import gallery
+
+            methods = [parse_method(m) for m in args.methods.split(",") if m.strip()]
+            eps_list = [float(v) for v in _number_list(args.eps, "--eps")] if args.eps is not None else None
+            fractions = [float(v) for v in _number_list(args.fractions, "--fractions")]
+            data = gallery(model, image, methods, fractions, eps=eps_list, seed=args.seed,
+                           progress=ProgressBar(f"gallery {args.model}"))  # fmt: skip
+    if suffix == ".json":
+        atomic_write_text(out, json.dumps(data.to_dict()) + "\n")
+    elif args.kind == "gallery":
+        from mlvis.viz.adversarial_gallery import gallery_png, gallery_svg
+
+        view = {"show": args.show, "scale": args.scale}
+        if suffix == ".png":
+            atomic_write_bytes(out, gallery_png(data, **view))
+        else:
+            atomic_write_text(out, gallery_svg(data, **view))
+    else:
+        if args.kind == "class-tree":
+            from mlvis.viz.class_tree import class_tree_figure
+
+            if data.iterations and not 1 <= args.iteration <= len(data.iterations):
+                raise ValueError(f"--iteration must be 1 to {len(data.iterations)} for this tree.")
+            fig = class_tree_figure(data, args.iteration - 1 if data.iterations else 0)
+        else:
+            from mlvis.viz.loss_curves import loss_curves_figure
+
+            fig = loss_curves_figure(data, axis=args.axis)
+        text = fig.to_json() if suffix == ".plotly.json" else fig.to_html(include_plotlyjs=True, full_html=True)
+        atomic_write_text(out, text)
+    print(f"wrote {out}")
+    return 0
+
+
+def _figure_image(args: argparse.Namespace, model):
+    """``--image FILE`` resized by the card's rule, else demo scene ``--scene`` of block ``--seed``."""
+    from pathlib import Path
+
+    import mlvis
+    from mlvis.data.images import load_image
+    from mlvis.models import preprocess_for
+
+    pre = preprocess_for(model.spec)
+    if args.image:
+        path = Path(args.image)
+        if not path.is_file():
+            raise FileNotFoundError(f"There is no image file at {path}.")
+        return load_image(path.read_bytes(), pre.size, name=path.name, fit=pre.fit,
+                          interpolation=pre.interpolation).array  # fmt: skip
+    from mlvis.recipe import ImageSource, demo_images
+
+    if model.spec.world and model.spec.world != "demo":
+        raise ValueError(f"{args.model} was trained on {model.spec.world}, not on the demo scenes; give --image FILE.")
+    h, w = model.spec.input_size
+    if h != w:
+        raise ValueError(f"The demo scenes are square; {args.model} expects {h}×{w}: give --image FILE.")
+    if not 0 <= args.scene < mlvis.data.BLOCK:
+        raise ValueError(f"--scene must be a scene number from 0 to {mlvis.data.BLOCK - 1}.")
+    return demo_images(ImageSource("demo", "test", args.seed, args.scene, 1), (h, w))[0]
+
+
+def _number_list(text: str, what: str) -> list[float]:
+    try:
+        values = [float(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"{what} must be comma-separated numbers, not {text!r}.") from None
+    if not values:
+        raise ValueError(f"{what} needs at least one number.")
+    return values
+
+
+def _artifact(model, kind: str):
+    """The model's shipped or cached profile / correlation matrix, or ``None``."""
+    import mlvis
+
+    try:
+        return mlvis.profile(model) if kind == "profile" else mlvis.correlations(model, direction=kind)
+    except ValueError:
+        return None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -782,8 +1268,9 @@ def _common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error ($MLVIS_DEBUG=1)")
 
 
-_OUT_IS_FILE = {"profile"}  # commands whose --out names one file; every other --out is a folder
+_OUT_IS_FILE = {"profile", "trajectory", "figure"}  # commands whose --out names one file; every other --out is a folder
 _WRITES_CACHE = {"profile", "correlations"}  # commands that cache what they compute
+_RUN_DIRS = {"profile", "correlations", "compare-related"}  # commands whose --run names a run directory to write
 
 
 def check_outputs(args: argparse.Namespace) -> None:
@@ -793,6 +1280,10 @@ def check_outputs(args: argparse.Namespace) -> None:
 
     if getattr(args, "out", None):
         store.check_out(args.out, "file" if args.command in _OUT_IS_FILE else "folder")
+    if args.command in _RUN_DIRS and args.run:
+        store.check_out(args.run, "folder")
+    if getattr(args, "figure", None):
+        store.check_out(args.figure, "file")
     if args.command in _WRITES_CACHE:
         store.check_cache_dir()
     if getattr(args, "device", None):

@@ -4,6 +4,7 @@
 Front ends catch ``MlvisError`` (the CLI prints the sentence and exits with 2; the app shows it).
 
 - :class:`InvalidInput`: an argument or option a caller gave is of the wrong type or out of range;
+  :class:`ProfileMismatch`, one of them: a flip profile of one norm given to an attack in the other;
 - :class:`WorkTooLarge`: the work asked for is over the cap on image-steps (:func:`max_image_steps`);
 - :class:`ModelLoadError`: a model, checkpoint, card or label list cannot be loaded;
 - :class:`DataError`: an image, a batch or a data set cannot be read or used;
@@ -15,6 +16,10 @@ from __future__ import annotations
 
 import math
 import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "DEFAULT_MAX_IMAGE_STEPS",
@@ -22,6 +27,7 @@ __all__ = [
     "InvalidInput",
     "MlvisError",
     "ModelLoadError",
+    "ProfileMismatch",
     "RecipeError",
     "StorageError",
     "WorkTooLarge",
@@ -41,6 +47,10 @@ class MlvisError(ValueError):
 
 class InvalidInput(MlvisError):
     """An argument or option is of the wrong type or out of its range."""
+
+
+class ProfileMismatch(InvalidInput):
+    """A flip profile measured in one norm was given to an attack in the other (L-inf profile, L2 attack)."""
 
 
 class WorkTooLarge(MlvisError):
@@ -124,7 +134,7 @@ def check_flag(name: str, value: object) -> bool:
     raise InvalidInput(f"{name} must be True or False, not {value!r}.")
 
 
-def check_device(device: object) -> object:
+def check_device(device: object) -> torch.device:
     """``device`` as a ``torch.device`` this machine has, else an :class:`InvalidInput` sentence."""
     import torch
 

@@ -17,6 +17,10 @@ flip profile at the L-inf ``eps`` (the profile was measured in L-inf; :class:`ml
 the methods' own registered rules; they are written into the resolved options as numbers, so the run does
 not depend on the profile file any more. CLASS reads the model's shipped (or cached) flip-up and flip-down
 correlation matrices.
+
+**Unbounded methods.** ``unbounded`` names methods that run without a budget: methods with their own
+optimiser (the related attacks, :mod:`mlvis.attacks.related`) are built that way and read at the budget they
+reached. They run as a second job at the L-inf cap 1, which an image in [0, 1] never exceeds.
 """
 
 from __future__ import annotations
@@ -138,6 +142,7 @@ class Recipe:
     gamma: float = 0.5
     seed: int = 0
     options: tuple[tuple[str, float], ...] = ()
+    unbounded: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.methods:
@@ -156,6 +161,9 @@ class Recipe:
         for key, v in self.options:
             if not isinstance(key, str) or isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise InvalidInput(f"The recipe's options must map names to numbers, not {key!r}: {v!r}.")
+        stray = [m for m in self.unbounded if m not in self.methods]
+        if stray:
+            raise InvalidInput(f"The recipe's unbounded methods must be among its methods, not {stray}.")
 
     @property
     def values(self) -> dict[str, float]:
@@ -206,6 +214,7 @@ class Recipe:
             "gamma": self.gamma,
             "seed": self.seed,
             **({"options": dict(self.options)} if self.options else {}),
+            **({"unbounded": list(self.unbounded)} if self.unbounded else {}),
         }
 
     def to_json(self) -> str:
@@ -226,6 +235,9 @@ class Recipe:
         options = d.get("options", {})
         if not isinstance(options, Mapping):
             raise InvalidInput("The recipe's options must be an object of numbers.")
+        unbounded = d.get("unbounded", [])
+        if not isinstance(unbounded, list) or not all(isinstance(m, str) for m in unbounded):
+            raise InvalidInput("The recipe's unbounded must be a list of method names.")
         return cls(
             model=model,
             methods=tuple(methods),
@@ -237,6 +249,7 @@ class Recipe:
             gamma=_float(d.get("gamma", 0.5), "gamma"),
             seed=_int(d.get("seed", 0), "seed"),
             options=tuple(sorted((str(k), _float(v, f"options.{k}")) for k, v in options.items())),
+            unbounded=tuple(unbounded),
         )
 
     @classmethod
@@ -269,13 +282,14 @@ def _int(v: Any, name: str) -> int:
 # ------------------------------------------------------------------------------------------------ running
 
 
-def model_artifacts(model) -> Artifacts:
-    """The shipped (or cached) profile and flip-up / flip-down matrices of ``model`` (``None`` where missing)."""
+def model_artifacts(model, norm: str = "linf") -> Artifacts:
+    """The shipped (or cached) profile in ``norm`` and flip-up / flip-down matrices of ``model`` (``None``
+    where missing)."""
     import mlvis
 
     found: dict[str, Any] = {}
     for key, get in (
-        ("profile", lambda: mlvis.profile(model)),
+        ("profile", lambda: mlvis.profile(model, norm=norm)),
         ("up", lambda: mlvis.correlations(model, direction="up")),
         ("down", lambda: mlvis.correlations(model, direction="down")),
     ):
@@ -284,7 +298,7 @@ def model_artifacts(model) -> Artifacts:
         except ValueError:
             found[key] = None
     name = model.spec.name if hasattr(model, "spec") else type(model).__name__
-    return Artifacts(name, **found)
+    return Artifacts(name, **found, norm=norm)
 
 
 def resolve_specs(recipe: Recipe, model, artifacts: Artifacts | None = None) -> list:
@@ -293,7 +307,7 @@ def resolve_specs(recipe: Recipe, model, artifacts: Artifacts | None = None) -> 
     Raises ``ValueError`` with a sentence when a method needs an artifact the model does not have, or
     needs an option the Lab cannot give it.
     """
-    arts = artifacts if artifacts is not None else model_artifacts(model)
+    arts = artifacts if artifacts is not None else model_artifacts(model, recipe.norm)
     dims = 3 * int(np.prod(getattr(getattr(model, "spec", None), "input_size", (1, 1))))
     return resolve(recipe.methods, recipe.budget_of(dims), arts, recipe.values, len(model.labels))
 
@@ -321,15 +335,34 @@ def file_images(
     )
 
 
-def run_recipe(recipe: Recipe, model, images: np.ndarray, *, progress=None, artifacts: Artifacts | None = None):
-    """Run every method of ``recipe`` on ``images`` as ONE engine job; one ``AttackResult`` per method."""
+UNBOUNDED = Budget.of([1.0], "linf")
+"""The budget of the recipe's ``unbounded`` methods: an L-inf cap of 1 never binds on images in [0, 1]."""
+
+
+def run_recipe(
+    recipe: Recipe, model, images: np.ndarray, *, progress=None, artifacts: Artifacts | None = None, hook=None,
+    autocast: bool = False,
+):  # fmt: skip
+    """Run every method of ``recipe`` on ``images`` as ONE engine job (its ``unbounded`` methods as a second
+    one, at :data:`UNBOUNDED`); one ``AttackResult`` per method, in the recipe's order.
+
+    ``hook``: the engine's step hook for the bounded job (e.g. the replay's
+    ``mlvis.analysis.trajectory.TrajectoryRecorder``); the unbounded methods run their own optimisers.
+    ``autocast``: the engine's bf16 autocast of the gradient passes."""
     from mlvis.attacks import run_job
 
     images = np.asarray(images, np.float32)
-    arts = artifacts if artifacts is not None else model_artifacts(model)
-    budget = recipe.budget_of(int(np.prod(images.shape[1:])))
-    specs = resolve(recipe.methods, budget, arts, recipe.values, len(model.labels))
-    return run_job(model, images, specs, budget, alpha=recipe.alpha, seed=recipe.seed, progress=progress)
+    arts = artifacts if artifacts is not None else model_artifacts(model, recipe.norm)
+    results: dict[str, Any] = {}
+    bounded = tuple(m for m in recipe.methods if m not in recipe.unbounded)
+    for methods, budget in ((bounded, recipe.budget_of(int(np.prod(images.shape[1:])))), (recipe.unbounded, UNBOUNDED)):
+        if methods:
+            specs = resolve(methods, budget, arts, recipe.values, len(model.labels))
+            step_hook = hook if methods is bounded else None
+            job = run_job(model, images, specs, budget, alpha=recipe.alpha, seed=recipe.seed, progress=progress,
+                          hook=step_hook, autocast=autocast)  # fmt: skip
+            results.update(zip(methods, job))
+    return [results[m] for m in recipe.methods]
 
 
 def image_steps(recipe: Recipe, num_images: int, dims: int) -> int:

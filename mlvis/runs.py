@@ -55,6 +55,8 @@ CHUNKS = "chunks"
 IMAGES = "images"
 ERROR = "error.json"
 LOCK = ".lock"
+STAGES = "stages"
+RESULT = "result.json"
 FORMAT = 1
 IMAGE_PREFIX = "images/"
 BACKENDS = ("local", "ray")
@@ -141,10 +143,13 @@ class RunStatus:
     chunk_size: int
     manifest: dict[str, Any]
     error: str | None = None
+    stage: str | None = None
+    complete: bool | None = None
 
     @property
     def finished(self) -> bool:
-        return self.done >= self.total
+        """Every chunk written (a staged run: its result written, see :func:`claim_run`)."""
+        return self.complete if self.complete is not None else self.done >= self.total
 
     @property
     def fraction(self) -> float:
@@ -275,6 +280,15 @@ class Run:
                 raise RunError(f"{f} is partial or corrupt; start the run again to recompute it.")
             yield start, stop, arrays if keys is None else {k: arrays[k] for k in keys}
 
+    def chunk(self, index: int) -> dict[str, np.ndarray] | None:
+        """Chunk ``index``'s arrays, or ``None`` when it is not written (or fails its checksum)."""
+        m = self.manifest
+        bounds = chunk_bounds(m["num_items"], m["chunk_size"])
+        if not 0 <= index < len(bounds):
+            return None
+        f = self.path / CHUNKS / chunk_name(index)
+        return _read_chunk(f, index, *bounds[index]) if f.exists() else None
+
     def load(self, keys: Sequence[str] | None = None, partial: bool = False) -> dict[str, np.ndarray]:
         """Every chunk's arrays concatenated in item order.
 
@@ -329,17 +343,85 @@ def load_run(
 
 
 def run_status(run_dir: str | os.PathLike) -> RunStatus:
-    """Progress of a run directory (finished chunk files / chunks), without reading any chunk."""
+    """Progress of a run directory (finished chunk files / chunks), without reading any chunk.
+
+    A staged run (:func:`claim_run`) counts the chunks of every stage started so far; its ``stage`` says
+    which stage runs (``"round 2 of at most 16"``) and it is finished once its result file is written.
+    """
     path = Path(run_dir)
     m = _read_manifest(path)
     total = len(chunk_bounds(m["num_items"], m["chunk_size"]))
-    d = path / CHUNKS
-    done = sum(1 for p in d.iterdir() if _CHUNK_RE.fullmatch(p.name) and int(p.name[6:-4]) < total) if d.is_dir() else 0
     error = None
     if (path / ERROR).exists():
         with contextlib.suppress(OSError, ValueError):
             error = str(json.loads((path / ERROR).read_text())["error"])
-    return RunStatus(path, done, total, m["num_items"], m["chunk_size"], m, error)
+    staged = m.get("staged")
+    if not isinstance(staged, dict):
+        return RunStatus(path, _done_chunks(path / CHUNKS, total), total, m["num_items"], m["chunk_size"], m, error)
+    stages = sorted(p for p in (path / STAGES).iterdir() if p.is_dir()) if (path / STAGES).is_dir() else []
+    done = sum(_done_chunks(p / CHUNKS, total) for p in stages)
+    complete = (path / str(staged.get("result", RESULT))).is_file()
+    label, most = str(staged.get("label", "stage")), staged.get("most")
+    stage = f"{label} {max(1, len(stages))}" + (f" of at most {most}" if most else "")
+    return RunStatus(path, done, max(1, len(stages)) * total, m["num_items"], m["chunk_size"], m, error,
+                     stage, complete)  # fmt: skip
+
+
+def _done_chunks(d: Path, total: int) -> int:
+    if not d.is_dir():
+        return 0
+    return sum(1 for p in d.iterdir() if _CHUNK_RE.fullmatch(p.name) and int(p.name[6:-4]) < total)
+
+
+@contextlib.contextmanager
+def claim_run(
+    run_dir: str | os.PathLike,
+    manifest: Mapping[str, Any],
+    num_items: int,
+    chunk_size: int,
+    *,
+    label: str = "stage",
+    most: int | None = None,
+    result: str = RESULT,
+) -> Iterator[Path]:
+    """Hold a *staged* run directory: one whose work is a sequence of chunked stages decided as it goes.
+
+    The profile's probe is the example: its images run in rounds of steps, and whether another round is
+    needed depends on the flips of every image so far. The run directory holds the manifest (checked like
+    :func:`run_chunks`'s), one run directory per stage under ``stages/`` (each computed by
+    :func:`run_chunks` with its own manifest, so every stage resumes chunk by chunk) and the ``result``
+    file written by the caller when it is done. :func:`run_status` reads the progress of all stages.
+
+    Args:
+        label: what a stage is called on the Runs page (``"round"``); most: the most stages there can be.
+        result: the file (inside the run directory) whose presence marks the run finished.
+
+    Yields:
+        The run directory's path; stages go into :func:`stage_dir`. A failure is recorded in ``error.json``.
+    """
+    path = Path(run_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    full = _jsonable(dict(manifest))
+    full.update({"format": FORMAT, "num_items": int(num_items), "chunk_size": int(chunk_size),
+                 "staged": {"label": label, "most": most, "result": result}})  # fmt: skip
+    with _locked(path):
+        _check_or_write_manifest(path, full)
+        (path / ERROR).unlink(missing_ok=True)
+        try:
+            yield path
+        except Exception as exc:
+            _durable_write(path / ERROR, json.dumps({"error": str(exc), "type": type(exc).__name__}).encode())
+            raise
+
+
+def stage_dir(run_dir: str | os.PathLike, index: int) -> Path:
+    """The run directory of stage ``index`` of a staged run."""
+    return Path(run_dir) / STAGES / f"{index:03d}"
+
+
+def write_result(run_dir: str | os.PathLike, name: str, data: bytes) -> None:
+    """Write a run's result file atomically (for a staged run, the mark that it is finished)."""
+    _durable_write(Path(run_dir) / name, data)
 
 
 # ------------------------------------------------------------------------------- chunk files

@@ -98,12 +98,12 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def clean_orphans(folder: str | os.PathLike, max_age_s: float = ORPHAN_AGE_S) -> list[Path]:
+def clean_orphans(folder: str | os.PathLike[str], max_age_s: float = ORPHAN_AGE_S) -> list[Path]:
     """Remove our temporary files in ``folder`` older than ``max_age_s``; return the removed paths.
 
     Only names of the form ``.NAME.RANDOM.mlvis-tmp`` (what :func:`atomic_write` creates) are touched.
     """
-    removed = []
+    removed: list[Path] = []
     now = time.time()
     try:
         entries = list(os.scandir(folder))

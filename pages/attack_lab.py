@@ -1,357 +1,42 @@
-"""Attack Lab: attack sample scenes or uploaded images with several methods side by side, look, download."""
+"""Attack Lab: attack sample scenes or uploaded images with several methods side by side, look, download.
 
-import numpy as np
+The story of the page: the lecture switch, what the methods are, the controls (they give the recipe),
+the run (a Run button, progress, kept results), then what the run shows, part by part
+(``mlvis.app.lab_views``), and in lecture mode a narrated step above it all (``mlvis.app.lecture``).
+"""
+
 import streamlit as st
 
 import mlvis
-from mlvis.app import cooccurrence, default_view, jobs, lab, models_page
+from mlvis.app import lab, lab_views, lecture
 from mlvis.app.page import page_model
-from mlvis.viz import (
-    confidence_change_figure,
-    flips_figure,
-    perturbation_heatmaps,
-    upscale_image,
-)
-from mlvis.viz.audit import amplified, blink_html, common_factor, level_histogram_figure, loupe_html
-
-IMAGE_SCALE = 3
-PER_ROW = 4  # methods per row of images and charts
 
 st.title("Attack Lab")
-st.markdown(
-    """
-Pick images and attack methods, set the budget, and compare what each method does to the **same**
-images. Every method is the paper's MI-FGSM loop (Algorithm 2, fixed step α, ⌊ε/α⌋ steps, section VI-C)
-with a different loss or label weights: **BCE** pushes all labels at once (the baseline), **Linear**
-is greedy (section IV-D), **SLAM** blends the two by how many flips the budget buys (section V-A,
-equations 6-7, using the model's flip profile), and **CLASS** spends the budget on a subset of labels
-chosen by how close they are to flipping and how they move together (section V-B, Algorithm 3, using
-the model's label correlations); the **random subset** of the same length is its control. A *flip* is
-a label whose prediction differs from the clean one (equation 3). Because α is a tenth of an 8-bit level,
-an ordinary 8-bit PNG rounds part of the attack away: the flips are shown exact and after 8-bit rounding,
-and the lossless downloads keep every bit.
-"""
-)
-
+lecturing = lecture.lecture_switch()
+lab_views.intro(lecture=lecturing)
 name, model = page_model()
+talk = st.container(border=True) if lecturing else None  # the narrated step, above the controls
 
 controls = lab.lab_controls(name, model, mlvis.list_models())
-for note in controls.notes:
-    st.caption(note)
-for message in controls.errors:
-    st.error(message)
-if controls.recipe is None:
-    if controls.images is None and not controls.errors:
-        st.info("Upload one or more images to attack (or switch to the sample scenes).")
-    st.stop()
+lab_views.controls_messages(controls)  # stops here when nothing can run yet
+if talk is not None:
+    with talk:
+        step = lecture.step_titles(controls.recipe.methods)[lecture.step_control(controls.recipe.methods)]
+lab_views.default_view_note(name, controls)
 
-view = default_view.default_view(name)
-shown_source = controls.recipe.images
-if (
-    view is not None
-    and shown_source.kind == "demo"
-    and shown_source.seed == 0
-    and shown_source.start == view.scene
-    and controls.recipe.eps == view.eps
-):
-    st.info(view.sentence(), icon=":material/rule:")
 outcome = lab.run_section(controls, name, model)
-jobs.show_status(outcome)
-run = outcome.result
-if run is None:
-    st.stop()
+run = lab_views.outcome_view(outcome)  # stops here when nothing has run
 
-# A result of other settings is collapsed until Run, so nobody reads old numbers as the current ones.
-holder = (
-    st.container()
-    if outcome.current
-    else st.expander("Results of the last run, whose settings differ from those above (press Run)", expanded=False)
-)
-with holder:
-    results = run.results
-    c = run.num_labels
-    recipe = run.recipe
-    st.header("Results")
-    st.caption(
-        f"{recipe.model}, ε = {recipe.eps:.6g} ({lab.rc.NORM_TITLES[recipe.norm]}"
-        + (f", L2 radius {results[0].eps[0]:.4f}" if recipe.norm == "l2" else "")
-        + f"), α = {recipe.alpha:.6g}, {int(results[0].steps[0].max())} steps, {len(run.names)} image"
-        + ("s" if len(run.names) != 1 else "")
-        + (f"; computed in {jobs.format_seconds(outcome.seconds)}" if outcome.seconds is not None else "")
-        + "."
-    )
-    summary = lab.summary_frame(run)
-    left, right = st.columns([3, 2])
-    left.dataframe(
-        summary,
-        hide_index=True,
-        key="lab.summary",
-        column_config={
-            "flips": st.column_config.NumberColumn(
-                format="%.2f", help=f"Labels flipped (of {c}), mean over the images."
-            ),
-            "flips (8-bit)": st.column_config.NumberColumn(
-                format="%.2f", help="Flips of the image an 8-bit file holds (rounded inside the budget)."
-            ),
-            "L∞": st.column_config.NumberColumn(format="%.5f", help="Largest change of any pixel."),
-            "L2": st.column_config.NumberColumn(format="%.4f", help="Length of the whole perturbation."),
-            "PSNR (dB)": st.column_config.NumberColumn(
-                format="%.1f", help="Peak signal-to-noise ratio: higher is subtler."
-            ),
-            "SSIM": st.column_config.NumberColumn(
-                format="%.4f", help="Structural similarity to the clean image (1 = same)."
-            ),
-        },
-    )
-    right.plotly_chart(
-        flips_figure(summary["method"], summary["flips"], summary["flips (8-bit)"], c),
-        key="lab.fig.flips",
-        config={"displayModeBar": False},
-    )
-
-    if len(run.names) > 1:
-        shown = st.selectbox(
-            "Image to show",
-            list(range(len(run.names))),
-            format_func=lambda i: run.names[i],
-            key=lab.LAB_SHOW,
-            bind="query-params",
-            help="The images, perturbations and confidences below are of this image; the table above averages all.",
-        )
-    else:
-        shown = 0
-    i = int(shown or 0)
-    if i >= len(run.names):
-        i = 0
-
-    st.subheader(f"Image: {run.names[i]}")
-    clean = results[0].clean[i]
-    order, states = lab.label_states(run, i)
-    labels = results[0].labels
-    CHIP = {
-        "present": ":blue-badge[{}]",
-        "up": ":red-badge[↑ {}]",
-        "down": ":orange-badge[↓ {}]",
-        "absent": ":gray-badge[{}]",
-    }
-    st.markdown(
-        "**What the model sees**: per method, every label present before the attack or flipped by any method, in one "
-        "common order (clean confidence, highest first): :blue-badge[present] still present, :red-badge[↑ flipped up] "
-        "switched on by the attack, :orange-badge[↓ flipped down] switched off, :gray-badge[absent] off."
-    )
-    for r in results:
-        chips = " ".join(CHIP[st_].format(labels[j]) for j, st_ in zip(order, states[r.name]))
-        n = sum(st_ in ("up", "down") for st_ in states[r.name])
-        st.markdown(f"**{r.name}** ({n} / {c} flipped): {chips}")
-    factor = common_factor(clean, [r.adv[0, i] for r in results])
-    st.caption(
-        f"Every perturbation below is amplified × {factor:g}, one factor for the whole row (the largest that keeps "
-        "every method's change visible), so a stronger perturbation looks stronger. Grey means unchanged."
-    )
-    for row in range(0, len(results), PER_ROW):
-        chunk = results[row : row + PER_ROW]
-        cols = st.columns(PER_ROW + 1)
-        if row == 0:
-            cols[0].image(upscale_image(clean, IMAGE_SCALE), caption="clean")
-        for col, r in zip(cols[1:], chunk):
-            with col:
-                st.metric(
-                    f"{r.name}: flips",
-                    f"{int(r.flips[0, i])} / {c}",
-                    help=f"Labels flipped by {r.name} on this image; after 8-bit rounding: {int(r.flips_8bit[0, i])}.",
-                )
-                f8 = int(r.flips_8bit[0, i])
-                st.caption(f"8-bit: {f8} flip{'s' * (f8 != 1)} · PSNR {r.psnr[0, i]:.1f} dB · SSIM {r.ssim[0, i]:.4f}")
-                st.image(upscale_image(r.adv[0, i], IMAGE_SCALE), caption=f"{r.name}: adversarial")
-                amp = amplified(clean, r.adv[0, i], factor)
-                st.image(upscale_image(amp, IMAGE_SCALE), caption=f"{r.name}: perturbation × {factor:g}")
-
-    st.markdown(
-        "**Where each method spent its budget**: the largest change of each pixel over the three colour channels, "
-        "in 8-bit levels (ε is "
-        f"{recipe.eps * 255:.2f} levels). Grey in the amplified images above means unchanged."
-    )
-    st.plotly_chart(
-        perturbation_heatmaps(clean, [r.adv[0, i] for r in results], [r.name for r in results], eps=recipe.eps),
-        key="lab.fig.heatmaps",
-        config={"displayModeBar": False},
-    )
-
-    st.header("Imperceptibility audit")
-    st.caption(
-        f"One amplification for every method: × {factor:g} (stated once, as above). Blink flickers the clean and the "
-        "adversarial image in place; the loupe magnifies under the pointer; the histogram counts how many 8-bit levels "
-        "each pixel channel moved in the image an 8-bit file holds."
-    )
-    audit_method = st.selectbox(
-        "Method to look at closely",
-        list(range(len(results))),
-        format_func=lambda k: results[k].name,
-        key="lab.audit",
-        help="The blink and the loupe below show this method's adversarial image of the image shown.",
-    )
-    ra = results[int(audit_method or 0)]
-    b1, b2, b3 = st.columns(3)
-    with b1:
-        st.html(blink_html(clean, ra.adv[0, i], size=256, caption=f"clean ⇄ {ra.name}, once a second"))
-    with b2:
-        st.iframe(loupe_html(ra.adv[0, i], size=256, zoom=4), height=266, tab_index=-1)
-        st.caption(f"{ra.name}: adversarial, under a ×4 loupe")
-    with b3:
-        st.metric(f"{ra.name}: PSNR", f"{ra.psnr[0, i]:.1f} dB", help="Peak signal-to-noise ratio: higher is subtler.")
-        st.metric(
-            f"{ra.name}: SSIM", f"{ra.ssim[0, i]:.4f}", help="Structural similarity to the clean image (1 = same)."
-        )
-    st.plotly_chart(
-        level_histogram_figure(clean, [r.adv_8bit[0, i] for r in results], [r.name for r in results]),
-        key="lab.fig.levels",
-        config={"displayModeBar": False},
-    )
-    if model.spec.world == "demo" and tuple(results[0].labels) == tuple(mlvis.data.LABELS):
-        rules = cooccurrence.demo_rules()
-        st.markdown(
-            "**Semantic detectability**: would a co-occurrence check (Melacci et al., the paper's related work) "
-            "flag the adversarial prediction? Rules learned from the demo world's first 20,000 training scenes: "
-            "two labels that "
-            "never meet although chance predicts they should, and labels that always come with another. *Coherence* is "
-            "the mean log-lift of the predicted set's label pairs (negative: pairs that rarely meet). Over all images:"
-        )
-        st.dataframe(
-            lab.detectability_frame(run, rules),
-            hide_index=True,
-            key="lab.detect",
-            column_config={"implausible share": st.column_config.NumberColumn(format="%.2f")},
-        )
-        for method, sentences in lab.new_violations(run, rules, i).items():
-            if sentences:
-                st.markdown(f"**{method}** on this image breaks: " + " ".join(sentences))
-            else:
-                st.markdown(f"**{method}** on this image breaks no co-occurrence rule the clean prediction kept.")
-    else:
-        st.caption(
-            "The semantic check needs the label statistics of the model's training data; the demo world's are shipped."
-        )
-
-    st.markdown(
-        "**Confidences before and after**: grey bars before the attack, blue after, red where the label "
-        "flipped (⇄); the dashed line is the threshold and the orange ticks the confidences after 8-bit rounding. "
-        "Shown: every flipped or present label and the largest changes."
-    )
-    for row in range(0, len(results), PER_ROW):
-        cols = st.columns(PER_ROW)
-        for col, r in zip(cols, results[row : row + PER_ROW]):
-            col.plotly_chart(
-                confidence_change_figure(
-                    r.clean_probs[i], r.adv_probs[0, i], r.labels, r.threshold, r.adv_probs_8bit[0, i], title=r.name
-                ),
-                key=f"lab.fig.conf.{row}.{r.name}",
-                config={"displayModeBar": False},
-            )
-
-    models_page.result_chips(run)  # top labels before and after, as chips (issue 10)
-
-    if run.transfers:
-        st.subheader(f"Transfer to {run.transfer_model}")
-        st.caption(
-            "The same adversarial images fed to the other model; its flips are counted against its own clean "
-            "prediction. Attacks made for one model usually transfer poorly to another."
-        )
-        st.dataframe(lab.transfer_frame(run), hide_index=True, key="lab.transfer_table")
-
-    st.subheader("Downloads")
-    st.caption(
-        "The 16-bit PNG and the .npy keep the attack exactly (reload them with mlvis.attacks.load_png16 / load_npy). "
-        "The config reruns this attack with `mlvis attack --config FILE`."
-    )
-    for row in range(0, len(results), PER_ROW):
-        cols = st.columns(PER_ROW)
-        for col, r in zip(cols, results[row : row + PER_ROW]):
-            with col.container(border=True):
-                st.markdown(f"**{r.name}**")
-                st.download_button(
-                    "16-bit PNG (lossless)",
-                    lab.png16_bytes(r, i),
-                    file_name=lab.file_stem(run, r.name, i) + "_16bit.png",
-                    mime="image/png",
-                    key=f"lab.dl.png16.{r.name}",
-                    on_click="ignore",
-                    help="This image's adversarial version as a 16-bit RGB PNG: no flip is lost.",
-                    width="stretch",
-                )
-                st.download_button(
-                    ".npy (all images)",
-                    lambda r=r: lab.npy_bytes(r),
-                    file_name=lab.file_stem(run, r.name) + ".npy",
-                    mime="application/octet-stream",
-                    key=f"lab.dl.npy.{r.name}",
-                    on_click="ignore",
-                    help="Every adversarial image of this method, float32 (N, 3, H, W), bit-exact.",
-                    width="stretch",
-                )
-                k = results.index(r)
-                for kind, mime in (("png", "image/png"), ("svg", "image/svg+xml")):
-                    st.download_button(
-                        f"Slide ({kind.upper()})",
-                        lambda k=k, kind=kind: lab.slide_bytes(run, k, i, factor, order, kind),
-                        file_name=lab.file_stem(run, r.name, i) + f"_slide.{kind}",
-                        mime=mime,
-                        key=f"lab.dl.slide.{kind}.{r.name}",
-                        on_click="ignore",
-                        help="One slide-ready panel: clean | adversarial | perturbation (the row's one "
-                        "amplification) | confidence bars, pixels enlarged ×6 with nearest neighbour"
-                        + (" (text and bars as vectors)." if kind == "svg" else "."),
-                        width="stretch",
-                    )
-                lost = int(r.flips[0, i]) - int(r.flips_8bit[0, i])
-                st.download_button(
-                    "8-bit PNG (lossy)",
-                    lab.png8_bytes(r, i),
-                    file_name=lab.file_stem(run, r.name, i) + "_8bit.png",
-                    mime="image/png",
-                    key=f"lab.dl.png8.{r.name}",
-                    on_click="ignore",
-                    help="Rounded to 8-bit levels inside the budget: what an ordinary image file can hold.",
-                    width="stretch",
-                )
-                if lost > 0:
-                    st.warning(
-                        f"8 bits lose {lost} of this image's {int(r.flips[0, i])} flips.", icon=":material/warning:"
-                    )
-                elif lost < 0:
-                    st.caption(f"8-bit rounding happens to add {-lost} flip{'s' * (lost != -1)} here.")
-                else:
-                    st.caption("8-bit rounding keeps this image's flips, but not the exact perturbation.")
-    c1, c2, c3 = st.columns(3)
-    c1.download_button(
-        "Results (CSV)",
-        lambda: lab.csv_bytes(run),
-        file_name=f"{recipe.model}_attack_lab.csv",
-        mime="text/csv",
-        key="lab.dl.csv",
-        on_click="ignore",
-        help="One row per method and image: flips, 8-bit flips, L∞, L2, PSNR, SSIM, steps (and transfer flips).",
-        width="stretch",
-    )
-    c2.download_button(
-        "Results (JSON)",
-        lambda: lab.json_bytes(run),
-        file_name=f"{recipe.model}_attack_lab.json",
-        mime="application/json",
-        key="lab.dl.json",
-        on_click="ignore",
-        help="The recipe, every method's engine config and per-image numbers, and the transfer summary.",
-        width="stretch",
-    )
-    c3.download_button(
-        "Config (JSON, rerunnable)",
-        lab.recipe_bytes(run),
-        file_name=f"{recipe.model}_attack_recipe.json",
-        mime="application/json",
-        key="lab.dl.recipe",
-        on_click="ignore",
-        help="`mlvis attack --config FILE` reruns exactly this attack "
-        "(uploaded images: give their folder with --images).",
-        width="stretch",
-    )
-    if not np.isfinite(summary["flips"]).all():  # never expected; keeps the page honest if the engine changes
-        st.warning("Some flip counts are not finite numbers.")
+with lab_views.results_holder(outcome):
+    shown = lab_views.summary_view(run, outcome)
+    lab_views.model_sees_view(run, shown)
+    factor = lab_views.images_view(run, shown)
+    if talk is not None:
+        with talk:
+            lecture.lecture_view(run, shown, step, factor)
+    lab_views.replay_view(run)
+    lab_views.budget_map_view(run, shown)
+    lab_views.audit_view(run, shown, factor, model)
+    lab_views.confidence_view(run, shown)
+    lab_views.transfer_view(run)
+    lab_views.downloads_view(run, shown, factor)

@@ -3,6 +3,9 @@
 import streamlit as st
 
 from mlvis.app import hyperplane_page
+from mlvis.app.page import in_frame
+
+in_frame()  # a cold link straight to this page still gets the sidebar
 
 st.title("Hyperplane simulation")
 st.markdown(

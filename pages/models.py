@@ -4,6 +4,9 @@ import streamlit as st
 
 import mlvis
 from mlvis.app import cache, models_page
+from mlvis.app.page import in_frame
+
+in_frame()  # a cold link straight to this page still gets the sidebar
 
 st.title("Models")
 names = mlvis.list_models()

@@ -16,15 +16,20 @@ each budget is the **profile** E(ε); a least-squares polynomial (degree 4) thro
 and **ε_max** is where the flips converge. SLAM's p = E(ε)/C (equation 7) and CLASS's subset length
 ⌊1.66 E(ε)⌋ come from it, and the paper's evaluation grid is 5 ... 100 % of ε_max. Appendix L draws the
 profiles (Fig. 20) and counts what they cost (equation 19): ε_max/α · ((1 + 1/i) forward + backward)
-passes per image and probe.
+passes per image and probe. Under **L2** (appendix B) the probes are the L2 attack (normalised gradient
+steps of the length of one L∞ sign step, no sign) and ε is an L2 radius: L2 attacks read that profile.
+Either can be measured on your own images (a real model's photos), and is then cached for the weights.
 """
 )
 
 name, model = page_model()
 
-shipped = cache.artifact(name, "profile")
-computed = profiles_page.measure_section(name, shipped).result
-profile = profiles_page.profile_shown(name, computed, shipped)
+norm = profiles_page.norm_control(model)
+shipped = cache.artifact(name, cache.PROFILE_KINDS[norm])
+computed = profiles_page.measure_section(name, shipped, model, norm).result
+if computed is not None and computed.norm != norm:  # the last profile measured here was of the other norm
+    computed = None
+profile = profiles_page.profile_shown(name, computed, shipped, norm)
 
 profiles_page.summary_view(profile)
 left, right = st.columns([3, 2])

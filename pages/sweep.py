@@ -16,16 +16,25 @@ image, i.e. the baseline itself. The other tabs repeat the experiments behind th
 (flipping more labels by targeting fewer: the best number of targets is about 1/0.6 of the flips, the
 1.66 of CLASS), **Fig. 8** (the linear loss wins at small ε, BCE at large ε, the reason for SLAM), and
 **Table IX** (SLAM's q; 0.5 is best in the paper). Everything here runs as one batched job per table.
+With the norm set to **L2**, the table is appendix B's ablation (**Table VIII**): the attacks take L2 steps
+inside an L2 ball, and the budgets are fractions of the ε_max of the model's *L2* profile.
 """
 )
 
 name, model = page_model()
 c = len(model.labels)
-eps_max = sweep_page.profile_or_stop(name).eps_max
-settings = sweep_page.sweep_controls(eps_max)
+norm = sweep_page.norm_control()
+eps_max = sweep_page.profile_or_stop(name, norm).eps_max
+settings = sweep_page.sweep_controls(eps_max, norm, sweep_page.model_dims(model))
 
-table_tab, targets_tab, bl_tab, q_tab = st.tabs(
-    ["Tables IV-VI", "Flips vs targets (Fig. 7)", "BCE vs linear (Fig. 8)", "q sweep (Table IX)"]
+table_tab, targets_tab, bl_tab, q_tab, norms_tab = st.tabs(
+    [
+        "Table VIII (L2)" if norm == "l2" else "Tables IV-VI",
+        "Flips vs targets (Fig. 7)",
+        "BCE vs linear (Fig. 8)",
+        "q sweep (Table IX)",
+        "L∞ vs L2 (Fig. 12)",
+    ]
 )
 
 with table_tab:
@@ -50,6 +59,19 @@ with bl_tab:
 
 with q_tab:
     st.markdown("SLAM with several q (the largest share of BCE in its loss) on the budgets above, against BCE.")
+    q_max = eps_max if norm == "linf" else sweep_page.linf_eps_max(name)
     qset = sweep_page.q_sweep_controls(settings)
-    if qset is not None and (result := sweep_page.run_q_sweep(name, qset, eps_max)) is not None:
+    if q_max is None:
+        st.info(f"Table IX is an L∞ experiment, and {name} has no L∞ profile yet (measure it on the Profiles page).")
+    elif qset is not None and (result := sweep_page.run_q_sweep(name, qset, q_max)) is not None:
         sweep_page.q_sweep_view(result, qset)
+
+with norms_tab:
+    st.markdown(
+        "Appendix B's visual comparison (Fig. 12): the same attack on the same images inside the L∞ cube and inside "
+        "the L2 ball of the same volume. The L2 attack may flip a few more labels, but it concentrates its change "
+        "on fewer pixels, where it shows."
+    )
+    ns = sweep_page.norms_controls(settings, sweep_page.model_dims(model))
+    if (result := sweep_page.run_norms(name, ns)) is not None:
+        sweep_page.norms_view(result, ns)

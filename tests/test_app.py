@@ -18,7 +18,7 @@ import mlvis.models.demo
 from mlvis.app import cache, state
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
-GALLERY_SIZE = 6  # pages/home.py shows six scenes
+GALLERY_SIZE = 6  # pages/home.py shows six scenes (mlvis.app.home_page.GALLERY_SIZE)
 MODELS = mlvis.list_models()
 DEFAULT = state.default_model(MODELS)
 OTHER = next(m for m in MODELS if m != DEFAULT)

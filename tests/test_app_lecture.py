@@ -172,3 +172,73 @@ def test_speed_estimates_are_kept_per_session():
         second.session_state[jobs.OBSERVED][(MODEL, "lab")] != 123.0
     )
     assert lab_run(second).recipe.eps == lab.DEFAULT_EPS  # the other session still ran its default by itself
+
+
+# ------------------------------------------------------------------------------------------- lecture mode
+
+
+def ran(at: AppTest) -> lab.LabRun:
+    """The run shown; pressed Run first when a busy machine's estimate kept the defaults from running by themselves."""
+    if not at.session_state[f"{lab.SECTION}._results"]:
+        at.button(key="lab.run").click().run()
+    return lab_run(at)
+
+
+def narration(at: AppTest) -> str:
+    """The narrated step's sentence (the lecture panel's large heading)."""
+    return next(m.value for m in at.markdown if m.value.startswith("### "))[4:]
+
+
+def names(labels) -> list[str]:
+    return [f"*{n}*" for n in labels]
+
+
+def test_lecture_mode_narrates_clean_then_each_method_from_the_runs_own_flips():
+    from mlvis.app import lecture
+
+    plain = open_lab()
+    ran(plain)
+    assert not any(e.label == "The methods and the paper's sections" for e in plain.expander)
+    assert not any(m.value.startswith("### ") for m in plain.markdown)
+    at = open_lab({lecture.LECTURE: "true"})
+    assert not at.exception, at.exception
+    assert any("font-size" in h.proto.body for h in at.get("html"))  # large type
+    folded = next(e for e in at.expander if e.label == "The methods and the paper's sections")
+    assert not folded.proto.expanded and "Algorithm 2" in folded.markdown[0].value  # the references, folded away
+    run = ran(at)
+    r0, c = run.results[0], run.num_labels
+    steps = at.button_group(key=lecture.STEP)
+    assert [getattr(o, "content", o) for o in steps.options] == ["Clean", "BCE", "SLAM", "CLASS"]
+    present = [r0.labels[j] for j in np.argsort(-r0.clean_probs[0], kind="stable") if r0.clean_pred[0][j]]
+    first = narration(at)
+    assert f"sees {len(present)} of its {c} labels before the attack: " + ", ".join(names(present)) in first
+    seen = [first]
+    for k, r in enumerate(run.results):
+        at.button(key=lecture.NEXT).click().run()
+        assert at.button_group(key=lecture.STEP).value == k + 1
+        text = narration(at)
+        flipped = np.flatnonzero(r.adv_pred[0, 0] != r.clean_pred[0])
+        assert text.startswith(f"{r.name} flipped {len(flipped)} of {c} label")
+        assert all(n in text for n in names(r.labels[j] for j in flipped))
+        assert f"within ε = {run.recipe.eps:g}" in text
+        if k:
+            diff = len(flipped) - int(r0.flips[0, 0])
+            assert (f"{abs(diff)} {'more' if diff > 0 else 'fewer'} than BCE" if diff else "as many as BCE") in text
+        seen.append(text)
+    assert len(set(seen)) == len(seen)  # every step says something of its own
+    assert at.button(key=lecture.NEXT).proto.disabled  # the sequence ends with the last method
+    at.button(key=lecture.RESTART).click().run()
+    assert at.button_group(key=lecture.STEP).value == 0 and narration(at) == first
+
+
+def test_a_lecture_link_opens_at_its_step():
+    from mlvis.app import lecture
+
+    at = open_lab({lecture.LECTURE: "true", lecture.STEP: "SLAM"})
+    assert not at.exception, at.exception
+    assert at.toggle(key=lecture.LECTURE).value is True
+    assert at.button_group(key=lecture.STEP).value == 2
+    run = ran(at)
+    assert narration(at) == lecture.method_sentence(run, 0, 1) and narration(at).startswith("SLAM flipped")
+    at.button(key=lecture.NEXT).click().run()
+    assert narration(at).startswith("CLASS flipped")

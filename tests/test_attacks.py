@@ -492,3 +492,28 @@ def test_psnr_and_ssim_come_from_scikit_image():
     wang = {"gaussian_weights": True, "sigma": 1.5, "use_sample_covariance": False}
     assert res.ssim[1, 1] == pytest.approx(structural_similarity(c, a, data_range=1.0, channel_axis=0, **wang))
     assert 0 < res.ssim[1, 1] < 1
+
+
+def test_the_clean_forward_is_iteration_zeros_forward_with_the_same_bits(monkeypatch):
+    """A one-method job on images in the loop's memory layout runs steps + 2 model calls (iteration 0
+    differentiates the clean forward; then the final and the 8-bit evaluation), one fewer than with a
+    separate no-grad clean pass, and the results are the same bits."""
+    from mlvis.attacks import engine
+
+    model = mlvis.create_model("demo-asl")
+    x, _ = mlvis.data.demo_batch(4)
+    x = x.contiguous(memory_format=torch.channels_last)  # the layout of the demo model's loop
+    mlvis.attack(model, x[:1], "bce", 1 / 2560)  # the one-off activation probe for this model and image size
+    calls = []
+    hook = model.register_forward_hook(lambda mod, inp, out: calls.append(inp[0].shape[0]))
+    try:
+        fast = mlvis.attack(model, x, "bce", 10 / 2560)
+        assert len(calls) == 10 + 2
+        calls.clear()
+        monkeypatch.setattr(engine, "_first_forward", lambda *a: None)  # the former path: a no-grad clean pass
+        slow = mlvis.attack(model, x, "bce", 10 / 2560)
+        assert len(calls) == 10 + 3
+    finally:
+        hook.remove()
+    for field in ("clean_probs", "adv", "adv_8bit", "adv_probs", "adv_probs_8bit", "flips", "flips_8bit", "steps"):
+        assert np.array_equal(getattr(fast, field), getattr(slow, field)), field

@@ -65,3 +65,11 @@ def test_a_link_sets_the_budget_and_l2_turns_it_into_the_equal_volume_radius():
 def test_below_half_a_level_the_caption_says_the_8_bit_flips_are_zero():
     at = open_app({"t.eps": "0.001"})
     assert "the 8-bit flips are 0" in at.caption[0].value
+
+
+def test_a_link_to_the_smallest_budget_is_kept():
+    """Streamlit drops a URL value equal to a widget's own default (here the range's minimum); the entry writes the
+    link's value itself on first use, so a link to the minimum still opens on it."""
+    at = open_app({"t.eps": "0.0001"})
+    assert not at.exception
+    assert at.session_state["shown"].eps == (0.0001,) and at.number_input(key="t.eps").value == 0.0001

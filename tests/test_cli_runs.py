@@ -51,6 +51,31 @@ def test_write_scenes_writes_a_dataset_folder(scenes, tmp_path, capsys):
     assert "not an empty folder" in capsys.readouterr().err
 
 
+def test_write_scenes_writes_the_voc_layout_read_back_bit_for_bit(tmp_path, capsys):
+    model = mlvis.create_model("demo-asl")
+    x, y = mlvis.data.demo_batch(4)
+    assert main(["write-scenes", "--layout", "voc", "--n", "4", "--out", str(tmp_path / "voc")]) == 0
+    assert "--data voc:" in capsys.readouterr().out
+    root = tmp_path / "voc"
+    assert sorted(p.name for p in root.iterdir()) == ["Annotations", "ImageSets", "JPEGImages", "labels.txt",
+                                                      "mlvis-scenes.json"]  # fmt: skip
+    ds = open_dataset("voc", root)  # split test, the paper's VOC split
+    assert ds.labels == model.labels and len(ds) == 4 and ds.ids[0] == "000000"
+    assert np.array_equal(ds.load_for(model), x.numpy())  # lossless: PNGs under JPEGImages/
+    assert np.array_equal(ds.align(model.labels).truth, y.numpy().astype(np.uint8))
+    assert all(f.endswith(".png") for f in ds.files)
+    # the train scenes go to VOC's trainval split; --image-format jpeg writes real (lossy) JPEG files
+    assert main(["write-scenes", "--layout", "voc", "--n", "2", "--split", "train", "--image-format", "jpeg",
+                 "--out", str(tmp_path / "jpeg")]) == 0  # fmt: skip
+    assert "--split trainval" in capsys.readouterr().out
+    jp = open_dataset("voc", tmp_path / "jpeg", split="trainval")
+    assert all(f.endswith(".jpg") for f in jp.files)
+    xt, yt = mlvis.data.demo_batch(2, split="train")
+    got = jp.load_for(model)
+    assert not np.array_equal(got, xt.numpy()) and np.abs(got - xt.numpy()).mean() < 0.02
+    assert np.array_equal(jp.truth, yt.numpy().astype(np.uint8))
+
+
 def test_data_folder_gives_the_demo_paths_table(scenes, tmp_path, capsys):
     """On the same scenes in the same order (--order listed) the tables are identical, random subset included;
     with the default seeded sample the images come in another order, so the chunks (and the random subset's
@@ -101,6 +126,28 @@ def _cli(*argv: str, **kw) -> list[str]:
 
 
 ENV = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+
+
+def test_mlvis_table_shows_a_run_directory_finished_or_partial_with_its_figure(tmp_path, capsys):
+    from mlvis.runs import CHUNKS, chunk_name
+
+    run = tmp_path / "run"
+    args = ["evaluate", *BASE, "--images", "3", "--chunk", "1", "--methods", "bce,slam", "--format", "json"]
+    whole = _json(capsys, [*args, "--out", str(run)])
+    capsys.readouterr()
+    assert main(["table", str(run), "--format", "json", "--figure", str(tmp_path / "fig.html")]) == 0
+    assert json.loads(capsys.readouterr().out) == whole
+    html = (tmp_path / "fig.html").read_text()
+    assert "flips vs budget (3 images)" in html and "plotly" in html
+    (run / CHUNKS / chunk_name(2)).unlink()  # as if the run were still running
+    assert main(["table", str(run)]) == 2
+    assert "finish it first" in capsys.readouterr().err
+    assert main(["table", str(run), "--partial"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("evaluate run run: 2 of 3 images (the run is not finished)")
+    assert table_from_run(run, partial=True).to_markdown() in out
+    assert main(["table", str(tmp_path)]) == 2  # not a run directory: a sentence
+    assert "not a run directory" in capsys.readouterr().err
 
 
 def test_a_killed_run_resumes_to_the_identical_table(tmp_path, capsys):

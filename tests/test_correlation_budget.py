@@ -87,21 +87,32 @@ def test_flip_down_averages_over_the_images_where_the_label_is_present():
 
 
 def test_matrices_written_before_the_rule_stay_readable():
+    import json
+
+    from mlvis.models.demo import WEIGHTS_DIR
+
     model = mlvis.create_model("demo-asl")
+    doc = json.loads((WEIGHTS_DIR / "demo-asl.correlations-up.json").read_text())
+    assert "budget" not in doc["correlations"]  # the shipped default: written before the rule
     up = mlvis.correlations(model, direction="up")
-    d = up.to_dict()
-    d.pop("budget")
-    assert CorrelationMatrix.from_dict(d).budget == {}
+    assert up.budget == {} and up.eps == 0.005
+    assert CorrelationMatrix.from_dict(up.to_dict()).to_dict() == up.to_dict()
 
 
 @pytest.mark.parametrize("name", ["demo-asl", "demo-q2l"])
-def test_the_fixed_budget_matrices_stay_available(name):
-    from mlvis.analysis.correlation_matrices import fixed_budget_matrix
+def test_the_rule_made_matrices_are_shipped_beside_the_default_ones(name):
+    from mlvis.analysis.correlation_matrices import approach_matrix
 
     model = mlvis.create_model(name)
-    up, down = fixed_budget_matrix(model, "up"), fixed_budget_matrix(model, "down")
-    assert up.eps == down.eps == 0.005 and up.images == down.images == 100
-    assert up.budget == {} and down.budget == {}
-    assert (up.eligible + down.eligible == 100).all()
+    up, down = approach_matrix(model, "up"), approach_matrix(model, "down")
+    default = mlvis.correlations(model, direction="up")
+    assert up.images == down.images == 32 and default.images == 100
+    assert up.budget["rule"] == "approach" and up.budget["eps"] == up.eps == down.eps != default.eps
+    assert up.budget["held_out_images"] == 16 and down.budget["images"] == "present"
+    assert not np.array_equal(up.matrix, default.matrix)
     with pytest.raises(ValueError, match="direction"):
-        fixed_budget_matrix(model, "sideways")
+        approach_matrix(model, "sideways")
+    with torch.no_grad():
+        model.net.state_dict()[next(iter(model.net.state_dict()))].add_(1e-3)  # other weights
+    with pytest.raises(ValueError, match="belongs to other weights"):
+        approach_matrix(model, "up")

@@ -24,6 +24,9 @@ def test_findings_report_on_a_linear_model():
     # Fig. 8's numbers are the profile's probe curves, i.e. the engine's BCE at those budgets
     e = f.bce_vs_linear["eps"][0]
     assert f.bce_vs_linear["bce"][0] == mlvis.attack(model, x, "bce", e).flips.mean()
+    # F3's last column is eps_max itself, not the last probed point (the probe runs on past convergence)
+    assert prof.eps[-1] > prof.eps_max and f.bce_vs_linear["eps"][-1] == prof.eps_max
+    assert f"eps_max {prof.eps_max:.3g}:" in f.verdicts["F3 linear > BCE at small eps, BCE >= linear at eps_max"][1]
     assert len(f.verdicts) == 6 and all(isinstance(ok, bool) for ok, _ in f.verdicts.values())
     assert f.transfer and f.transfer[0]["transfer_flips"] == f.transfer[0]["source_flips"]  # same model
     md = f.to_markdown()

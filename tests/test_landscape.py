@@ -9,6 +9,7 @@ from attack_models import LinearMultiLabel
 
 import mlvis
 from mlvis.analysis import CorrelationMatrix, cooccurrence_agreement, pearson, table_ii
+from mlvis.analysis.correlation_matrices import approach_matrix
 
 
 def _toy():
@@ -87,12 +88,20 @@ def test_table_ii_and_cooccurrence_agreement():
 def test_shipped_demo_matrices_belong_to_the_shipped_weights(name):
     model = mlvis.create_model(name, device="cpu")
     up, down = mlvis.correlations(model, direction="up"), mlvis.correlations(model, direction="down")
-    assert up.model == name and up.labels == model.spec.labels and up.images == down.images == 32
-    assert (np.diag(up.matrix) > 0).all() and (np.diag(down.matrix) <= 0).all()  # the attacked label moves most
-    assert (up.eligible + down.eligible == up.images).all()  # every image is eligible in exactly one direction
-    # made with section IV-B's budget rule (one eps per model), flip-down over the images with the label
-    assert up.budget["rule"] == "approach" and up.budget["reached"] and up.eps == down.eps == up.budget["eps"]
-    assert down.budget["images"] == "present"
+    # the default ones CLASS reads: fixed budget (eps 0.005), 100 images, flip-down over every image
+    assert up.model == name and up.labels == model.spec.labels and up.images == 100
+    assert up.eps == down.eps == 0.005 and up.budget == {} and down.budget == {}
+    assert (np.diag(up.matrix) > 0).all() and (np.diag(down.matrix) < 0).all()  # the attacked label moves most
+    assert (up.eligible + down.eligible == 100).all()  # every image is eligible in exactly one direction
+    # beside them, the ones made with section IV-B's budget rule (one eps per model), flip-down over the
+    # images with the label (read with approach_matrix)
+    a_up, a_down = approach_matrix(model, "up"), approach_matrix(model, "down")
+    assert a_up.model == name and a_up.labels == model.spec.labels and a_up.images == a_down.images == 32
+    assert (np.diag(a_up.matrix) > 0).all() and (np.diag(a_down.matrix) <= 0).all()
+    assert (a_up.eligible + a_down.eligible == a_up.images).all()  # flip-down's eligible: the present ones
+    assert a_up.budget["rule"] == "approach" and a_up.budget["reached"]
+    assert a_up.eps == a_down.eps == a_up.budget["eps"] and a_up.eps != 0.005
+    assert a_down.budget["images"] == "present"
     with torch.no_grad():
         model.net.state_dict()[next(iter(model.net.state_dict()))].add_(1e-3)  # other weights
     with pytest.raises(ValueError, match="No flip-up"):

@@ -128,7 +128,7 @@ def test_the_plugin_in_the_sweep_with_an_exact_cost(model, monkeypatch):
 @pytest.mark.parametrize("norm", ["linf", "l2"])
 def test_dry_run_costs_equal_the_engine_step_counts(model, norm):
     x, _ = mlvis.data.demo_batch(2)
-    prof = mlvis.profile(model)
+    prof = mlvis.profile(model, norm=norm)  # an attack reads the profile of its own norm (issue 12)
     up = mlvis.correlations(model, direction="up")
     eps = [0.002, 0.005] if norm == "linf" else [0.2, 0.5]
     specs = plan.evaluation_specs(
@@ -173,25 +173,27 @@ def test_every_builtin_declares_the_kind_its_plan_has(model):
 
 
 def test_slam_reads_the_profile_at_the_same_budget_in_the_library_and_the_lab(model):
-    """Issue 9's L2 bug: same settings, same p (the profile is read at the L-inf equivalent)."""
-    prof = mlvis.profile(model)
+    """Issues 9 and 12's L2 bug: same settings, same p; an L2 attack reads the model's L2 profile at its radius."""
+    prof = mlvis.profile(model, norm="l2")
     recipe = rc.Recipe(MODEL, ("slam", "class"), 0.004, rc.ImageSource(count=2), norm="l2")
     images = rc.demo_images(recipe.images, model.spec.input_size)
     dims = int(images[0].size)
     lab_slam, lab_class = rc.run_recipe(recipe, model, images)
     radius = recipe.budget(dims)
-    assert radius > 0.2  # an L2 radius, far from the L-inf 0.004 the profile must be read at
+    assert radius > 0.2  # the Lab's L-inf width 0.004 as the equal-volume L2 radius
     spec_p = rc.resolve_specs(recipe, model)[0].options["p"]
-    assert spec_p == prof.flip_ratio(0.004)
+    assert spec_p == prof.flip_ratio(radius) and 0 < spec_p < 1
     budget = Budget.from_linf(0.004, "l2", dims)
     lib = mlvis.attack(model, images, "slam", budget, profile=prof)
     np.testing.assert_array_equal(lib.adv, lab_slam.adv)
-    # the radius given as a number: the L-inf equivalent is recovered (to rounding)
-    by_radius = Budget.of(radius, "l2", dims)
-    assert by_radius.linf[0] == pytest.approx(0.004, rel=1e-12)
+    # the radius given as a number: the same attack
+    by_radius = mlvis.attack(model, images, "slam", radius, norm="l2", profile=prof)
+    np.testing.assert_array_equal(by_radius.adv, lab_slam.adv)
     corr = rc.model_artifacts(model).correlations()
     cls = mlvis.attack(model, images, "class", budget, profile=prof, correlations=corr)
     np.testing.assert_array_equal(cls.targets, lab_class.targets)
+    with pytest.raises(ValueError, match="L∞ flip profile, but the attack is L2"):
+        mlvis.attack(model, images, "slam", budget, profile=mlvis.profile(model))
 
 
 class _Stop(Exception):

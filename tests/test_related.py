@@ -384,4 +384,9 @@ def test_cli_compare_related_writes_tables(tmp_path, capsys):
         assert (out / name).is_file()
     doc = json.loads((out / "related.json").read_text())
     assert doc["settings"]["options"]["mla-lp"] == {"basis": 4, "max_iter": 2}
+    # the CLI's ML-CW distance is Table VII's L-inf unless asked (issue 12 §5)
+    assert doc["settings"]["options"]["ml-cw"] == {"distance": "linf", "binary_steps": 1, "max_iter": 2}
+    assert main(["compare-related", *args, "--cw-rounds", "1", "--cw-iters", "2", "--distance", "l2", "--out",
+                 str(out)]) == 0  # fmt: skip
+    assert "distance" not in json.loads((out / "related.json").read_text())["settings"]["options"]["ml-cw"]
     assert main(["compare-related", "--model", "demo-asl", "--images", "1", "--methods", "bogus"]) == 2

@@ -3,11 +3,13 @@
 from mlvis.analysis.correlation_matrices import CorrelationMatrix, correlations
 from mlvis.analysis.evaluation import (
     EvaluationTable,
+    NormComparison,
     TransferResult,
     bce_vs_linear,
     evaluate,
     flips_vs_targets,
     gamma_search,
+    linf_vs_l2,
     q_sweep,
     transfer,
 )
@@ -22,6 +24,7 @@ __all__ = [
     "CorrelationMatrix",
     "EvaluationTable",
     "FlipProfile",
+    "NormComparison",
     "RelatedComparison",
     "TransferResult",
     "absent_confidence_correlation",
@@ -33,6 +36,7 @@ __all__ = [
     "fit_profile",
     "flips_vs_targets",
     "gamma_search",
+    "linf_vs_l2",
     "pearson",
     "probe",
     "profile",

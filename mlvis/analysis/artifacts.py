@@ -18,6 +18,12 @@ names). Anything else is skipped with an :class:`ArtifactWarning` naming the fil
 and the lookup goes on to the next candidate, so a newer broken file never hides an older valid one;
 the caller then recomputes. Shipped documents written before the schema existed (no ``schema``, no
 ``checksum``) are still read: they are part of the package, not of a writable cache.
+
+Schemas: 1, and 2 since flip profiles know their norm (``"norm": "l2"`` in the payload of an L2 profile;
+absent means L-inf). A document is written with the oldest schema that describes it: an L-inf profile and
+the correlation matrices stay schema 1, byte for byte what an older mlvis wrote and read; an L2 profile is
+schema 2, so an mlvis that would read it as an L-inf one refuses it instead. The shipped L2 profiles lie
+beside the L-inf ones as ``{name}.profile-l2.json``.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from pathlib import Path
 from mlvis.errors import InvalidInput
 from mlvis.store import StoreError, artifact_path, atomic_write_text, check_cache_dir, model_fingerprint, model_folder
 
-SCHEMA = 1  # the artifact schema this version writes and the newest it reads
+SCHEMA = 2  # the newest artifact schema this version writes and reads (2: L2 flip profiles)
 _PAYLOAD = {"profile": "profile", "correlations-up": "correlations", "correlations-down": "correlations"}
 
 
@@ -51,10 +57,26 @@ def _model_labels(model) -> tuple[str, ...] | None:
     return None if labels is None else tuple(str(label) for label in labels)
 
 
-def shipped_path(kind: str, model_name: str) -> Path:
+def shipped_path(kind: str, model_name: str, norm: str = "linf") -> Path:
+    """The shipped document of ``kind``; an L2 profile is ``{name}.profile-l2.json``."""
     from mlvis.models.demo import WEIGHTS_DIR
 
-    return WEIGHTS_DIR / f"{model_name}.{kind}.json"
+    suffix = "" if norm == "linf" or kind != "profile" else f"-{norm}"
+    return WEIGHTS_DIR / f"{model_name}.{kind}{suffix}.json"
+
+
+def payload_norm(kind: str, doc: dict) -> str | None:
+    """The norm of a profile document's payload (``"linf"`` when it does not say); ``None`` for other kinds."""
+    if _PAYLOAD.get(kind) != "profile":
+        return None
+    payload = doc.get("profile")
+    return str(payload.get("norm", "linf")) if isinstance(payload, dict) else "linf"
+
+
+def schema_for(kind: str, payload: dict) -> int:
+    """The oldest schema that describes ``payload`` (see the module docstring): 2 for an L2 profile, else 1."""
+    profile = payload.get("profile") if _PAYLOAD.get(kind) == "profile" else None
+    return 2 if isinstance(profile, dict) and profile.get("norm", "linf") != "linf" else 1
 
 
 def checksum(doc: dict) -> str:
@@ -120,9 +142,9 @@ def _validate(kind: str, doc, fp: str, labels: tuple[str, ...] | None, shipped: 
             raise _Skip("its label names differ from the model's")
 
 
-def _candidates(kind: str, name: str, fp: str) -> list[tuple[Path, bool]]:
+def _candidates(kind: str, name: str, fp: str, norm: str = "linf") -> list[tuple[Path, bool]]:
     """The shipped document, then the cached ones of these weights, newest first."""
-    out = [(shipped_path(kind, name), True)]
+    out = [(shipped_path(kind, name, norm), True)]
     folder = model_folder(name, fp)
     try:
         cached = [(p, p.stat().st_mtime) for p in folder.glob(f"{kind}-*.json") if p.is_file()]
@@ -132,9 +154,10 @@ def _candidates(kind: str, name: str, fp: str) -> list[tuple[Path, bool]]:
     return out
 
 
-def find(kind: str, model, settings: dict | None = None) -> dict | None:
+def find(kind: str, model, settings: dict | None = None, norm: str = "linf") -> dict | None:
     """The artifact ``kind`` for these weights (and these settings, if given): the shipped one first,
-    then the most recently written valid cached one; ``None`` when there is none.
+    then the most recently written valid cached one; ``None`` when there is none. A profile is looked up
+    in ``norm`` (a profile of the other norm is never served for it).
 
     Invalid documents are skipped with an :class:`ArtifactWarning` (see the module docstring).
     """
@@ -142,7 +165,7 @@ def find(kind: str, model, settings: dict | None = None) -> dict | None:
         raise InvalidInput(f"Unknown artifact kind {kind!r}; known kinds: {', '.join(_PAYLOAD)}.")
     name, fp, labels = _model_name(model), model_fingerprint(model), _model_labels(model)
     wanted = None if settings is None else json.loads(json.dumps(settings))
-    for path, shipped in _candidates(kind, name, fp):
+    for path, shipped in _candidates(kind, name, fp, norm):
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -165,6 +188,8 @@ def find(kind: str, model, settings: dict | None = None) -> dict | None:
             continue
         if wanted is not None and doc["settings"] != wanted:
             continue
+        if payload_norm(kind, doc) not in (None, norm):
+            continue  # the other norm's profile of these weights: valid, just not the one asked for
         return doc
     return None
 
@@ -177,8 +202,8 @@ def document(kind: str, model, settings: dict, payload: dict) -> dict:
     """The artifact document (schema, fingerprint, settings, payload, checksum) for ``payload``."""
     if kind not in _PAYLOAD:
         raise InvalidInput(f"Unknown artifact kind {kind!r}; known kinds: {', '.join(_PAYLOAD)}.")
-    doc = {"schema": SCHEMA, "kind": kind, "model": _model_name(model), "fingerprint": model_fingerprint(model),
-           "settings": settings, **payload}  # fmt: skip
+    doc = {"schema": schema_for(kind, payload), "kind": kind, "model": _model_name(model),
+           "fingerprint": model_fingerprint(model), "settings": settings, **payload}  # fmt: skip
     doc = json.loads(json.dumps(doc))  # plain JSON types, exactly what a reader will parse
     doc["checksum"] = checksum(doc)
     return doc

@@ -28,6 +28,7 @@ import dataclasses
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -277,11 +278,13 @@ def correlations(
     max_batch: int | None = None,
     held_out=None,
     present_only: bool = True,
+    autocast: bool = False,
 ) -> CorrelationMatrix:
     """The flip-up (or flip-down) correlation matrix of ``model`` over ``images`` (Algorithm 1).
 
     Without ``images``: the shipped or cached matrix of these weights in that direction, or a clear
-    error saying there is none.
+    error saying there is none. ``autocast``: bf16 autocast of the attacks' gradient passes (the cache key
+    then says so; the confidences are read in full precision).
 
     Args:
         eps: the budget of every single-label attack, or ``"approach"``: section IV-B's rule, measured on the
@@ -294,12 +297,9 @@ def correlations(
         >>> up.matrix.shape, up.attackability[:3]
         >>> rule = mlvis.correlations(model, images, eps="approach", held_out=other_images)
     """
-    import torch
-
     from mlvis.analysis import artifacts
-    from mlvis.attacks.engine import AttackSpec, run_job
-    from mlvis.attacks.geometry import DEFAULT_ALPHA, n_steps
-    from mlvis.attacks.model_helpers import check_images, model_device, threshold, work_dtype
+    from mlvis.attacks.geometry import DEFAULT_ALPHA
+    from mlvis.attacks.model_helpers import check_images
 
     if not isinstance(direction, str) or direction not in ("up", "down"):
         raise InvalidInput(f"direction must be 'up' or 'down', not {direction!r}.")
@@ -330,81 +330,146 @@ def correlations(
     if not (math.isfinite(eps) and eps > 0):
         raise InvalidInput(f"eps must be a positive number, not {eps!r}.")
     x = check_images(images)
+    subset = direction == "down" and bool(present_only)
+    clean, adv, labels, thr = single_label_attacks(model, x, eps, direction, alpha, progress, max_batch, autocast,
+                                                   present_only=subset)  # fmt: skip
+    budget = rule.to_dict() if rule is not None else None
+    cm = correlation_matrix(name, labels, direction, eps, alpha, clean, adv, thr, present_only=subset, budget=budget)
+    if cache:
+        from mlvis.analysis.profiles import images_sha
+
+        settings: dict[str, Any] = {"eps": eps, "alpha": alpha, "images": cm.images, "images_sha": images_sha(x)}
+        if autocast:
+            settings["autocast"] = True
+        settings |= {"budget": "approach", "held_out_sha": cm.budget["held_out_sha"]} if rule is not None else {}
+        settings |= {"down_images": "present"} if subset else {}
+        artifacts.save(kind, model, settings, {"correlations": cm.to_dict()})
+    return cm
+
+
+def single_label_attacks(
+    model,
+    x,
+    eps: float,
+    direction: str,
+    alpha: float,
+    progress=None,
+    max_batch=None,
+    autocast: bool = False,
+    present_only: bool = False,
+):
+    """Every label attacked alone on every image of ``x`` (one engine job): ``(clean, adv, labels, threshold)``
+    with ``clean`` / ``adv`` ``(C, n, C)``: every label's confidence on image i before and after attacking
+    label a (row ``a * n + i`` of the job).
+
+    ``present_only`` (flip-down): label a is attacked only on the images where it is predicted present; on the
+    others ``clean`` and ``adv`` both hold the image's clean confidences (nothing was attacked there), so
+    :func:`correlation_matrix` with ``present_only`` finds the attacked rows again (label a present)."""
+    import torch
+
+    from mlvis.attacks.engine import AttackSpec, run_job
+    from mlvis.attacks.model_helpers import model_device, threshold, work_dtype
+
     n = x.shape[0]
-    with torch.no_grad():
-        clean_x = torch.sigmoid(model(x.to(model_device(model), work_dtype(model))).float()).double().cpu().numpy()
+    with torch.no_grad():  # the clean confidences of every image, or (every image attacked) of one to count C
+        logits = model(x[: n if present_only else 1].to(model_device(model), work_dtype(model))).float()
+    clean_x = torch.sigmoid(logits).double().cpu().numpy()
     c = int(clean_x.shape[1])
-    thr = threshold(model)
-    subset = direction == "down" and present_only
     # row = (label a, image i): every label attacked alone on every image (flip-down: where a is present)
-    pick = clean_x.T >= thr if subset else np.ones((c, n), bool)  # (C, n)
+    pick = clean_x.T >= threshold(model) if present_only else np.ones((c, n), bool)  # (C, n)
     attacked, img = np.nonzero(pick)
     if not len(attacked):
         raise InvalidInput("No image has any label present, so there is nothing to attack down.")
     rep = x[torch.as_tensor(img)]
     spec = AttackSpec("single-label", {"labels": attacked, "direction": direction})
-    (res,) = run_job(model, rep, [spec], eps, alpha=alpha, progress=progress, max_batch=max_batch or None)
+    (res,) = run_job(model, rep, [spec], eps, alpha=alpha, progress=progress, max_batch=max_batch or None,
+                     autocast=autocast)  # fmt: skip
+    if not present_only:
+        return res.clean_probs.reshape(c, n, c), res.adv_probs[0].reshape(c, n, c), tuple(res.labels), res.threshold
+    clean = np.broadcast_to(clean_x.astype(res.clean_probs.dtype), (c, n, c)).copy()
+    clean[attacked, img] = res.clean_probs
+    adv = clean.copy()
+    adv[attacked, img] = res.adv_probs[0]
+    return clean, adv, tuple(res.labels), res.threshold
+
+
+def correlation_matrix(
+    name: str,
+    labels,
+    direction: str,
+    eps: float,
+    alpha: float,
+    clean: np.ndarray,
+    adv: np.ndarray,
+    thr: float,
+    present_only: bool = False,
+    budget: dict | None = None,
+) -> CorrelationMatrix:
+    """The matrix, attackabilities and cost of the single-label attacks' confidences ``clean`` / ``adv``
+    ``(C, n, C)`` (:func:`single_label_attacks`; a run directory concatenates its chunks' along ``n``).
+
+    ``present_only`` (flip-down): each row is the mean over the images where its label is present (the rows
+    :func:`single_label_attacks` attacked with ``present_only``); ``budget``: the budget rule's record."""
+    from mlvis.attacks.geometry import n_steps
+
+    c, n = clean.shape[0], clean.shape[1]
+    idx = np.arange(c)
+    own_clean = clean[idx, :, idx]  # (C, n): label a's clean confidence on each image
+    own_adv = adv[idx, :, idx]
+    subset = direction == "down" and bool(present_only)
     if not subset:  # every image: (C, n, C) as Algorithm 1 lays it out
-        clean = res.clean_probs.reshape(c, n, c)
-        adv = res.adv_probs[0].reshape(c, n, c)
         matrix = (adv - clean).mean(1)
-        idx = np.arange(c)
-        own_clean = clean[idx, :, idx]  # (C, n): label a's clean confidence on each image
-        own_adv = adv[idx, :, idx]
         eligible = own_clean < thr if direction == "up" else own_clean >= thr
+        rows = c * n
     else:  # flip-down over the images where the label is present: a mean over each label's own rows
-        delta = (res.adv_probs[0] - res.clean_probs).astype(np.float64)  # (R, C)
+        pick = own_clean >= thr
+        attacked, img = np.nonzero(pick)
+        delta = (adv[attacked, img] - clean[attacked, img]).astype(np.float64)  # (R, C)
         rows_per = np.bincount(attacked, minlength=c)
         matrix = np.zeros((c, c))
         np.add.at(matrix, attacked, delta)
         matrix = np.divide(matrix, rows_per[:, None], out=np.zeros_like(matrix), where=rows_per[:, None] > 0)
-        r = np.arange(len(attacked))
-        own_clean, own_adv = np.zeros((c, n)), np.zeros((c, n))
-        own_clean[attacked, img], own_adv[attacked, img] = res.clean_probs[r, attacked], res.adv_probs[0][r, attacked]
-        eligible = pick & (own_clean >= thr)
+        eligible = pick
+        rows = int(len(attacked))
     flipped = (own_adv >= thr) != (own_clean >= thr)
     count = eligible.sum(1)
     with np.errstate(invalid="ignore", divide="ignore"):
         attackability = np.where(count > 0, (flipped & eligible).sum(1) / count, np.nan)
         confidence = np.where(count > 0, (own_clean * eligible).sum(1) / count, np.nan)
     steps = n_steps(eps, alpha)
-    rows = int(len(attacked))
     cost = {
         # passes per row as run: clean fp, steps x (fp + bp), the final and the 8-bit evaluation fp
         "forward": rows * (steps + 3),
         "backward": rows * steps,
         "equation_9": equation_9(eps, alpha, c, n),
     }
-    budget = rule.to_dict() if rule is not None else {}
+    record = dict(budget or {})
     if subset:
-        budget = {**budget, "images": "present"}
-    cm = CorrelationMatrix(
+        record["images"] = "present"
+    return CorrelationMatrix(
         model=name,
-        labels=tuple(res.labels),
+        labels=tuple(labels),
         direction=direction,
-        eps=eps,
-        alpha=alpha,
-        images=n,
+        eps=float(eps),
+        alpha=float(alpha),
+        images=int(n),
         matrix=matrix,
         attackability=attackability,
         eligible=count.astype(np.int64),
         confidence=confidence,
         cost=cost,
-        budget=budget,
+        budget=record,
     )
-    if cache:
-        from mlvis.analysis.profiles import images_sha
-
-        settings = {"eps": eps, "alpha": alpha, "images": n, "images_sha": images_sha(x)}
-        settings |= {"budget": "approach", "held_out_sha": budget["held_out_sha"]} if rule is not None else {}
-        settings |= {"down_images": "present"} if subset else {}
-        artifacts.save(kind, model, settings, {"correlations": cm.to_dict()})
-    return cm
 
 
-def fixed_budget_matrix(model, direction: str = "up") -> CorrelationMatrix:
-    """A demo model's matrix as shipped before the budget rule (eps 0.005, flip-down over every image), kept
-    in ``mlvis/models/weights/legacy/`` so that results made with it stay reproducible.
+APPROACH_DIR = "approach"
+"""The folder of ``mlvis/models/weights/`` holding the demo models' matrices made with the budget rule."""
+
+
+def approach_matrix(model, direction: str = "up") -> CorrelationMatrix:
+    """A demo model's matrix made with section IV-B's budget rule (``eps="approach"``, flip-down over the images
+    where the label is present), shipped in ``mlvis/models/weights/approach/`` beside the default
+    fixed-budget matrices (eps 0.005, flip-down over every image) that CLASS reads.
 
     Raises:
         ValueError: with a sentence when there is none for this model (or it belongs to other weights).
@@ -416,13 +481,13 @@ def fixed_budget_matrix(model, direction: str = "up") -> CorrelationMatrix:
     if not isinstance(direction, str) or direction not in ("up", "down"):
         raise InvalidInput(f"direction must be 'up' or 'down', not {direction!r}.")
     name = getattr(getattr(model, "spec", None), "name", type(model).__name__)
-    path = WEIGHTS_DIR / "legacy" / f"{name}.correlations-{direction}.eps0.005.json"
+    path = WEIGHTS_DIR / APPROACH_DIR / f"{name}.correlations-{direction}.json"
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        raise InvalidInput(f"No fixed-budget (eps 0.005) flip-{direction} matrix is kept for {name!r}.") from None
+        raise InvalidInput(f"No flip-{direction} matrix made with the budget rule is shipped for {name!r}.") from None
     if not isinstance(doc, dict) or doc.get("fingerprint") != model_fingerprint(model):
-        raise InvalidInput(f"The kept fixed-budget matrix of {name!r} belongs to other weights.")
+        raise InvalidInput(f"The budget rule's matrix of {name!r} belongs to other weights.")
     if doc.get("checksum") != artifacts.checksum(doc):
-        raise InvalidInput(f"The kept fixed-budget matrix of {name!r} is damaged (its checksum does not match).")
+        raise InvalidInput(f"The budget rule's matrix of {name!r} is damaged (its checksum does not match).")
     return CorrelationMatrix.from_dict(doc["correlations"])

@@ -182,6 +182,8 @@ def evaluate(
     ``protocol="authors"`` runs everything as the authors' code does (:mod:`mlvis.attacks.protocol`): the
     profile is read under their convergence rule (refitted from its curves, so the grid is theirs too) and
     the job runs with their clip, equation 7, CLASS length, Z and matrix normalisation.
+    With ``norm="l2"`` (a keyword of the job) the profile is the model's L2 profile, so the grid is made of
+    fractions of the L2 eps_max (Table VIII); an L-inf profile given for an L2 run is refused.
     """
     from mlvis.analysis.correlation_matrices import correlations as get_correlations
     from mlvis.analysis.profiles import profile as get_profile
@@ -196,8 +198,7 @@ def evaluate(
             raise InvalidInput(f"eps_fractions must be a non-empty list of fractions of eps_max, not {listed!r}.")
         eps_fractions = [check_number("each eps fraction", f, 0, 1e6) for f in listed]
     names = [as_spec(m).method for m in methods]
-    if profile is None and (eps is None or needs(methods, "profile")):
-        profile = get_profile(model, protocol=protocol)
+    profile = _profile_of_norm(model, profile, job, eps is None or needs(methods, "profile"), get_profile, protocol)
     if correlations is None and needs(methods, "correlations"):
         correlations = get_correlations(model, direction="up")
     if baseline not in names:
@@ -225,8 +226,13 @@ def evaluate(
         flips_8bit,
         same,
         significance,
-        {"seed": seed, "images": int(flips.shape[-1]), "eps_max": getattr(profile, "eps_max", None),
-         **({"protocol": protocol} if protocol != "paper" else {})},  # fmt: skip
+        {
+            "seed": seed,
+            "images": int(flips.shape[-1]),
+            "eps_max": getattr(profile, "eps_max", None),
+            **_norm_config(job.get("norm")),
+            **({"protocol": protocol} if protocol != "paper" else {}),
+        },
     )
 
 
@@ -238,6 +244,24 @@ def _protocol_profile(profile: Any, protocol: str) -> Any:
     if check_protocol(protocol) != "paper" and isinstance(profile, FlipProfile):
         return for_protocol(profile, protocol)
     return profile
+
+
+def _profile_of_norm(model, profile, job: dict, wanted: bool, get_profile, protocol: str = "paper"):
+    """The profile an evaluation in ``job``'s norm uses: the one given (checked to be of that norm), or the
+    model's shipped or cached one of that norm (read under ``protocol``) when the grid or a method needs it."""
+    from mlvis.analysis.profiles import check_profile_norm
+
+    norm = job.get("norm") or "linf"
+    if profile is None and wanted:
+        return get_profile(model, norm=norm, protocol=protocol)
+    if profile is not None:
+        check_profile_norm(profile, norm)
+    return profile
+
+
+def _norm_config(norm) -> dict:
+    """``{"norm": "l2"}`` for an L2 table (L-inf tables keep the config they always had)."""
+    return {"norm": str(norm)} if norm not in (None, "linf") else {}
 
 
 def _table(model_name, names, b, budgets, fr, flips, flips_8bit, same, significance, config) -> EvaluationTable:
@@ -320,8 +344,7 @@ def evaluate_run(
     profile = _protocol_profile(profile, protocol)
     if protocol != "paper":
         job = {**job, "protocol": protocol}  # the chunks' run_job reads it from the job options
-    if profile is None and (eps is None or needs(methods, "profile")):
-        profile = get_profile(model, protocol=protocol)
+    profile = _profile_of_norm(model, profile, job, eps is None or needs(methods, "profile"), get_profile, protocol)
     if correlations is None and needs(methods, "correlations"):
         correlations = get_correlations(model, direction="up")
     if baseline not in [as_spec(m).method for m in methods]:
@@ -356,14 +379,17 @@ def evaluate_run(
     return run_chunks(run_dir, manifest, len(images), chunk_size, compute, backend, progress, address=address)
 
 
-def table_from_run(run) -> EvaluationTable:
+def table_from_run(run, partial: bool = False) -> EvaluationTable:
     """The evaluation table (means, stds, paired t-tests, best, ``*``) of a finished ``evaluate`` run directory.
 
     Args:
         run: a :class:`mlvis.runs.Run` or its folder.
+        partial: allow an unfinished run: the table of its finished chunks' images. ``config["images"]`` and
+            ``config["of_images"]`` then say how many of how many (:func:`table_caption` writes it out).
 
     Raises:
-        mlvis.runs.RunError: the folder is not a finished evaluate run.
+        mlvis.runs.RunError: the folder is not an evaluate run, or not finished (without ``partial``), or
+            has no finished chunk.
     """
     from pathlib import Path
 
@@ -377,8 +403,12 @@ def table_from_run(run) -> EvaluationTable:
     st = m["settings"]
     subset = [n for n in names if n in st.get("subset", [])]
     keys = [f"{n}.{f}" for n in names for f in ("flips", "flips_8bit")]
-    arrays = run.load(keys)
-    targets = {n: run.load([f"{n}.targets"])[f"{n}.targets"] for n in subset}
+    if not names:
+        raise RunError(f"The evaluate run in {run.path} lists no methods; its manifest is damaged.")
+    arrays = run.load(keys, partial=partial)
+    if not arrays:
+        raise RunError(f"The evaluate run in {run.path} has no finished chunk yet.")
+    targets = {n: run.load([f"{n}.targets"], partial=partial)[f"{n}.targets"] for n in subset}
     flips = np.stack([np.moveaxis(arrays[f"{n}.flips"], 0, 1) for n in names]).astype(np.float64)
     flips_8bit = np.stack([np.moveaxis(arrays[f"{n}.flips_8bit"], 0, 1) for n in names]).astype(np.float64)
     same = np.zeros(flips.shape[:2], bool)
@@ -387,9 +417,18 @@ def table_from_run(run) -> EvaluationTable:
             same[i] = (targets[n] > 0).all(axis=(0, 2))
     fr = [np.nan if f is None else f for f in st["fractions"]]
     config = {"seed": m["seed"], "images": int(flips.shape[-1]), "eps_max": st.get("eps_max"),
-              "chunk_size": m["chunk_size"]}  # fmt: skip
+              "chunk_size": m["chunk_size"], **_norm_config(dict(st.get("job") or {}).get("norm"))}  # fmt: skip
+    if int(flips.shape[-1]) < int(m["num_items"]):  # an unfinished run's table says so
+        config["of_images"] = int(m["num_items"])
     return _table(m["model"]["name"], names, names.index(st["baseline"]), m["budgets"], fr, flips, flips_8bit, same,
                   float(st["significance"]), config)  # fmt: skip
+
+
+def table_caption(table: EvaluationTable) -> str:
+    """What a table of a run covers: ``"100 images"``, or ``"40 of 100 images (the run is not finished)"``."""
+    n = int(table.config.get("images") or table.flips.shape[-1])
+    of = table.config.get("of_images")
+    return f"{n} of {of} images (the run is not finished)" if of else f"{n} images"
 
 
 def _spec_record(spec: AttackSpec) -> dict[str, Any]:
@@ -538,3 +577,69 @@ def transfer(result, other_model, batch: int = 256) -> TransferResult:
         flips_8bit=flip_count(q8, clean_pred[None], thr),
         source_flips=result.flips.copy(),
     )
+
+
+# ------------------------------------------------------------------------------ Fig. 12: L-inf vs L2
+
+
+@dataclasses.dataclass(frozen=True)
+class NormComparison:
+    """Fig. 12: the same images attacked by one method at an L-inf budget and at the L2 radius of equal volume.
+
+    ``linf`` and ``l2`` are the two :class:`~mlvis.attacks.result.AttackResult` s (one budget each);
+    ``eps_linf`` the L-inf half-width, ``radius`` the equal-volume L2 radius (appendix C).
+    """
+
+    model: str
+    method: str
+    eps_linf: float
+    radius: float
+    linf: Any
+    l2: Any
+
+    def rows(self) -> list[dict]:
+        """One row per norm: mean flips, the perturbations' L-inf and L2 norms, PSNR and SSIM (means)."""
+        out = []
+        for norm, r, budget in (("linf", self.linf, self.eps_linf), ("l2", self.l2, self.radius)):
+            out.append({
+                "norm": norm, "budget": float(budget), "flips": float(r.flips[0].mean()),
+                "flips_8bit": float(r.flips_8bit[0].mean()), "linf": float(r.linf[0].mean()),
+                "l2": float(r.l2[0].mean()), "psnr": float(np.mean(r.psnr[0])), "ssim": float(np.mean(r.ssim[0])),
+            })  # fmt: skip
+        return out
+
+    def to_markdown(self) -> str:
+        head = "| Norm | Budget | Flips | 8-bit flips | ‖δ‖∞ | ‖δ‖₂ | PSNR (dB) | SSIM |"
+        lines = [head, "|---|---|---|---|---|---|---|---|"]
+        for row in self.rows():
+            title = "L∞" if row["norm"] == "linf" else "L2"
+            lines.append(f"| {title} | {row['budget']:.4g} | {row['flips']:.2f} | {row['flips_8bit']:.2f} | "
+                         f"{row['linf']:.4f} | {row['l2']:.3f} | {row['psnr']:.1f} | {row['ssim']:.3f} |")  # fmt: skip
+        return "\n".join(lines)
+
+
+def linf_vs_l2(model, images, eps: float = 0.024, method: Any = "bce", *, profiles=None, correlations=None, **job):
+    """Fig. 12 (appendix B): ``method`` on ``images`` at the L-inf budget ``eps`` and at the L2 radius whose ball
+    has the cube's volume (appendix C), so the two attacks get the same volume to search.
+
+    A method that reads a profile gets each norm's own (``profiles``: ``{"linf": ..., "l2": ...}``, default the
+    model's shipped or cached ones). Returns a :class:`NormComparison`.
+    """
+    from mlvis.analysis.correlation_matrices import correlations as get_correlations
+    from mlvis.analysis.profiles import profile as get_profile
+    from mlvis.attacks.geometry import equal_volume_l2_radius
+    from mlvis.attacks.model_helpers import check_images
+
+    eps = check_number("eps", eps, 0, 1, above=True)
+    x = check_images(images)
+    radius = equal_volume_l2_radius(float(eps), int(x[0].numel()))
+    profiles = dict(profiles or {})
+    if correlations is None and needs([method], "correlations"):
+        correlations = get_correlations(model, direction="up")
+    out = {}
+    for norm, budget in (("linf", float(eps)), ("l2", radius)):
+        prof = _profile_of_norm(model, profiles.get(norm), {"norm": norm}, needs([method], "profile"), get_profile)
+        (spec,) = evaluation_specs([method], prof, correlations)
+        out[norm] = run_job(model, x, [spec], [budget], norm=norm, **job)[0]
+    name = getattr(getattr(model, "spec", None), "name", type(model).__name__)
+    return NormComparison(name, str(out["linf"].name), float(eps), float(radius), out["linf"], out["l2"])

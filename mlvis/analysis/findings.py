@@ -121,8 +121,9 @@ def paper_findings(
     pr: dict[str, np.ndarray] = {
         "eps": profile.eps, "per_image_bce": profile.per_image_bce, "per_image_linear": profile.per_image_linear
     }
-    idx = np.unique(np.clip(np.round(np.array([*fractions, 0.4, 0.6, 0.8, 1.0]) * (len(pr["eps"]) - 1)), 1, None)
-                    .astype(int))  # fmt: skip
+    # fractions of eps_max itself: the probe runs on past it (the flat intervals that confirm convergence)
+    top = int(np.argmin(np.abs(np.asarray(pr["eps"], np.float64) - profile.eps_max)))
+    idx = np.unique(np.clip(np.round(np.array([*fractions, 0.4, 0.6, 0.8, 1.0]) * top), 1, None).astype(int))
     bl = {
         "eps": pr["eps"][idx].tolist(),
         "bce": pr["per_image_bce"][idx].mean(1).tolist(),

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from mlvis.errors import InvalidInput, check_number
+from mlvis.errors import InvalidInput, check_flag, check_number
 
 
 def convergence_index(flips: np.ndarray, rel: float = 0.01, patience: int = 3) -> int | None:
@@ -74,6 +74,21 @@ def _converged_at(
 
 
 _PER_IMAGE = ("per_image_bce", "per_image_linear")
+PROFILE_NORMS = ("linf", "l2")
+
+
+def profile_norm(profile: Any) -> str:
+    """The norm ``profile`` was measured in (``"linf"`` for objects that do not say, as old profiles)."""
+    return str(getattr(profile, "norm", "linf"))
+
+
+def check_profile_norm(profile: Any, norm: str) -> None:
+    """A :class:`~mlvis.errors.ProfileMismatch` unless ``profile`` was measured in the attack's ``norm``
+    (see :func:`mlvis.attacks.budget.check_profile_norm`)."""
+    from mlvis.attacks.budget import check_profile_norm as check
+
+    check(profile, norm)
+
 
 FRACTIONS = (0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0)
 """Section VI-C's evaluation grid as fractions of eps_max: the one definition (the evaluation, the CLI, the
@@ -95,6 +110,9 @@ class FlipProfile:
         settings: what the probe used (alpha, interval, images, rule), to reproduce it.
         per_image_bce, per_image_linear: (M, N) flips of each probe image at each measured budget
             (kept by :func:`profile`; they are exactly BCE and linear at those budgets, Fig. 8).
+        norm: the norm of the probe attacks, ``"linf"`` or ``"l2"``; ``eps`` and ``eps_max`` are budgets
+            in it (L-inf half-widths, or L2 radii). An attack reads only the profile of its own norm
+            (:func:`check_profile_norm`). Documents written before profiles knew their norm are L-inf.
     """
 
     model: str
@@ -109,6 +127,11 @@ class FlipProfile:
     settings: dict = dataclasses.field(default_factory=dict)
     per_image_bce: np.ndarray | None = None
     per_image_linear: np.ndarray | None = None
+    norm: str = "linf"
+
+    def __post_init__(self) -> None:
+        if self.norm not in PROFILE_NORMS:
+            raise InvalidInput(f"A flip profile's norm is linf or l2, not {self.norm!r}.")
 
     @property
     def points(self) -> np.ndarray:
@@ -141,6 +164,8 @@ class FlipProfile:
         d = dataclasses.asdict(self)
         for k in ("eps", "flips_bce", "flips_linear", "coefficients", "per_image_bce", "per_image_linear"):
             d[k] = None if d[k] is None else np.asarray(d[k]).tolist()
+        if d["norm"] == "linf":  # an L-inf profile is written exactly as before profiles knew their norm
+            del d["norm"]
         return d
 
     @classmethod
@@ -159,6 +184,7 @@ class FlipProfile:
                 per_image_linear=(
                     None if d.get("per_image_linear") is None else np.asarray(d["per_image_linear"], np.int64)
                 ),
+                norm=str(d.get("norm", "linf")),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise InvalidInput(f"not a flip profile: {e}") from None
@@ -188,6 +214,7 @@ def fit_profile(
     cost: dict | None = None,
     settings: dict | None = None,
     protocol: str = "paper",
+    norm: str = "linf",
 ) -> FlipProfile:
     """Fit E(eps) to the two probe curves measured at ``eps`` (first point eps = 0).
 
@@ -225,6 +252,7 @@ def fit_profile(
             "rel": rel, "patience": patience, "converged": k is not None, **(settings or {}),
             **({"protocol": proto.name} if proto.name != "paper" else {}),
         },  # fmt: skip
+        norm=norm,
     )
 
 
@@ -239,7 +267,7 @@ def for_protocol(profile: FlipProfile, protocol: str = "paper") -> FlipProfile:
     refit = fit_profile(profile.eps, profile.flips_bce, profile.flips_linear, profile.labels, profile.degree,
                         profile.model, rel=float(profile.settings.get("rel", 0.01)),
                         patience=int(profile.settings.get("patience", 3)), cost=profile.cost, settings=st,
-                        protocol=protocol)  # fmt: skip
+                        protocol=protocol, norm=profile_norm(profile))  # fmt: skip
     return dataclasses.replace(refit, per_image_bce=profile.per_image_bce, per_image_linear=profile.per_image_linear)
 
 
@@ -259,6 +287,8 @@ def probe(
     max_batch: int | None = None,
     progress=None,
     protocol: str = "paper",
+    autocast: bool = False,
+    norm: str = "linf",
 ) -> dict:
     """The probe attacks of section V-C: unbounded MI-FGSM with BCE and with the linear loss.
 
@@ -273,6 +303,12 @@ def probe(
     ``protocol="authors"``: the probes clip to [0, 1] once (flips read on the clipped images) and stop when
     the BCE curve converges by the authors' rule (see the module docstring).
 
+    ``autocast``: bf16 autocast of the probes' gradient passes (their flips are read from those passes).
+
+    ``norm="l2"`` probes with the L2 attack (appendix B): steps of ``l2_step(alpha, dims)``, the L2 length
+    of one sign step of ``alpha``, without an eps-ball, so the image after ``k`` steps is the L2 attack at
+    radius ``k * l2_step``; ``eps`` and ``max_eps`` are then L2 radii.
+
     Returns a dict: ``eps`` (M,), ``flips_bce`` / ``flips_linear`` (M,) means, ``per_image_bce`` /
     ``per_image_linear`` (M, N), ``steps`` run, ``converged`` and the measured ``cost``.
     """
@@ -280,16 +316,9 @@ def probe(
 
     from mlvis.attacks.geometry import DEFAULT_ALPHA
     from mlvis.attacks.loop import StepHook, run_lockstep
-    from mlvis.attacks.methods import LoopPlan, MethodContext, get_method
-    from mlvis.attacks.model_helpers import (
-        CPU_MAX_BATCH,
-        check_images,
-            model_device,
-        threshold,
-        work_dtype,
-    )
+    from mlvis.attacks.model_helpers import CPU_MAX_BATCH, check_images, model_device, work_dtype
+    from mlvis.attacks.norms import get_norm
     from mlvis.attacks.protocol import get_protocol
-    from mlvis.attacks.rows import RowTable
     from mlvis.metrics import flip_count
 
     proto = get_protocol(protocol)
@@ -300,38 +329,22 @@ def probe(
     from mlvis.attacks.engine import check_input_size
 
     x_checked = check_input_size(model, check_images(images))
+    dims = int(x_checked[0].numel())
     check_profile_settings(alpha=alpha, interval=interval, max_eps=max_eps, rel=rel, patience=patience,
-                           images=int(x_checked.shape[0]))  # fmt: skip
+                           images=int(x_checked.shape[0]), norm=norm, dims=dims)  # fmt: skip
     alpha, interval = float(alpha), int(interval)
-    max_steps = int(math.floor(float(max_eps) / alpha + 1e-9))
+    step = get_norm(norm).step_length(alpha, dims)  # alpha itself under L-inf
+    max_steps = int(math.floor(float(max_eps) / step + 1e-9))
     if max_steps < interval * (patience + 1):
         raise InvalidInput(f"max_eps {max_eps} allows too few steps for the convergence rule; raise it.")
-    dev, dtype = model_device(model), work_dtype(model)
-    x = x_checked.to(dev, dtype)
+    x = x_checked.to(model_device(model), work_dtype(model))
     n = x.shape[0]
-    thr = threshold(model)
-    with torch.no_grad():
-        clean_logits = model(x).float()
-    clean_probs = torch.sigmoid(clean_logits)
-    clean_pred = clean_probs >= thr
-    c = clean_pred.shape[1]
-    # the two probes as 2N unbounded rows of the engine's loop (eps = inf: only the [0, 1] box binds), each
-    # run to max_steps; spec 0 = BCE on rows 0..N-1, spec 1 = linear on rows N..2N-1
-    ctx = MethodContext(
-        model=model, images=x, clean_logits=clean_logits, clean_probs=clean_probs, clean_pred=clean_pred,
-        target=(~clean_pred).to(dtype), eps=np.array([np.inf]), alpha=alpha, norm="linf", threshold=thr,
-        labels=tuple(str(i) for i in range(c)), generator=torch.Generator(), device=dev,
-    )  # fmt: skip
-    table = RowTable(n, c, 1, dev, dtype)
-    for s, loss in enumerate(("bce", "linear")):
-        plan = get_method(loss).fn(ctx)
-        assert isinstance(plan, LoopPlan)
-        table.add(s, plan, ctx, alpha, "linf", int(x[0].numel()), steps=max_steps)
-    batch = int(max_batch) if max_batch else (CPU_MAX_BATCH if dev.type == "cpu" else n)
-    parts = [np.arange(s * n + a, s * n + min(n, a + batch)) for s in (0, 1) for a in range(0, n, batch)]
+    batch = int(max_batch) if max_batch else (CPU_MAX_BATCH if x.device.type == "cpu" else n)
+    rows = probe_rows(model, x, alpha, max_steps, batch, norm)
+    clean_pred, thr = rows.clean_pred, rows.threshold
 
     records: list[torch.Tensor] = []  # (2, N) flips at steps interval, 2 * interval, ...
-    flips_now = torch.zeros((2, n), device=dev, dtype=torch.int64)
+    flips_now = torch.zeros((2, n), device=x.device, dtype=torch.int64)
     state = {"converged": False, "recorded": False}
 
     def record(k: int, rows: np.ndarray, logits: torch.Tensor) -> None:
@@ -344,9 +357,7 @@ def probe(
         if state["recorded"]:
             state["recorded"] = False
             records.append(flips_now.clone())
-            means = torch.stack(records).float().mean(2).cpu().numpy()  # one host sync per interval
-            fb, fl = np.concatenate([[0.0], means[:, 0]]), np.concatenate([[0.0], means[:, 1]])
-            if len(fb) >= min_points and _converged_at(fb, fl, rel, patience, proto.profile_rule)[1] is not None:
+            if probe_converged(torch.stack(records), rel, patience, min_points, proto.profile_rule):
                 state["converged"] = True
                 return True
         if progress is not None and k < max_steps:
@@ -354,14 +365,77 @@ def probe(
         return False
 
     fmt = torch.contiguous_format  # the layout the shipped profiles were measured in
-    steps_run = run_lockstep(model, x, table, parts, StepHook(interval, record, stop), fmt=fmt,
-                             clip_once=proto.clip_once)  # fmt: skip
-    converged = bool(state["converged"])
+    steps_run = run_lockstep(model, x, rows.table, rows.parts, StepHook(interval, record, stop), norm=norm, fmt=fmt,
+                             autocast=check_flag("autocast", autocast), clip_once=proto.clip_once)  # fmt: skip
     per = torch.stack(records).cpu().numpy()  # (M, 2, N)
+    return probe_output(per, int(steps_run), bool(state["converged"]), step, interval, max_steps, rows.labels)
+
+
+@dataclasses.dataclass
+class ProbeRows:
+    """The probe's rows for :func:`mlvis.attacks.loop.run_lockstep` or its :class:`~mlvis.attacks.loop.Chunk`s.
+
+    ``parts``: row indices cut in pieces of ``batch`` images (BCE rows ``0..N-1``, linear ``N..2N-1``); each
+    piece is one batch of every model call, so the probe of images ``[a, a + batch)`` computes the same bits
+    on its own (a run directory's chunk) as inside a probe of more images with that batch.
+    """
+
+    table: Any
+    parts: list
+    clean_pred: Any
+    threshold: float
+    labels: int
+
+
+def probe_rows(model, x, alpha: float, max_steps: int, batch: int, norm: str = "linf") -> ProbeRows:
+    """The two probes as 2N unbounded rows of the engine's loop (eps = inf: only the [0, 1] box binds), each
+    run to ``max_steps`` in ``norm``; the clean predictions from forwards of ``batch`` images."""
+    import torch
+
+    from mlvis.attacks.methods import LoopPlan, MethodContext, get_method
+    from mlvis.attacks.model_helpers import threshold
+    from mlvis.attacks.rows import RowTable
+
+    n, dev, dtype = x.shape[0], x.device, x.dtype
+    thr = threshold(model)
+    with torch.no_grad():
+        clean_logits = torch.cat([model(x[a : a + batch]).float() for a in range(0, n, batch)])
+    clean_probs = torch.sigmoid(clean_logits)
+    clean_pred = clean_probs >= thr
+    c = clean_pred.shape[1]
+    ctx = MethodContext(
+        model=model, images=x, clean_logits=clean_logits, clean_probs=clean_probs, clean_pred=clean_pred,
+        target=(~clean_pred).to(dtype), eps=np.array([np.inf]), alpha=alpha, norm=norm, threshold=thr,
+        labels=tuple(str(i) for i in range(c)), generator=torch.Generator(), device=dev,
+    )  # fmt: skip
+    table = RowTable(n, c, 1, dev, dtype)
+    for s, loss in enumerate(("bce", "linear")):
+        plan = get_method(loss).fn(ctx)
+        assert isinstance(plan, LoopPlan)
+        table.add(s, plan, ctx, alpha, norm, int(x[0].numel()), steps=max_steps)
+    parts = [np.arange(s * n + a, s * n + min(n, a + batch)) for s in (0, 1) for a in range(0, n, batch)]
+    return ProbeRows(table, parts, clean_pred, float(thr), int(c))
+
+
+def probe_converged(records, rel: float, patience: int, min_points: int, rule: str = "max-patience") -> bool:
+    """The probe's stopping rule on its records so far (``(m, 2, N)`` flips at the first m intervals): E's
+    curve, with eps = 0 in front, has converged under the protocol's ``rule`` (:func:`_converged_at`: the
+    larger mean curve by :func:`convergence_index`, or the authors' BCE curve)."""
+    means = records.float().mean(2).cpu().numpy()  # one host sync per interval
+    fb, fl = np.concatenate([[0.0], means[:, 0]]), np.concatenate([[0.0], means[:, 1]])
+    return len(fb) >= min_points and _converged_at(fb, fl, rel, patience, rule)[1] is not None
+
+
+def probe_output(
+    per: np.ndarray, steps_run: int, converged: bool, step: float, interval: int, max_steps: int, labels: int
+) -> dict:
+    """:func:`probe`'s dict from its records ``per (M, 2, N)`` (flips of both probes at each measured step);
+    ``step``: the length of one probe step in the probe's norm (alpha under L-inf)."""
+    n = per.shape[2]
     m = per.shape[0]
-    eps = np.concatenate([[0.0], alpha * interval * np.arange(1, m + 1)])
+    eps = np.concatenate([[0.0], step * interval * np.arange(1, m + 1)])
     if not converged and (max_steps % interval):
-        eps[-1] = alpha * max_steps
+        eps[-1] = step * max_steps
     zeros = np.zeros((1, n))
     return {
         "eps": eps,
@@ -370,7 +444,7 @@ def probe(
         "per_image_bce": np.concatenate([zeros, per[:, 0]]),
         "per_image_linear": np.concatenate([zeros, per[:, 1]]),
         "steps": int(steps_run),
-        "labels": int(c),
+        "labels": int(labels),
         "converged": converged,
         # image-passes per image, both probes: clean fp, one fp + bp per step and probe (the flips
         # are read from those forwards), one last fp when the probe ran to max_eps
@@ -382,38 +456,76 @@ def probe(
     }
 
 
-def probe_image_steps(images: int, max_eps: float, alpha: float) -> int:
-    """The most image-steps :func:`probe` takes: two probes x images x floor(max_eps / alpha) (it stops
-    earlier when the curves converge)."""
+def probe_image_steps(images: int, max_eps: float, alpha: float, norm: str = "linf", dims: int | None = None) -> int:
+    """The most image-steps :func:`probe` takes: two probes x images x floor(max_eps / step) (it stops
+    earlier when the curves converge); the step is ``alpha``, or under L2 ``l2_step(alpha, dims)``."""
     from mlvis.attacks.geometry import n_steps
 
-    return 2 * int(images) * n_steps(float(max_eps), float(alpha))
+    return 2 * int(images) * n_steps(float(max_eps), probe_step(float(alpha), norm, dims))
+
+
+def probe_step(alpha: float, norm: str = "linf", dims: int | None = None) -> float:
+    """The length of one probe step: ``alpha`` under L-inf, the L2 length of a sign step of ``alpha``
+    (``alpha * sqrt(dims)``, the engine's L2 step) under L2."""
+    from mlvis.attacks.geometry import l2_step
+
+    if norm == "linf":
+        return float(alpha)
+    if dims is None:
+        raise InvalidInput("An L2 probe needs the number of values per image (dims) for its step length.")
+    return l2_step(float(alpha), int(dims))
+
+
+def default_max_eps(norm: str = "linf", dims: int | None = None, alpha: float | None = None) -> float:
+    """Where the probes stop at the latest by default: 0.5 under L-inf (1,280 steps of 1/2560), and the
+    same number of steps under L2 (``1280 * l2_step(alpha, dims)``: 55.4 for 64 x 64 x 3)."""
+    from mlvis.attacks.geometry import DEFAULT_ALPHA
+
+    a = DEFAULT_ALPHA if alpha is None else float(alpha)
+    base = float(PROFILE_DEFAULTS["max_eps"])
+    if norm == "linf":
+        return base
+    return round(base / a) * probe_step(a, "l2", dims)
 
 
 def equation_19(eps_max: float, alpha: float, interval: int) -> dict:
     """The paper's profiling cost (appendix L, eq. 19) in passes per image and probe:
-    eps_max / alpha * ((1 + 1/i) fp + bp)."""
+    eps_max / alpha * ((1 + 1/i) fp + bp); ``alpha`` is the step length (:func:`probe_step` under L2)."""
     n = eps_max / alpha
     return {"forward": n * (1 + 1 / interval), "backward": n}
 
 
 
 def check_profile_settings(
-    *, alpha: float, interval: Any, max_eps: Any, rel: Any, patience: Any, degree: Any = 4, images: int = 0
+    *,
+    alpha: float,
+    interval: Any,
+    max_eps: Any,
+    rel: Any,
+    patience: Any,
+    degree: Any = 4,
+    images: int = 0,
+    norm: Any = "linf",
+    dims: int | None = None,
 ) -> None:
     """Every setting of :func:`profile` / :func:`probe` checked before any work, and the probes' most
-    image-steps against the cap (:func:`mlvis.errors.max_image_steps`)."""
+    image-steps against the cap (:func:`mlvis.errors.max_image_steps`). Under L2 ``max_eps`` is a radius,
+    at most the diagonal of the [0, 1] cube (``sqrt(dims)``)."""
+    from mlvis.attacks.budget import check_norm
     from mlvis.errors import check_work, max_image_steps
 
+    check_norm(norm)
     check_number("alpha", alpha, 0, 1, above=True)
     check_number("interval", interval, 1, 10**6, whole=True)
-    check_number("max_eps", max_eps, 0, 1, above=True)
+    top = 1 if norm == "linf" else (math.sqrt(dims) if dims else 1e9)
+    check_number("max_eps", max_eps, 0, top, above=True)
     check_number("rel", rel, 0, 1, above=True)
     check_number("patience", patience, 1, 10**6, whole=True)
     if degree not in (3, 4) or isinstance(degree, bool):
         raise InvalidInput(f"The profile polynomial's degree must be 3 or 4, not {degree!r}.")
     if images:
-        check_work(probe_image_steps(images, float(max_eps), float(alpha)), max_image_steps(), "This profile")
+        steps = probe_image_steps(images, float(max_eps), float(alpha), norm, dims)
+        check_work(steps, max_image_steps(), "This profile")
 
 
 PROFILE_DEFAULTS = {"interval": 10, "max_eps": 0.5, "rel": 0.01, "patience": 3, "degree": 4}
@@ -426,18 +538,25 @@ def profile(
     degree: int = 4,
     alpha: float | None = None,
     interval: int = 10,
-    max_eps: float = 0.5,
+    max_eps: float | None = None,
     rel: float = 0.01,
     patience: int = 3,
     cache: bool = True,
     progress=None,
     protocol: str = "paper",
+    max_batch: int | None = None,
+    autocast: bool = False,
+    norm: str = "linf",
 ) -> FlipProfile:
-    """The flip profile E(eps) of ``model`` (section V-C).
+    """The flip profile E(eps) of ``model`` (section V-C) in ``norm``.
 
     With ``images``: run the two probes (:func:`probe`), fit the polynomial (:func:`fit_profile`) and
     cache the result, keyed by the weights' fingerprint and the settings. Without: return the
-    shipped or cached profile of these weights, or say clearly that there is none.
+    shipped or cached profile of these weights in ``norm``, or say clearly that there is none.
+
+    ``norm="l2"`` probes with the L2 attack (appendix B; see :func:`probe`): its eps and eps_max are L2
+    radii, and it is the profile L2 attacks read (SLAM's p, CLASS's subset length, the L2 evaluation
+    grid of Table VIII). ``max_eps`` defaults to :func:`default_max_eps` (0.5 under L-inf).
 
     ``protocol="authors"`` measures and fits it as the authors' code does (see the module docstring); without
     images the shipped profile is refitted from its curves under that rule (:func:`for_protocol`).
@@ -446,35 +565,66 @@ def profile(
         >>> model = mlvis.create_model("demo-asl")
         >>> prof = mlvis.profile(model)                      # the shipped one
         >>> prof.eps_max, prof.expected_flips(0.01)
+        >>> mlvis.profile(model, norm="l2").eps_max          # the shipped L2 profile (an L2 radius)
     """
     from mlvis.analysis import artifacts
+    from mlvis.attacks.budget import check_norm
     from mlvis.attacks.geometry import DEFAULT_ALPHA
     from mlvis.attacks.protocol import check_protocol
 
     check_protocol(protocol)
+    norm = check_norm(norm)
     alpha = DEFAULT_ALPHA if alpha is None else alpha
-    check_profile_settings(alpha=alpha, interval=interval, max_eps=max_eps, rel=rel, patience=patience,
-                           degree=degree)  # fmt: skip
+    check_profile_settings(alpha=alpha, interval=interval, max_eps=1.0 if max_eps is None else max_eps, rel=rel,
+                           patience=patience, degree=degree, norm=norm)  # fmt: skip
     alpha = float(alpha)
     name = getattr(getattr(model, "spec", None), "name", type(model).__name__)
     if images is None:
-        doc = artifacts.find("profile", model)
+        doc = artifacts.find("profile", model, norm=norm)
         if doc is None:
+            flag = "" if norm == "linf" else f" --norm {norm}"
+            arg = "" if norm == "linf" else f", norm={norm!r}"
             raise InvalidInput(
-                f"No profile of {name!r} is shipped or cached for these weights. Compute one with "
-                f"mlvis.profile(model, images) or `mlvis profile --model {name}`."
+                f"No {'L2 ' if norm == 'l2' else ''}profile of {name!r} is shipped or cached for these weights. "
+                f"Compute one with mlvis.profile(model, images{arg}) or `mlvis profile --model {name}{flag}`."
             )
         return for_protocol(FlipProfile.from_dict(doc["profile"]), protocol)
+    dims = None
+    if norm == "l2":
+        from mlvis.attacks.model_helpers import check_images
+
+        dims = int(check_images(images)[0].numel())
+    if max_eps is None:
+        max_eps = default_max_eps(norm, dims, alpha)
     p = probe(model, images, alpha=alpha, interval=interval, max_eps=max_eps, rel=rel, patience=patience,
-              progress=progress, protocol=protocol)  # fmt: skip
+              progress=progress, max_batch=max_batch, autocast=autocast, norm=norm, protocol=protocol)  # fmt: skip
+    return fitted_profile(p, model, degree, alpha, interval, max_eps, rel, patience, images if cache else None,
+                          autocast=bool(autocast), norm=norm, dims=dims, protocol=protocol)  # fmt: skip
+
+
+def fitted_profile(p: dict, model, degree: int, alpha: float, interval: int, max_eps: float, rel: float,
+                   patience: int, cache_images=None, autocast: bool = False, norm: str = "linf",
+                   dims: int | None = None, protocol: str = "paper") -> FlipProfile:  # fmt: skip
+    """The :class:`FlipProfile` of a probe's dict ``p`` (:func:`probe`); cached when ``cache_images`` are given
+    (the images the probe ran on, whose hash keys the cache). A probe run under bf16 autocast says so in its
+    settings and cache key (``"autocast": true``; a full-precision one's are unchanged); so does an L2 probe
+    (``"norm": "l2"``; ``dims``, the values per image, gives its step) and a probe of ``protocol="authors"``
+    (``"protocol": "authors"``, fitted under its rule)."""
+    from mlvis.analysis import artifacts
+
+    name = getattr(getattr(model, "spec", None), "name", type(model).__name__)
     labels = p["labels"]
     n = int(p["per_image_bce"].shape[1])
-    settings = {"alpha": alpha, "interval": int(interval), "max_eps": float(max_eps), "images": n}
+    settings: dict[str, Any] = {"alpha": alpha, "interval": int(interval), "max_eps": float(max_eps), "images": n}
+    if norm != "linf":  # L-inf settings (and so the L-inf cache keys) stay what they were
+        settings["norm"] = norm
+    if autocast:
+        settings["autocast"] = True
     fitted = fit_profile(p["eps"], p["flips_bce"], p["flips_linear"], labels=labels, degree=degree, model=name,
-                         rel=rel, patience=patience, settings=settings, protocol=protocol)  # fmt: skip
+                         rel=rel, patience=patience, settings=settings, protocol=protocol, norm=norm)  # fmt: skip
     cost = {
         "measured": p["cost"],
-        "equation_19": equation_19(fitted.eps_max, alpha, interval),
+        "equation_19": equation_19(fitted.eps_max, probe_step(alpha, norm, dims), interval),
         "steps": p["steps"],
     }
     fitted = dataclasses.replace(
@@ -483,8 +633,9 @@ def profile(
         per_image_bce=p["per_image_bce"].astype(np.int64),
         per_image_linear=p["per_image_linear"].astype(np.int64),
     )
-    if cache:
-        key = {**settings, "degree": degree, "rel": rel, "patience": patience, "images_sha": images_sha(images)}
+    if cache_images is not None:
+        key = {**settings, "degree": degree, "rel": rel, "patience": patience,
+               "images_sha": images_sha(cache_images)}  # fmt: skip
         key |= {"protocol": protocol} if protocol != "paper" else {}
         artifacts.save("profile", model, key, {"profile": fitted.to_dict()})
     return fitted

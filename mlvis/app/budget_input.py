@@ -7,6 +7,9 @@ through their callbacks. Neither widget is created with a default value: the def
 State the first time the control is drawn, so setting the value through Session State (the callbacks, a
 test, a page that presets a budget) never meets a widget default and Streamlit has nothing to warn about.
 
+Its pieces serve other pages too: :func:`number_entry` is the exact entry alone (any URL-bound number
+with that rule: the Lab's and the hyperplane's step α), :func:`set_budget` moves a budget from code.
+
 Example:
     >>> budget = budget_input("prof", label="Look up ε", default=0.01)   # in a page
     >>> budget.linf[0]
@@ -15,6 +18,9 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
+from collections.abc import Callable
+from typing import Any
 
 import streamlit as st
 
@@ -39,6 +45,55 @@ class BudgetKeys:
 
 def _clip(value: float, lo: float, hi: float) -> float:
     return float(min(max(float(value), lo), hi))
+
+
+def _url_number(key: str, lo: float, hi: float) -> float | None:
+    """The URL's value of ``key`` when it is a number in ``[lo, hi]``, else ``None`` (as Streamlit does, a value
+    it cannot take falls back to the default)."""
+    text = st.query_params.get(key)
+    try:
+        value = float(text) if text is not None else math.nan
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) and lo <= value <= hi else None
+
+
+def number_entry(
+    where: Any,
+    label: str,
+    *,
+    key: str,
+    default: float,
+    min_value: float,
+    max_value: float,
+    step: float,
+    format: str = "%.6f",
+    help: str | None = None,
+    on_change: Callable[[], None] | None = None,
+) -> float:
+    """A number entry bound to the URL (``?<key>=``) whose value has one source of truth, Session State.
+
+    The widget is never given ``value=``: the first time it is drawn, the URL's value (when the entry can
+    take it) or else ``default`` is written under ``key``, so later writes through Session State (callbacks, tests)
+    never meet a widget default. Writing the URL's value too keeps a link to the range's minimum, which
+    Streamlit would take for the widget's default and drop, working.
+    """
+    ss = st.session_state
+    if key not in ss:
+        url = _url_number(key, min_value, max_value)
+        ss[key] = float(default) if url is None else url
+    value = where.number_input(
+        label,
+        min_value=min_value,
+        max_value=max_value,
+        step=step,
+        format=format,
+        key=key,
+        bind="query-params",
+        on_change=on_change,
+        help=help,
+    )
+    return float(value)
 
 
 def set_budget(section: str, eps: float, slider_range: tuple[float, float]) -> None:
@@ -88,19 +143,18 @@ def budget_input(
     ss = st.session_state
     keys = BudgetKeys.of(section)
     lo, hi = slider_range
-    if keys.exact not in ss:
-        ss[keys.exact] = float(default)  # the one default; the URL, when it holds a value, wins on first load
     c_slider, c_number, c_button = st.columns([4, 2, 1], vertical_alignment="bottom")
-    eps = c_number.number_input(
+    eps = number_entry(
+        c_number,
         label,
+        key=keys.exact,
+        default=default,
         min_value=min_value,
         max_value=max_value,
         step=step,
         format=format,
-        key=keys.exact,
-        bind="query-params",
-        on_change=lambda: set_budget(section, ss[keys.exact], slider_range),
         help=help,
+        on_change=lambda: set_budget(section, ss[keys.exact], slider_range),
     )
     if keys.slider not in ss:
         ss[keys.slider] = _clip(eps, lo, hi)

@@ -140,11 +140,11 @@ def lab_uploads(
 
 @st.cache_resource(max_entries=16, show_spinner=False)
 def _artifact(model_name: str, kind: str):
-    """The shipped or cached ``kind`` (profile, up, down) of a model; raises ``ValueError`` when there is
-    none (failures are not cached, so an artifact computed later is found)."""
+    """The shipped or cached ``kind`` (profile, profile-l2, up, down) of a model; raises ``ValueError`` when
+    there is none (failures are not cached, so an artifact computed later is found)."""
     model = load_model(model_name)
-    if kind == "profile":
-        return mlvis.profile(model)
+    if kind in PROFILE_KINDS.values():
+        return mlvis.profile(model, norm="l2" if kind == "profile-l2" else "linf")
     return mlvis.correlations(model, direction=kind)
 
 
@@ -161,8 +161,13 @@ def forget_artifacts() -> None:
     _artifact.clear()
 
 
-def lab_artifacts(model_name: str):
-    """The model's profile and correlation matrices for the Lab (``mlvis.recipe.Artifacts``)."""
+PROFILE_KINDS = {"linf": "profile", "l2": "profile-l2"}
+"""The artifact kind of each norm's flip profile (what :func:`artifact` takes)."""
+
+
+def lab_artifacts(model_name: str, norm: str = "linf"):
+    """The model's profile in ``norm`` and its correlation matrices for the Lab (``mlvis.recipe.Artifacts``)."""
     from mlvis.recipe import Artifacts
 
-    return Artifacts(model_name, **{k: artifact(model_name, k) for k in ("profile", "up", "down")})
+    return Artifacts(model_name, profile=artifact(model_name, PROFILE_KINDS[norm]), up=artifact(model_name, "up"),
+                     down=artifact(model_name, "down"), norm=norm)  # fmt: skip

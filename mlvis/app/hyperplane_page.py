@@ -15,6 +15,7 @@ from typing import Any
 import streamlit as st
 
 from mlvis.analysis import hyperplane
+from mlvis.app.budget_input import number_entry
 
 # ----------------------------------------------------------------------------------------------------------------------
 # the custom table in the URL
@@ -234,27 +235,18 @@ def boundary_controls() -> tuple[str, tuple[tuple, ...], str | None]:
         del st.query_params[HP_LINES]
     if source == "random":
         c1, c2 = st.columns(2)
-        seed = c1.number_input(
+        seed = _whole_input(
+            c1,
             "Boundary seed",
-            min_value=0,
-            max_value=9999,
-            value=0,
-            step=1,
-            key=HP_SEED,
-            bind="query-params",
-            help="Seed of the random boundaries; the same seed always draws the same lines.",
+            HP_SEED,
+            (0, 9999),
+            0,
+            "Seed of the random boundaries; the same seed always draws the same lines.",
         )
-        count = c2.number_input(
-            "Number of labels",
-            min_value=1,
-            max_value=HP_MAX_RANDOM,
-            value=6,
-            step=1,
-            key=HP_COUNT,
-            bind="query-params",
-            help="How many random boundaries (labels) to draw.",
+        count = _whole_input(
+            c2, "Number of labels", HP_COUNT, (1, HP_MAX_RANDOM), 6, "How many random boundaries (labels) to draw."
         )
-        rows = hyperplane_rows("random", int(seed), int(count))
+        rows = hyperplane_rows("random", seed, count)
     else:
         rows = hyperplane_rows(source)
     ss[HP_LAST_ROWS] = rows
@@ -272,28 +264,11 @@ def _rows_frame(rows):
 def attack_settings_controls() -> dict:
     """Start point, the two boxes, losses, SLAM's p and q, alpha, steps and momentum, as plain values."""
     c1, c2, c3, c4, c5 = st.columns([1, 1, 2, 1, 1])
-    x1 = c1.number_input(
-        "Start x₁",
-        min_value=0.0,
-        max_value=1.0,
-        value=hyperplane.DEFAULT_START[0],
-        step=0.01,
-        format="%.3f",
-        key=HP_X1,
-        bind="query-params",
-        help="Pixel 1 of the clean 2-pixel image (the walk's start).",
-    )
-    x2 = c2.number_input(
-        "Start x₂",
-        min_value=0.0,
-        max_value=1.0,
-        value=hyperplane.DEFAULT_START[1],
-        step=0.01,
-        format="%.3f",
-        key=HP_X2,
-        bind="query-params",
-        help="Pixel 2 of the clean 2-pixel image.",
-    )
+    x1 = number_entry(c1, "Start x₁", key=HP_X1, default=hyperplane.DEFAULT_START[0], min_value=0.0, max_value=1.0,
+                      step=0.01, format="%.3f",
+                      help="Pixel 1 of the clean 2-pixel image (the walk's start).")  # fmt: skip
+    x2 = number_entry(c2, "Start x₂", key=HP_X2, default=hyperplane.DEFAULT_START[1], min_value=0.0, max_value=1.0,
+                      step=0.01, format="%.3f", help="Pixel 2 of the clean 2-pixel image.")  # fmt: skip
     eps = c3.slider(
         "Budgets ε₁, ε₂ (L∞ boxes)",
         min_value=0.0,
@@ -307,29 +282,17 @@ def attack_settings_controls() -> dict:
             "Appendix H's point: greedy wins in the small box, patient in the large one."
         ),
     )
-    alpha = c4.number_input(
-        "Step α",
-        min_value=0.001,
-        max_value=0.2,
-        value=hyperplane.DEFAULT_ALPHA,
-        step=0.005,
-        format="%.3f",
-        key=HP_ALPHA,
-        bind="query-params",
-        help="Every step moves each pixel by ±α (a sign step, as in MI-FGSM).",
-    )
-    steps = c5.number_input(
+    alpha = number_entry(c4, "Step α", key=HP_ALPHA, default=hyperplane.DEFAULT_ALPHA, min_value=0.001,
+                         max_value=0.2, step=0.005, format="%.3f",
+                         help="Every step moves each pixel by ±α (a sign step, as in MI-FGSM).")  # fmt: skip
+    steps = _whole_input(
+        c5,
         "Steps (0 = ε/α)",
-        min_value=0,
-        max_value=hyperplane.MAX_STEPS,
-        value=0,
-        step=1,
-        key=HP_STEPS,
-        bind="query-params",
-        help=(
-            "0 follows the paper: ε/α steps in each box, so the walk never presses against the box. "
-            "More steps let it slide along the box's edge."
-        ),
+        HP_STEPS,
+        (0, hyperplane.MAX_STEPS),
+        0,
+        "0 follows the paper: ε/α steps in each box, so the walk never presses against the box. "
+        "More steps let it slide along the box's edge.",
     )
     c1, c2, c3, c4 = st.columns([2, 1, 1, 1])
     losses = c1.pills(
@@ -346,15 +309,13 @@ def attack_settings_controls() -> dict:
             "p·q·BCE + (1 − p·q)·linear."
         ),
     )
-    momentum = c2.slider(
+    momentum = _unit_slider(
+        c2,
         "Momentum μ",
-        min_value=0.0,
-        max_value=1.0,
-        value=hyperplane.DEFAULT_MOMENTUM,
-        step=0.1,
-        key=HP_MOMENTUM,
-        bind="query-params",
-        help="MI-FGSM's momentum: 1 in the paper; 0 gives plain sign steps as in the Fig. 18 script.",
+        HP_MOMENTUM,
+        hyperplane.DEFAULT_MOMENTUM,
+        0.1,
+        "MI-FGSM's momentum: 1 in the paper; 0 gives plain sign steps as in the Fig. 18 script.",
     )
     slam = "slam" in losses
     p_auto = c3.checkbox(
@@ -368,38 +329,68 @@ def attack_settings_controls() -> dict:
             "(the toy's own profile). Untick to set SLAM's p by hand."
         ),
     )
-    p = c3.slider(
+    p = _unit_slider(
+        c3,
         "SLAM's p",
-        min_value=0.0,
-        max_value=1.0,
-        value=0.5,
-        step=0.05,
-        key=HP_P,
-        bind="query-params",
+        HP_P,
+        0.5,
+        0.05,
+        "The expected ratio of labels the budget can flip (used when Auto p is unticked).",
         disabled=not slam or p_auto,
-        help="The expected ratio of labels the budget can flip (used when Auto p is unticked).",
     )
-    q = c4.slider(
+    q = _unit_slider(
+        c4,
         "SLAM's q",
-        min_value=0.0,
-        max_value=1.0,
-        value=hyperplane.DEFAULT_Q,
-        step=0.05,
-        key=HP_Q,
-        bind="query-params",
+        HP_Q,
+        hyperplane.DEFAULT_Q,
+        0.05,
+        "The largest share of BCE in SLAM (0.5 in the paper, appendix D).",
         disabled=not slam,
-        help="The largest share of BCE in SLAM (0.5 in the paper, appendix D).",
     )
     return {
-        "start": (float(x1), float(x2)),
+        "start": (x1, x2),
         "boxes": tuple(dict.fromkeys(float(e) for e in eps)),  # one box when both ends meet
         "losses": tuple(losses),
         "alpha": float(alpha),
-        "steps": int(steps) or None,
-        "momentum": float(momentum),
-        "p": None if p_auto else float(p),
-        "q": float(q),
+        "steps": steps or None,
+        "momentum": momentum,
+        "p": None if p_auto else p,
+        "q": q,
     }
+
+
+def _start_input(col, axis: int, help: str) -> float:
+    """Pixel ``axis + 1`` of the walk's start on [0, 1], bound to ?hp.x1= / ?hp.x2=."""
+    chosen = col.number_input(
+        f"Start x{'₁₂'[axis]}",
+        min_value=0.0,
+        max_value=1.0,
+        value=hyperplane.DEFAULT_START[axis],
+        step=0.01,
+        format="%.3f",
+        key=(HP_X1, HP_X2)[axis],
+        bind="query-params",
+        help=help,
+    )
+    return float(chosen)
+
+
+def _whole_input(col, label: str, key: str, bounds: tuple[int, int], value: int, help: str) -> int:
+    """A whole number in ``bounds`` bound to ``?key=`` (the boundary seed and count, the steps)."""
+    lo, hi = bounds
+    chosen = col.number_input(
+        label, min_value=lo, max_value=hi, value=value, step=1, key=key, bind="query-params", help=help
+    )  # fmt: skip
+    return int(chosen)
+
+
+def _unit_slider(col, label: str, key: str, value: float, step: float, help: str, disabled: bool = False) -> float:
+    """A slider on [0, 1] bound to ``?key=`` (the momentum, SLAM's p and q)."""
+    chosen = col.slider(
+        label, min_value=0.0, max_value=1.0, value=value, step=step, key=key, bind="query-params",
+        disabled=disabled, help=help,
+    )  # fmt: skip
+    return float(chosen)
 
 
 def hyperplane_controls() -> HyperplaneControls:

@@ -139,17 +139,33 @@ def estimate(model_name: str, image_steps: int, kind: str = "") -> Estimate:
 class ProgressReporter:
     """The ``progress(done, total)`` callback of one run: redraws ``bar`` with the percentage, the elapsed
     time and the ETA (at most every ``REDRAW_S``), and raises :class:`Stopped` once ``state[stop_key]``
-    is set. ``bar`` may be ``None`` (nothing drawn), and ``state`` any mapping, so it is testable alone."""
+    is set. ``bar`` may be ``None`` (nothing drawn), and ``state`` any mapping, so it is testable alone.
 
-    def __init__(self, state: MutableMapping, stop_key: str, label: str, bar=None, clock=time.perf_counter):
+    A run may report several *phases* one after the other, each counting from 0 to its own total (the
+    related attacks' own optimisers, then the MI-FGSM loop). With ``phases`` given, a call whose total
+    differs from the last one, or whose count went back, starts the next phase, and phase ``i`` fills the
+    ``i``-th equal part of the bar. The bar only ever moves forward: a fraction below the last one shown
+    (a phase nobody announced) keeps the last one.
+    """
+
+    def __init__(
+        self, state: MutableMapping, stop_key: str, label: str, bar=None, clock=time.perf_counter, phases: int = 1
+    ):
         self.state, self.stop_key, self.label, self.bar, self.clock = state, stop_key, label, bar, clock
         self.start = clock()
         self.last_draw = -math.inf
         self.fraction = 0.0
+        self.phases, self.phase = max(1, int(phases)), 0
+        self._last: tuple[int, int] | None = None
+
+    def overall(self, done: int, total: int) -> float:
+        """The fraction of the whole run that ``done`` of ``total`` in the current phase stands for."""
+        frac = min(max(done / total, 0.0), 1.0) if total > 0 else 0.0
+        return max(self.fraction, (self.phase + frac) / self.phases)
 
     def text(self, done: int, total: int) -> str:
         elapsed = self.clock() - self.start
-        frac = min(max(done / total, 0.0), 1.0) if total > 0 else 0.0
+        frac = self.overall(done, total)
         if frac <= 0:
             return f"{self.label}: starting ..."
         left = elapsed / frac * (1 - frac)
@@ -158,7 +174,10 @@ class ProgressReporter:
     def __call__(self, done: int, total: int, *_info) -> None:
         if self.state.get(self.stop_key):
             raise Stopped
-        self.fraction = min(max(done / total, 0.0), 1.0) if total > 0 else 0.0
+        if self._last is not None and (total != self._last[1] or done < self._last[0]):
+            self.phase = min(self.phase + 1, self.phases - 1)  # a new phase counts from 0 to its own total
+        self._last = (done, total)
+        self.fraction = self.overall(done, total)
         now = self.clock()
         if self.bar is not None and (now - self.last_draw >= REDRAW_S or done >= total):
             self.last_draw = now
@@ -214,6 +233,7 @@ def run_section(
     auto: bool | None = None,
     help: str | None = None,
     model_name: str | None = None,
+    phases: int = 1,
 ) -> Outcome:
     """Draw the Run button and cost, run ``compute`` when asked (or automatically), keep and return the result.
 
@@ -227,6 +247,7 @@ def run_section(
         auto: run without a click when nothing is kept for this configuration (default: the estimate is
             below ``AUTO_RUN_S``).
         model_name: when given, the run's measured speed refines this model's later estimates (:func:`observe`).
+        phases: how many phases ``compute`` reports one after the other (:class:`ProgressReporter`).
     """
     k = _keys(section)
     ss = st.session_state
@@ -267,7 +288,7 @@ def run_section(
             args=(section, config_key),
             help="Stop this computation; the settings stay as they are, and Run starts it again.",
         )
-    reporter = ProgressReporter(ss, k["stop_now"], label, bar)
+    reporter = ProgressReporter(ss, k["stop_now"], label, bar, phases=phases)
     try:
         result = compute(reporter)
     except Stopped:

@@ -1,11 +1,14 @@
 """The Attack Lab's glue (pages/attack_lab.py): controls bound to the URL, the one-job run, downloads.
 
 - ``lab_controls(model)``: the images (sample scenes or uploads, validated by ``mlvis.data.images``),
-  methods, eps (slider + exact entry, the 8-bit level marked), alpha, norm (with appendix C's
-  equal-volume L2 radius), q, gamma and the transfer option; returns a :class:`LabControls` whose
-  ``recipe`` (``mlvis.recipe.Recipe``) is what runs;
-- ``run_lab(...)``: every chosen method on every image as ONE ``run_job`` (through ``recipe.run_recipe``),
-  plus the optional transfer to another model; returns a :class:`LabRun` of numpy results;
+  methods, eps (the shared ``budget_input``), alpha, norm (with appendix C's equal-volume L2 radius),
+  every exposed option (q, gamma, ...), whether the methods with their own optimisers run unbounded
+  (:func:`own_optimiser`, read from the registry's kind) and the transfer option; returns a
+  :class:`LabControls` whose ``recipe`` (``mlvis.recipe.Recipe``) is what runs;
+- ``run_lab(...)``: every chosen method on every image as ONE ``run_job`` (through ``recipe.run_recipe``;
+  the unbounded methods as a second job), plus the optional transfer to another model; returns a
+  :class:`LabRun` of numpy results. ``run_section`` draws the Run button and a progress bar that only
+  moves forward over the run's phases (:func:`progress_phases`);
 - ``summary_frame`` / ``image_frame`` / ``transfer_frame``: tables of a run;
 - ``*_bytes``: the downloads (lossless 16-bit PNG and ``.npy``, 8-bit PNG, CSV, JSON, the recipe).
 
@@ -25,9 +28,12 @@ import streamlit as st
 
 import mlvis
 from mlvis import recipe as rc
+from mlvis.analysis.trajectory import Recording, TrajectoryRecorder, not_replayable
 from mlvis.app import cache, jobs, options, state
 from mlvis.app import default_view as dv
-from mlvis.attacks import DEFAULT_ALPHA, equal_volume_l2_radius
+from mlvis.app.budget_input import BudgetKeys, budget_input, number_entry
+from mlvis.attacks import DEFAULT_ALPHA, Budget, get_method
+from mlvis.attacks.methods import RUNNER
 from mlvis.data import images as uploads
 
 LAB_SOURCE = "lab.source"
@@ -36,13 +42,14 @@ LAB_COUNT = "lab.n"
 LAB_UPLOAD = "lab.upload"
 LAB_FIT = "lab.fit"
 LAB_METHODS = "lab.methods"
-LAB_EPS = "lab.eps"
-LAB_EPS_SLIDER = "lab.eps_slider"  # not bound: it mirrors lab.eps
+LAB_EPS = BudgetKeys.of("lab").exact  # "lab.eps": the budget (mlvis.app.budget_input), bound to the URL
+LAB_EPS_SLIDER = BudgetKeys.of("lab").slider  # not bound: it mirrors lab.eps
 LAB_ALPHA = "lab.alpha"
 LAB_NORM = "lab.norm"
 LAB_Q = "lab.q"  # SLAM's q (every exposed option's key is "lab." + its recipe key, see mlvis.app.options)
 LAB_GAMMA = "lab.gamma"  # CLASS's gamma
 LAB_TRANSFER = "lab.transfer"
+LAB_UNBOUNDED = "lab.unbounded"  # whether the methods with their own optimisers run without a budget
 LAB_SHOW = "lab.show"
 SECTION = "lab"
 
@@ -50,11 +57,9 @@ SOURCES = {"demo": "Sample scenes", "upload": "Upload images"}
 FITS = {"crop": "Centre crop", "stretch": "Stretch"}
 DEFAULT_METHODS = ("bce", "slam", "class")
 DEFAULT_EPS = dv.RULE_EPS  # the budget of the default view's rule (mlvis.app.default_view), where methods differ
-EPS_SLIDER_MAX = 0.05
-EPS_SLIDER_STEP = 0.0005
-EIGHT_BIT = 1.0 / 255.0
 MAX_SCENES = 8
 MAX_UPLOADS = 8
+REPLAY_BUDGET = 16 * 2**20  # bytes of 8-bit images one run's replay keeps (jobs.KEEP runs are kept per session)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +85,7 @@ class LabRun:
     names: tuple[str, ...]
     transfer_model: str | None = None
     transfers: tuple = ()
+    replay: Recording | None = None  # the MI-FGSM loop's steps of this run (attack replay), if recorded
 
     @property
     def methods(self) -> tuple[str, ...]:
@@ -89,25 +95,18 @@ class LabRun:
     def num_labels(self) -> int:
         return len(self.results[0].labels)
 
+    @property
+    def unbounded(self) -> tuple:
+        """The results of the methods that ran without a budget (``recipe.unbounded``)."""
+        return tuple(r for r, m in zip(self.results, self.recipe.methods) if m in self.recipe.unbounded)
+
+    @property
+    def budget(self) -> float:
+        """The attack's budget in its norm (the L2 radius under L2), as the bounded methods ran it."""
+        return self.recipe.budget(int(np.prod(self.results[0].clean.shape[1:])))
+
 
 # ---------------------------------------------------------------------------------------------------- controls
-
-
-def _sync_from_slider() -> None:
-    st.session_state[LAB_EPS] = float(st.session_state[LAB_EPS_SLIDER])
-
-
-def _sync_from_number() -> None:
-    st.session_state[LAB_EPS_SLIDER] = _slider_value(st.session_state[LAB_EPS])
-
-
-def _set_eight_bit() -> None:
-    st.session_state[LAB_EPS] = EIGHT_BIT
-    st.session_state[LAB_EPS_SLIDER] = _slider_value(EIGHT_BIT)
-
-
-def _slider_value(eps) -> float:
-    return float(min(max(float(eps or DEFAULT_EPS), EPS_SLIDER_STEP), EPS_SLIDER_MAX))
 
 
 def default_scene(model_name: str) -> int:
@@ -153,56 +152,6 @@ def other_model(current: str, models: Sequence[str]) -> str | None:
     demos = [m for m in others if m.startswith("demo-")]
     candidates: list[str | None] = [*demos, *others, None]
     return candidates[0]
-
-
-def eps_controls() -> float:
-    """The budget: a slider for quick moves, an exact number entry (bound to ``?lab.eps=``), and a button
-    that sets one 8-bit level; returns the exact value."""
-    ss = st.session_state
-    c_slider, c_number, c_button = st.columns([4, 2, 1], vertical_alignment="bottom")
-    # One source of truth: the exact entry's key. Its default is given only while the key is not yet in
-    # session state, so no run creates it with a default AND a value set by the callbacks below.
-    eps = c_number.number_input(
-        "ε exactly",
-        min_value=0.0001,
-        max_value=rc.MAX_EPS,
-        value=DEFAULT_EPS if LAB_EPS not in ss else "min",
-        step=0.0005,
-        format="%.6f",
-        key=LAB_EPS,
-        bind="query-params",
-        on_change=_sync_from_number,
-        help="The exact L∞ budget in [0, 1] pixel units (the paper's ε = 0.001 ... 0.234).",
-    )
-    if LAB_EPS_SLIDER not in ss:
-        ss[LAB_EPS_SLIDER] = _slider_value(eps)
-    c_slider.slider(
-        "Budget ε (L∞)",
-        min_value=EPS_SLIDER_STEP,
-        max_value=EPS_SLIDER_MAX,
-        step=EPS_SLIDER_STEP,
-        format="%.4f",
-        key=LAB_EPS_SLIDER,
-        on_change=_sync_from_slider,
-        help=(
-            "The most any pixel may change. One 8-bit level is 1/255 ≈ 0.00392: a perturbation smaller than "
-            "half a level is rounded away when the image is saved as an ordinary 8-bit PNG. Type larger or "
-            "finer values into 'ε exactly'."
-        ),
-    )
-    c_button.button(
-        "1/255",
-        on_click=_set_eight_bit,
-        help="Set ε to one 8-bit level, 1/255 ≈ 0.003922.",
-        key="lab.eight_bit",
-        width="stretch",
-    )
-    eps = float(eps)
-    tail = "."
-    if eps < EIGHT_BIT / 2:
-        tail = ": below half a level (ε < 1/510) saving as 8 bits rounds every pixel back, so the 8-bit flips are 0."
-    st.caption(f"ε = {eps:.6g} is {eps / EIGHT_BIT:.2f} × the 8-bit level 1/255 ≈ 0.003922{tail}")
-    return eps
 
 
 def image_controls(
@@ -266,6 +215,11 @@ def image_controls(
             f"and resized to the model's {w}×{h}. A 16-bit PNG (the Lab's lossless download) keeps all 16 bits."
         ),
     )
+    st.caption(
+        f"Each file may be at most {upload_limit_mb()} MB: the upload box refuses a larger one before the Lab sees "
+        "it (it stays in the box, marked with an error, and is not attacked), so shrink it or save it as JPEG or "
+        "WebP first."
+    )
     pre = mlvis.models.preprocess_for(model.spec)
     if model.spec.world == "photos":  # a real model's card fixes the resize, as the model was evaluated
         fit = pre.fit
@@ -292,6 +246,12 @@ def image_controls(
     return src, uploads.to_batch(loaded), tuple(im.name for im in loaded), notes, tuple(errors)
 
 
+def upload_limit_mb() -> int:
+    """The largest upload in MB: the smaller of the server's ``server.maxUploadSize`` (the upload box refuses
+    larger files itself, saying so only in a tooltip) and the image loader's own limit."""
+    return int(min(uploads.MAX_BYTES // 2**20, int(st.get_option("server.maxUploadSize"))))
+
+
 def method_controls(methods: Sequence[str]) -> list[str]:
     lines = "\n".join(f"- **{rc.method_title(m)}**: {rc.method_description(m)}" for m in methods)
     chosen = st.pills(
@@ -307,25 +267,64 @@ def method_controls(methods: Sequence[str]) -> list[str]:
     return list(chosen or [])
 
 
+def own_optimiser(method: str) -> bool:
+    """Whether ``method`` runs its own optimiser (the registry's kind ``RUNNER``: ML-CW, ML-DeepFool, MLA-LP).
+
+    The engine only evaluates such a method's images; its eps is a cap applied afterwards
+    (:mod:`mlvis.attacks.related`), so these attacks are built to run without a budget and are read at
+    the budget they reached.
+    """
+    return get_method(method).kind == RUNNER
+
+
+def unbounded_control(methods: Sequence[str]) -> bool:
+    """The switch that runs the chosen own-optimiser methods without a budget (on by default), with the
+    sentence that says why; returns whether they run unbounded."""
+    free = [rc.method_title(m) for m in methods if own_optimiser(m)]
+    names = ", ".join(free) if free else "The related attacks"
+    value = st.toggle(
+        "Related attacks unbounded (as published)",
+        value=True,
+        key=LAB_UNBOUNDED,
+        bind="query-params",
+        disabled=not free,
+        help="ML-CW, ML-DeepFool and MLA-LP search for the smallest perturbation that flips the labels; they "
+        "have no budget of their own. Unbounded, each is read at the L∞ / L2 it reached (shown with the results); "
+        "off, its perturbation is clipped to ε afterwards, which usually undoes most of its flips.",
+    )
+    if free:
+        one = len(free) == 1
+        it, is_, runs, its = ("it", "is", "runs", "its") if one else ("they", "are", "run", "their")
+        was = "was" if one else "were"
+        how = (
+            f"{runs} without one and {is_} read at the budget {it} reached ({its} L∞ and L2 are said with the results)"
+            if value
+            else f"{is_} clipped to ε after {it} finish{'es' * one}, which is not how {it} {was} built"
+        )
+        st.caption(f"{names} {is_} built to run without a budget: here {it} {how}.")
+    return bool(value)
+
+
 def lab_controls(model_name: str, model: mlvis.MultiLabelModel, models: Sequence[str]) -> LabControls:
     """All of the Lab's controls; returns what to run."""
     errors: list[str] = []
+    dims = 3 * int(np.prod(model.spec.input_size))
     with st.container(border=True):
         source, images, names, notes, image_errors = image_controls(model)
         errors += image_errors
         methods = method_controls(rc.lab_methods())
-        eps = eps_controls()
+        eps = budget_input(SECTION, default=DEFAULT_EPS, max_value=rc.MAX_EPS).linf[0]  # the L∞ half-width
         exposed = options.exposed(rc.lab_methods())
         c1, c2, *cols = st.columns(2 + len(exposed))
-        alpha = c1.number_input(
+        alpha = number_entry(
+            c1,
             "Step α",
+            key=LAB_ALPHA,
+            default=DEFAULT_ALPHA,
             min_value=0.00001,
             max_value=0.05,
-            value=DEFAULT_ALPHA,
             step=0.0001,
             format="%.7f",
-            key=LAB_ALPHA,
-            bind="query-params",
             help="Each MI-FGSM step moves every pixel by α (section VI-C: 1/2560, a tenth of an 8-bit level); "
             "the attack takes floor(ε / α) steps.",
         )
@@ -341,13 +340,13 @@ def lab_controls(model_name: str, model: mlvis.MultiLabelModel, models: Sequence
             "steps without the sign (appendix B).",
         )
         values = options.sliders(SECTION, exposed, cols, chosen=methods)
-        dims = 3 * int(np.prod(model.spec.input_size))
         if norm == "l2":
-            radius = equal_volume_l2_radius(float(eps), dims)
+            radius = Budget.from_linf(eps, "l2", dims).eps[0]
             st.caption(
                 f"L2 budget: radius {radius:.4f} for {dims:,} values, the L2 ball with the volume of the L∞ cube of "
                 f"half-width ε = {eps:.6g} (appendix C); the L2 step is α·√d = {float(alpha) * math.sqrt(dims):.4f}."
             )
+        unbounded = unbounded_control(methods)
         other = other_model(model_name, models)
         transfer = st.checkbox(
             f"Also test the adversarial images on {other}" if other else "Also test on another model",
@@ -372,6 +371,7 @@ def lab_controls(model_name: str, model: mlvis.MultiLabelModel, models: Sequence
             alpha=float(alpha),
             norm=str(norm),
             seed=state.seed(),
+            unbounded=tuple(m for m in methods if unbounded and own_optimiser(m)),
         )
     except ValueError as exc:
         return LabControls(None, images, names, notes, (*errors, str(exc)))
@@ -388,9 +388,26 @@ def run_lab(
     names: Sequence[str],
     transfer_model: mlvis.MultiLabelModel | None = None,
     progress=None,
+    record: bool = True,
+    autocast: bool = False,
 ) -> LabRun:
-    """Run the recipe as one job (``recipe.run_recipe``), compute PSNR/SSIM, and transfer if asked."""
-    results = rc.run_recipe(recipe, model, images, progress=progress, artifacts=cache.lab_artifacts(recipe.model))
+    """Run the recipe as one job (``recipe.run_recipe``), compute PSNR/SSIM, and transfer if asked.
+
+    ``record``: watch the MI-FGSM loop with the engine's step hook and keep the run's own steps for the
+    replay (``LabRun.replay``; :class:`~mlvis.analysis.trajectory.TrajectoryRecorder`, at most
+    :data:`REPLAY_BUDGET` bytes of images). Recording changes no result. ``autocast``: bf16 autocast of the
+    gradient passes (the sidebar's switch).
+    """
+    bounded = [m for m in recipe.methods if m not in recipe.unbounded]
+    recorder = TrajectoryRecorder(every=1, image_budget=REPLAY_BUDGET) if record and bounded else None
+    arts = cache.lab_artifacts(recipe.model, recipe.norm)
+    results = rc.run_recipe(recipe, model, images, progress=progress, artifacts=arts, hook=recorder, autocast=autocast)
+    replay = None
+    if recorder is not None:
+        watched = [r for m, r in zip(recipe.methods, results) if m not in recipe.unbounded]
+        replay = recorder.recording(watched)
+        others = tuple((r.name, not_replayable(r)) for m, r in zip(recipe.methods, results) if m in recipe.unbounded)
+        replay = dataclasses.replace(replay, not_replayable=replay.not_replayable + others)
     for r in results:
         _ = r.psnr, r.ssim  # computed once here, so the page and the downloads only read them
     transfers: tuple = ()
@@ -402,7 +419,15 @@ def run_lab(
         names=tuple(names),
         transfer_model=transfer_model.spec.name if transfer_model is not None else None,
         transfers=transfers,
+        replay=replay,
     )
+
+
+def progress_phases(methods: Sequence[str]) -> int:
+    """How many phases a run of ``methods`` reports one after the other: one per method with its own
+    optimiser (each counts its own steps) and one for the MI-FGSM loop that all the others share."""
+    own = sum(own_optimiser(m) for m in methods)
+    return own + (own < len(methods))
 
 
 def lab_cost(model_name: str, recipe: rc.Recipe, num_images: int, dims: int) -> jobs.Estimate:
@@ -413,12 +438,13 @@ def lab_cost(model_name: str, recipe: rc.Recipe, num_images: int, dims: int) -> 
 
 
 def run_section(controls: LabControls, model_name: str, model: mlvis.MultiLabelModel) -> jobs.Outcome:
-    """The Lab's Run button, progress and kept results for the current controls."""
+    """The Lab's Run button, progress and kept results for the current controls (recorded for the replay)."""
     recipe, images = controls.recipe, controls.images
     if recipe is None or images is None:
         raise ValueError("Nothing to run: choose the images and at least one method.")
     digest = uploads.image_digest(images)
-    key = (recipe, digest, controls.names, controls.transfer_to)
+    bf16 = state.bf16()  # the sidebar's switch, part of the kept result's key
+    key = (recipe, digest, controls.names, controls.transfer_to, bf16)
     dims = int(np.prod(images.shape[1:]))
     other = controls.transfer_to
 
@@ -428,7 +454,7 @@ def run_section(controls: LabControls, model_name: str, model: mlvis.MultiLabelM
             target, error = cache.try_load_model(other)
             if target is None:
                 raise ValueError(error)
-        return run_lab(model, recipe, images, controls.names, target, progress)
+        return run_lab(model, recipe, images, controls.names, target, progress, autocast=bf16)
 
     return jobs.run_section(
         SECTION,
@@ -439,6 +465,7 @@ def run_section(controls: LabControls, model_name: str, model: mlvis.MultiLabelM
         model_name=model_name,
         run_label="Run attack",
         help="Run every chosen method on the images as one batched job.",
+        phases=progress_phases(recipe.methods),
     )
 
 
@@ -521,6 +548,7 @@ def results_frame(run: LabRun):
         for key, value in settings_columns(run.recipe).items():
             if key not in f.columns:
                 f[key] = value
+        f["unbounded"] = run.recipe.methods[i] in run.recipe.unbounded  # ran without a budget (read at its L∞ / L2)
         if run.transfers:
             t = run.transfers[i]
             f[f"flips_on_{t.target}"] = t.flips.reshape(-1)
@@ -586,8 +614,8 @@ def recipe_bytes(run: LabRun) -> bytes:
 
 def file_stem(run: LabRun, method: str, image: int | None = None) -> str:
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in method)
-    eps = f"{run.recipe.eps:.6g}"
-    base = f"{run.recipe.model}_{safe}_eps{eps}"
+    free = any(r.name == method for r in run.unbounded)
+    base = f"{run.recipe.model}_{safe}_" + ("unbounded" if free else f"eps{run.recipe.eps:.6g}")
     return base if image is None else f"{base}_img{image}"
 
 

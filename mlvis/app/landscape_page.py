@@ -2,7 +2,9 @@
 
 Its controls (bound to the URL under ``land.*`` keys), the cost of both matrices in image-steps,
 ``compute_landscape`` (``mlvis.correlations`` up and down as one job with a progress callback, run by
-``mlvis.app.jobs.run_section``), the demo world's scene statistics and the page's tables (pandas frames).
+``mlvis.app.jobs.run_section`` inside :func:`measure_section`), the demo world's scene statistics, the page's
+tables (pandas frames) and its views: the matrices beside the co-occurrence, attackability, Table II and
+the matrices' cost.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ import numpy as np
 import streamlit as st
 
 import mlvis
-from mlvis.app import cache, state
-from mlvis.app.page import DIMS, scenes
+from mlvis.analysis.correlation_matrices import CorrelationMatrix
+from mlvis.app import cache, jobs, state
+from mlvis.app.page import DIMS, needs_demo_labels, scenes
 from mlvis.attacks import DEFAULT_ALPHA
 from mlvis.attacks.plan import image_steps
+from mlvis.viz import attackability_figure, matrix_heatmap
 
 LAND_N = "land.n"
 LAND_EPS = "land.eps"
@@ -131,3 +135,199 @@ def agreement_frame(up, down, stats: dict):
             row[f"flip-{cm.direction} p-value"] = c.p_value
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The page's sections, in the order it draws them
+
+Matrices = tuple[CorrelationMatrix | None, CorrelationMatrix | None]  # (flip-up, flip-down)
+NO_TOOLBAR = {"displayModeBar": False}
+
+
+def measure_section(name: str, model: mlvis.MultiLabelModel) -> Matrices:
+    """The model's flip-up and flip-down matrices: the ones measured on this page when they are current, else
+    the stored artifacts. Draws the Measure expander (open when an artifact is missing); stops the page with a
+    hint when there is neither matrix."""
+    up, down = cache.artifact(name, "up"), cache.artifact(name, "down")
+    missing = [d for d, m in (("flip-up", up), ("flip-down", down)) if m is None]
+    title = f"{name} has no {' and no '.join(missing)} matrix yet: measure both here" if missing else None
+    with st.expander(title or "Measure the matrices here", expanded=bool(missing)):
+        settings = landscape_controls()
+        c = len(model.labels)
+        steps = landscape_steps(c, settings)
+        per_matrix = steps // 2
+        st.caption(
+            f"Equation 9 for these settings: {c} labels × {settings.images} images × "
+            f"{per_matrix // max(c * settings.images, 1)} steps = {per_matrix:,} forward + {per_matrix:,} backward "
+            f"passes per matrix, both matrices {steps:,} image-steps."
+        )
+        outcome = jobs.run_section(
+            LAND_SECTION,
+            (name, settings),
+            lambda progress: compute_landscape(name, settings, progress),
+            jobs.estimate(name, steps, "landscape"),
+            label="Attacking every label alone",
+            model_name=name,
+            run_label="Measure",
+            auto=False,
+            help="Measure the flip-up and flip-down matrices with these settings (one batched job each).",
+        )
+        if outcome.error:
+            st.error(outcome.error)
+        if outcome.stopped:
+            st.info("Stopped. Press Measure to start again.")
+    if outcome.result is not None and outcome.current:
+        up, down = outcome.result
+        st.caption(f"Showing the matrices measured on this page ({up.images} images, ε = {up.eps:g}).")
+    if up is None and down is None:
+        st.info(f"Measure the matrices above (or run `mlvis correlations --model {name}`).")
+        st.stop()
+    return up, down
+
+
+def statistics_controls(model: mlvis.MultiLabelModel) -> dict | None:
+    """The demo world's training-scene statistics over the chosen number of scenes (bound to ?land.scenes=),
+    or ``None`` when the model does not use the demo world's labels."""
+    if not needs_demo_labels(model):
+        return None
+    n_scenes = st.select_slider(
+        "Training scenes counted for the co-occurrence",
+        [1_000, 2_000, 5_000, 10_000, 20_000],
+        value=2_000,
+        key=LAND_SCENES,
+        bind="query-params",
+        help="Label frequencies and co-occurrences are counted over this many training scenes of the demo world "
+        "(about a second per thousand on this machine; the findings report uses 20,000).",
+    )
+    return scene_statistics(int(n_scenes))
+
+
+def matrices_view(name: str, matrices: Matrices, stats: dict | None) -> None:
+    """Both correlation matrices side by side, then the co-occurrence (a measure to choose) and how well the
+    matrices follow it (observation 3); without statistics, a caption saying why they are not shown."""
+    up, down = matrices
+    st.header("Correlation matrices beside the dataset's co-occurrence")
+    for col, cm in zip(st.columns(2), [cm for cm in matrices if cm is not None]):
+        col.plotly_chart(
+            matrix_heatmap(
+                cm.matrix,
+                cm.labels,
+                f"flip-{cm.direction} (ε = {cm.eps:g}, {cm.images} images)",
+                f"correlations_{cm.direction}",
+                colorbar="Δ confidence",
+            ),
+            key=f"land.fig.{cm.direction}",
+            config=NO_TOOLBAR,
+        )
+    if stats is None:
+        st.caption(f"{name} does not use the demo world's labels, so the dataset's co-occurrence is not shown.")
+        return
+    left, right = st.columns(2)
+    with left:
+        measure = st.radio(
+            "Co-occurrence measure",
+            list(MEASURES),
+            format_func=MEASURES.get,
+            horizontal=True,
+            key=LAND_MEASURE,
+            bind="query-params",
+            help="How to count labels that appear together in the training scenes: lift (> 1: more often than "
+            "chance), the conditional frequency of the column given the row, or raw counts.",
+        )
+        st.plotly_chart(
+            matrix_heatmap(
+                stats[measure],
+                stats["labels"],
+                f"Training scenes: {MEASURES[measure]} over {stats['n']:,} scenes",
+                f"cooccurrence_{measure}",
+                diverging=False,
+            ),
+            key="land.fig.cooc",
+            config=NO_TOOLBAR,
+        )
+    with right:
+        if up is not None and down is not None:
+            st.markdown(
+                "**Do the matrices follow the co-occurrence?** Pearson's r over the off-diagonal entries "
+                "(observation 3); a positive r means labels that appear together also move together."
+            )
+            st.dataframe(
+                agreement_frame(up, down, stats),
+                hide_index=True,
+                key="land.agreement",
+                column_config={
+                    k: st.column_config.NumberColumn(format="%.3g")
+                    for k in ("flip-up r", "flip-up p-value", "flip-down r", "flip-down p-value")
+                },
+            )
+
+
+def attackability_view(labels: list[str], matrices: Matrices) -> None:
+    """Fig. 4: each label's attackability per direction, with its mean clean confidence."""
+    up, down = matrices
+    nan = np.full(len(labels), np.nan)  # a direction not measured
+    st.header("Attackability")
+    st.plotly_chart(
+        attackability_figure(
+            labels,
+            up.attackability if up is not None else nan,
+            down.attackability if down is not None else nan,
+            up.confidence if up is not None else None,
+            down.confidence if down is not None else None,
+        ),
+        key="land.fig.attackability",
+        config=NO_TOOLBAR,
+    )
+    st.caption(
+        "Bars: the share of images on which attacking the label alone (at the matrix's ε) flipped it, among the "
+        "images where it could flip that way (absent for flip-up, present for flip-down). Diamonds: the label's mean "
+        "clean confidence on those images. In the paper's Fig. 4 the two show a similar structure."
+    )
+
+
+def table_ii_view(matrices: Matrices, stats: dict | None) -> None:
+    """Table II's analogue, when both matrices and the demo world's label frequencies are at hand."""
+    up, down = matrices
+    if up is None or down is None or stats is None:
+        return
+    st.subheader("Table II: what attackability goes with")
+    st.dataframe(
+        table_ii_frame(up, down, stats["frequencies"]),
+        hide_index=True,
+        key="land.table_ii",
+        column_config={
+            "flip up p-value": st.column_config.NumberColumn(format="%.3g"),
+            "flip down p-value": st.column_config.NumberColumn(format="%.3g"),
+        },
+    )
+    st.caption(
+        "Pearson's r between each label's attackability and its mean confidence, and between its occurrence "
+        "frequency in the training scenes and its confidence; * marks an insignificant r (p > 0.05), as in the paper."
+    )
+
+
+def cost_view(matrices: Matrices) -> None:
+    """The passes each matrix took as run, beside equation 9's count of its steps."""
+    rows = []
+    for cm in matrices:
+        if cm is None:
+            continue
+        cost = cm.cost or {}
+        eq9 = cost.get("equation_9", {})
+        rows.append(
+            {
+                "matrix": f"flip-{cm.direction}",
+                "images": cm.images,
+                "ε": cm.eps,
+                "forward (as run)": cost.get("forward"),
+                "backward (as run)": cost.get("backward"),
+                "equation 9 forward": eq9.get("forward"),
+                "equation 9 backward": eq9.get("backward"),
+            }
+        )
+    st.subheader("What the matrices cost")
+    st.dataframe(rows, hide_index=True, key="land.cost")
+    st.caption(
+        "As run: every (label, image) row's clean forward, one forward + backward per step, and the final and "
+        "8-bit evaluation forwards; equation 9 counts only the steps."
+    )

@@ -102,7 +102,10 @@ def load_options(name: str) -> dict:
 
 def dtype_label() -> str:
     det = " · deterministic" if torch.are_deterministic_algorithms_enabled() else ""
-    return f"float32 weights{det}"
+    from mlvis.app import state
+
+    amp = " · Lab: bf16 autocast" if state.bf16() else ""
+    return f"float32 weights{amp}{det}"
 
 
 def sidebar_notes(name: str) -> None:

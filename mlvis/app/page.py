@@ -1,5 +1,6 @@
-"""What every model page shares: the ``page_model()`` preamble, the demo scenes of the sidebar's seed
-block, and the parsing of comma-separated number lists."""
+"""What every page shares: the ``page_model()`` preamble, the demo scenes of the sidebar's seed block, the
+parsing of comma-separated number lists, ``in_frame()`` (a cold link to a page still gets the frame) and the
+"Skip to Run" link (``skip_link()``, drawn by app.py's frame)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,43 @@ import streamlit as st
 import mlvis
 from mlvis.app import cache, state
 
+FRAME_RERUN = "page._frame_rerun"  # set once a page asked for a rerun because app.py's frame had not run
+
+
+def _leave_pages_directory_mode() -> None:
+    """What ``st.navigation`` does first: Streamlit stops running ``pages/`` files as pages of their own.
+    app.py always calls ``st.navigation``, so this only brings forward what its first run does."""
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # another Streamlit layout: the rerun alone is then the fallback
+        return
+    PagesManager.uses_pages_directory = False
+
+
+def in_frame() -> None:
+    """Make sure the page runs inside app.py's frame (sidebar, navigation); the first call on every page.
+
+    A page can run without the frame once: on the first visit after the server starts, when it is a link
+    straight to a page (``/landscape``). Streamlit then runs the file from ``pages/`` on its own (its old
+    multipage mode, which lasts until the public ``st.navigation`` has run once in the process), with its own
+    list of files in the sidebar and no model chosen. The page then ends that mode, as the frame's
+    ``st.navigation`` would, and asks for one rerun, which goes through the frame and draws the same page
+    with the same query parameters, instead of a traceback.
+    """
+    if state.MODEL in st.session_state:  # the frame's sidebar ran first
+        return
+    if not st.session_state.get(FRAME_RERUN):
+        st.session_state[FRAME_RERUN] = True
+        _leave_pages_directory_mode()
+        st.rerun()
+    st.error("Open the app from its start page: it draws the sidebar that chooses the model.")
+    st.stop()
+
 
 def page_model() -> tuple[str, mlvis.MultiLabelModel]:
     """The sidebar's model, loaded (cached): ``(name, model)``; when it cannot load, its one-sentence error
-    is shown and the page stops there."""
+    is shown and the page stops there. Pages that start with it need no :func:`in_frame` of their own."""
+    in_frame()
     name = state.model_name()
     model, error = cache.try_load_model(name)
     if model is None:
@@ -53,3 +87,70 @@ def parse_numbers(text: str, name: str, lo: float, hi: float, max_count: int = 1
     if len(values) > max_count:
         raise ValueError(f"Give at most {max_count} values for {name}.")
     return tuple(values)
+
+
+# The first stop of the Tab key on every page that has a Run button (the button of a
+# ``mlvis.app.jobs.run_section``, keyed ``<section>.run``, which Streamlit writes as the CSS class
+# ``st-key-<section>-run``): Enter moves the focus onto that button, past the sidebar and every widget's help
+# icon (the Lab's Run was 41 Tab presses from the top of the page). Hidden, so not in the tab order, on pages
+# without one, where Streamlit's own "Skip to main content" comes first. It lives outside Streamlit's React
+# tree (prepended to <body>), so reruns and page switches keep it; the script is idempotent and looks the
+# button up when the link is used, never a stale one.
+SKIP_LINK_ID = "mlvis-skip-run"
+SKIP_LINK_HTML = """
+<span id="__ID__-host" hidden></span>
+<script>
+(() => {
+  const doc = window.document;
+  if (doc.getElementById("__ID__")) return;
+  const runButton = () => {
+    for (const el of doc.querySelectorAll('[data-testid="stMain"] [class*="-run"]')) {
+      if ([...el.classList].some((c) => c.startsWith("st-key-") && c.endsWith("-run"))) {
+        const button = el.querySelector("button:not([disabled])");
+        if (button) return button;
+      }
+    }
+    return null;
+  };
+  const style = doc.createElement("style");
+  style.textContent = `
+    #__ID__ { position: fixed; left: 0.75rem; top: 0.75rem; z-index: 1000200; padding: 0.5rem 1rem;
+      border-radius: 0.5rem; background: #ff4b4b; color: #fff; font: 600 1rem/1.4 sans-serif;
+      text-decoration: none; transform: translateY(-300%); }
+    #__ID__:focus { transform: none; outline: 3px solid #1c83e1; outline-offset: 2px; }
+    [data-testid="stElementContainer"]:has(#__ID__-host) { display: none; }`;
+  const link = doc.createElement("a");
+  link.id = "__ID__";
+  link.href = "#";
+  link.textContent = "Skip to Run";
+  link.hidden = true;
+  link.addEventListener("click", (event) => {
+    event.preventDefault();
+    const button = runButton();
+    if (button) {
+      button.scrollIntoView({ block: "center" });
+      button.focus();
+    }
+  });
+  let queued = false;
+  const sync = () => {
+    queued = false;
+    link.hidden = runButton() === null;
+  };
+  new MutationObserver(() => {
+    if (!queued) {
+      queued = true;
+      window.requestAnimationFrame(sync);
+    }
+  }).observe(doc.body, { childList: true, subtree: true });
+  doc.head.appendChild(style);
+  doc.body.prepend(link);
+  sync();
+})();
+</script>
+""".replace("__ID__", SKIP_LINK_ID)
+
+
+def skip_link() -> None:
+    """Draw the "Skip to Run" link (its script runs once per browser tab; its element takes no room)."""
+    st.html(SKIP_LINK_HTML, unsafe_allow_javascript=True)

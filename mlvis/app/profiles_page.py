@@ -3,6 +3,10 @@
 Its controls (bound to the URL under ``prof.*`` keys), the probes' cost in image-steps, ``compute_profile``
 (one call to ``mlvis.profile`` with a progress callback, run by ``mlvis.app.jobs.run_section``) and the views
 of a profile: its metrics, the evaluation grid, the cost of equation 19 and the look-up of one budget.
+
+A profile is measured in a norm (``prof.norm``: L-inf, or L2 for the L2 attacks) on demo scenes or on the
+user's own images (uploads, resized by the model card's rule); the library caches it under the weights'
+fingerprint, so the Lab's SLAM and CLASS and the sweeps find it afterwards, as they find a shipped one.
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ from mlvis.analysis.profiles import FRACTIONS
 from mlvis.app import cache, jobs, state
 from mlvis.app.budget_input import BudgetKeys, budget_input
 from mlvis.app.page import scenes
-from mlvis.attacks import DEFAULT_ALPHA
+from mlvis.attacks import DEFAULT_ALPHA, l2_step
+from mlvis.attacks.budget import NORM_TITLES
 from mlvis.attacks.class_subset import subset_length
+from mlvis.data import images as uploads
 
 PROF_N = "prof.n"
 PROF_MAX_EPS = "prof.max_eps"
@@ -29,40 +35,102 @@ PROF_BUDGET = "prof"  # the look-up's budget control (mlvis.app.budget_input)
 PROF_EPS = BudgetKeys.of(PROF_BUDGET).exact  # "prof.eps", bound to the URL
 PROF_COMPARE = "prof.compare"
 PROF_SECTION = "prof.compute"
+PROF_NORM = "prof.norm"
+PROF_EPS_L2 = "prof.eps_l2"
+PROF_MAX_EPS_L2 = "prof.max_eps_l2"
+PROF_SOURCE = "prof.source"
+PROF_UPLOAD = "prof.upload"
+SOURCES = {"demo": "Demo test scenes", "upload": "My images"}
+MAX_UPLOADS = 100
+DEFAULT_MAX_EPS = 0.3
+"""The L-inf probes' default cap (768 steps of 1/2560); the L2 default is the same number of L2 steps."""
 
 
 @dataclasses.dataclass(frozen=True)
 class ProfileSettings:
+    """What a profile measured on this page depends on; ``files`` is the digest of the uploaded images
+    (empty for demo scenes), so a new upload is a new configuration."""
+
     images: int = 4
-    max_eps: float = 0.3
+    max_eps: float = DEFAULT_MAX_EPS
     interval: int = 10
     degree: int = 4
     seed: int = 0
+    norm: str = "linf"
+    source: str = "demo"
+    files: str = ""
 
 
-def profile_controls() -> ProfileSettings:
+def norm_control(model) -> str:
+    """The profile's norm (bound to the URL): L-inf, or L2, the profile L2 attacks read (appendix B)."""
+    return str(
+        st.radio(
+            "Norm",
+            ["linf", "l2"],
+            format_func=NORM_TITLES.get,
+            horizontal=True,
+            key=PROF_NORM,
+            bind="query-params",
+            help=(
+                "An attack reads the profile of its own norm: L∞ for the paper's attacks, L2 for the L2 ablation "
+                "(Table VIII), where ε and ε_max are L2 radii."
+            ),
+        )
+    )
+
+
+def default_l2_max_eps(model) -> float:
+    """The L2 probes' default cap: as many L2 steps (``l2_step(alpha, dims)``) as the L-inf default's."""
+    h, w = (int(v) for v in model.spec.input_size)
+    return round(DEFAULT_MAX_EPS / DEFAULT_ALPHA) * l2_step(DEFAULT_ALPHA, 3 * h * w)
+
+
+def profile_controls(model=None, norm: str = "linf", count: int | None = None) -> ProfileSettings:
+    """The probes' settings; ``count`` fixes the number of images (the uploads') instead of asking for it."""
     c1, c2, c3, c4 = st.columns(4)
-    images = c1.number_input(
-        "Probe images",
-        min_value=1,
-        max_value=100,
-        value=4,
-        step=1,
-        key=PROF_N,
-        bind="query-params",
-        help="Demo test scenes the two probe attacks run on (the paper uses 100; the cost grows with it).",
-    )
-    max_eps = c2.number_input(
-        "Largest ε",
-        min_value=0.02,
-        max_value=0.5,
-        value=0.3,
-        step=0.01,
-        format="%.3f",
-        key=PROF_MAX_EPS,
-        bind="query-params",
-        help="The probes stop here at the latest, converged or not (they stop earlier once the flips converge).",
-    )
+    if count is None:
+        images = c1.number_input(
+            "Probe images",
+            min_value=1,
+            max_value=100,
+            value=4,
+            step=1,
+            key=PROF_N,
+            bind="query-params",
+            help="Demo test scenes the two probe attacks run on (the paper uses 100; the cost grows with it).",
+        )
+    else:
+        images = count
+        c1.metric("Probe images", count, help="Your images: the probes run on every one of them.")
+    if norm == "l2":
+        h, w = (int(v) for v in model.spec.input_size)
+        top = float(np.sqrt(3 * h * w))
+        max_eps = c2.number_input(
+            "Largest ε (L2 radius)",
+            min_value=0.1,
+            max_value=round(top, 1),
+            value=round(min(default_l2_max_eps(model), top), 1),
+            step=0.5,
+            format="%.2f",
+            key=PROF_MAX_EPS_L2,
+            bind="query-params",
+            help=(
+                "The L2 probes stop here at the latest, converged or not. Each step moves "
+                f"{l2_step(DEFAULT_ALPHA, 3 * h * w):.4f} in L2 (the length of one L∞ sign step of 1/2560)."
+            ),
+        )
+    else:
+        max_eps = c2.number_input(
+            "Largest ε",
+            min_value=0.02,
+            max_value=0.5,
+            value=DEFAULT_MAX_EPS,
+            step=0.01,
+            format="%.3f",
+            key=PROF_MAX_EPS,
+            bind="query-params",
+            help="The probes stop here at the latest, converged or not (they stop earlier once the flips converge).",
+        )
     interval = c3.number_input(
         "Interval i (steps)",
         min_value=1,
@@ -81,25 +149,55 @@ def profile_controls() -> ProfileSettings:
         bind="query-params",
         help="Degree of the least-squares polynomial E(ε) fitted to the measured points (4 in the paper).",
     )
-    return ProfileSettings(int(images), float(max_eps), int(interval), int(degree), state.seed())
+    return ProfileSettings(int(images), float(max_eps), int(interval), int(degree), state.seed(), norm)
 
 
-def profile_cost(model_name: str, s: ProfileSettings) -> jobs.Estimate:
-    """At most two probes x images x floor(max_eps / alpha) image-steps (they stop earlier when converged)."""
+def profile_cost(model_name: str, s: ProfileSettings, dims: int = 3 * 64 * 64) -> jobs.Estimate:
+    """At most two probes x images x floor(max_eps / step) image-steps (they stop earlier when converged); the
+    step is alpha, or under L2 the L2 length of a sign step over ``dims`` values."""
     from mlvis.analysis.profiles import probe_image_steps
 
-    return jobs.estimate(model_name, probe_image_steps(s.images, s.max_eps, DEFAULT_ALPHA), "profile")
+    steps = probe_image_steps(s.images, s.max_eps, DEFAULT_ALPHA, s.norm, int(dims))
+    return jobs.estimate(model_name, steps, "profile")
 
 
-def compute_profile(model_name: str, s: ProfileSettings, progress=None):
-    """``mlvis.profile`` on the first ``s.images`` demo scenes (cached by the library for these weights)."""
+def compute_profile(model_name: str, s: ProfileSettings, progress=None, images: np.ndarray | None = None):
+    """``mlvis.profile`` in ``s.norm`` on ``images`` (the user's) or the first ``s.images`` demo scenes; the
+    library caches it for these weights, and the pages' remembered artifacts are dropped so they find it."""
     model = cache.load_model(model_name)
-    x = scenes(model, s.images, s.seed)
+    x = scenes(model, s.images, s.seed) if images is None else np.asarray(images, np.float32)
     prof = mlvis.profile(
-        model, x, degree=s.degree, interval=s.interval, max_eps=s.max_eps, progress=progress
+        model, x, degree=s.degree, interval=s.interval, max_eps=s.max_eps, norm=s.norm, progress=progress
     )  # fmt: skip
     cache.forget_artifacts()
     return prof
+
+
+def upload_images(model) -> tuple[np.ndarray | None, str, tuple[str, ...]]:
+    """The user's images for the probes, resized by the model card's rule: ``(images or None, digest, errors)``."""
+    import hashlib
+
+    pre = mlvis.models.preprocess_for(model.spec)
+    h, w = (int(v) for v in model.spec.input_size)
+    files = st.file_uploader(
+        "Images to probe (PNG, JPEG or WebP)",
+        type=list(uploads.EXTENSIONS),
+        accept_multiple_files=True,
+        key=PROF_UPLOAD,
+        help=(
+            f"Up to {MAX_UPLOADS} images the model should be profiled on (the paper uses 100 from the test set), "
+            f"{pre.describe()}."
+        ),
+    )
+    st.caption(f"Images are {pre.describe()}, as {model.spec.name} expects them.")
+    if not files:
+        return None, "", ()
+    payload = tuple((f.name, f.getvalue()) for f in files)
+    loaded, errors = cache.lab_uploads(payload, h, w, pre.fit, MAX_UPLOADS, pre.interpolation)
+    digest = hashlib.sha256(b"".join(name.encode() + b"\0" + data for name, data in payload)).hexdigest()[:16]
+    if not loaded:
+        return None, digest, tuple(errors)
+    return uploads.to_batch(loaded), digest, tuple(errors)
 
 
 def probe_lead_sentence(profile) -> str:
@@ -177,22 +275,54 @@ def cost_frame(profile, seconds_per_step: float | None = None):
 PROF_WHICH = "prof.which"
 
 
-def measure_section(name: str, shipped) -> jobs.Outcome:
-    """The expander that measures a profile on this page (open when ``shipped`` is ``None``)."""
+def measure_section(name: str, shipped, model=None, norm: str = "linf") -> jobs.Outcome:
+    """The expander that measures a profile in ``norm`` on this page (open when ``shipped`` is ``None``), on
+    demo scenes or on the user's own images."""
+    what = "L2 profile" if norm == "l2" else "profile"
+    model = cache.load_model(name) if model is None else model
     with st.expander(
-        "Measure the profile here" if shipped is not None else f"{name} has no profile yet: measure it here",
+        f"Measure the {what} here" if shipped is not None else f"{name} has no {what} yet: measure it here",
         expanded=shipped is None,
     ):
-        st.caption(
-            "The probes run on the first demo test scenes of the sidebar's seed block. The result is cached for "
-            "these weights, so the other pages (SLAM, CLASS, the sweeps) use it too when no profile is shipped."
+        photos = model.spec.world == "photos"
+        source = st.radio(
+            "Probe images",
+            list(SOURCES),
+            index=1 if photos else 0,
+            format_func=SOURCES.get,
+            horizontal=True,
+            key=PROF_SOURCE,
+            help="The demo world's held-out scenes, or your own images (for a real model: photos of its world).",
         )
-        settings = profile_controls()
+        from mlvis.app import models_page
+
+        models_page.world_notice(model.spec, source)
+        images = None
+        if source == "upload":
+            images, digest, errors = upload_images(model)
+            for e in errors:
+                st.error(e)
+            if images is None:
+                st.info("Upload the images to profile the model on; the cost estimate follows.")
+                return jobs.Outcome()
+            settings = dataclasses.replace(
+                profile_controls(model, norm, count=len(images)), source="upload", files=digest
+            )
+            st.caption(
+                "The result is cached for these weights (their fingerprint), so SLAM, CLASS and the sweeps find it."
+            )
+        else:
+            st.caption(
+                "The probes run on the first demo test scenes of the sidebar's seed block. The result is cached for "
+                "these weights, so the other pages (SLAM, CLASS, the sweeps) use it too when no profile is shipped."
+            )
+            settings = profile_controls(model, norm)
+        dims = 3 * int(np.prod([int(v) for v in model.spec.input_size]))
         outcome = jobs.run_section(
             PROF_SECTION,
             (name, settings),
-            lambda progress: compute_profile(name, settings, progress),
-            profile_cost(name, settings),
+            lambda progress: compute_profile(name, settings, progress, images),
+            profile_cost(name, settings, dims),
             label="Probing",
             run_label="Measure",
             auto=False,
@@ -205,7 +335,7 @@ def measure_section(name: str, shipped) -> jobs.Outcome:
     return outcome
 
 
-def profile_shown(name: str, computed, shipped):
+def profile_shown(name: str, computed, shipped, norm: str = "linf"):
     """The profile to show: the one measured here or the shipped one (a radio when there are both); the page
     stops with a hint when there is neither."""
     if computed is not None and shipped is not None:
@@ -220,7 +350,11 @@ def profile_shown(name: str, computed, shipped):
         return computed if which == "computed" else shipped
     profile = computed if computed is not None else shipped
     if profile is None:
-        st.info(f"{name} has no shipped profile. Measure one above (or run `mlvis profile --model {name}`).")
+        flag = " --norm l2" if norm == "l2" else ""
+        what = "L2 profile" if norm == "l2" else "profile"
+        st.info(
+            f"{name} has no shipped or cached {what}. Measure one above (or run `mlvis profile --model {name}{flag}`)."
+        )
         st.stop()
     return profile
 
@@ -230,9 +364,14 @@ def summary_view(profile) -> None:
     from mlvis.viz import profile_figure
 
     s = profile.settings
-    st.header(f"{profile.model}: E(ε)")
+    l2 = getattr(profile, "norm", "linf") == "l2"
+    st.header(f"{profile.model}: E(ε){' under L2' if l2 else ''}")
     m1, m2, m3, m4, m5 = st.columns(5)
-    m1.metric("ε_max", f"{profile.eps_max:.4f}", help="Where the flips converge (the end of the probe).")
+    m1.metric(
+        "ε_max (L2 radius)" if l2 else "ε_max",
+        f"{profile.eps_max:.4f}",
+        help="Where the flips converge (the end of the probe).",
+    )
     m2.metric(
         "E(ε_max)",
         f"{profile.expected_flips(profile.eps_max):.2f} / {profile.labels}",
@@ -266,7 +405,31 @@ def grid_view(profile) -> None:
             "p = E/C": st.column_config.NumberColumn(format="%.3f", help="SLAM's p (equation 7)."),
         },
     )
-    eps = budget_input(
+    if getattr(profile, "norm", "linf") == "l2":
+        eps = float(
+            st.number_input(
+                "Look up ε (L2 radius)",
+                min_value=0.0,
+                max_value=float(max(1.0, 2 * profile.eps_max)),
+                value=float(round(0.05 * profile.eps_max, 3)),
+                step=0.01,
+                format="%.4f",
+                key=PROF_EPS_L2,
+                help="Any L2 radius: E(ε), SLAM's p and CLASS's subset length from this L2 profile.",
+            )
+        )
+    else:
+        eps = _linf_lookup()
+    e = float(profile.expected_flips(eps))
+    k = subset_length(e, profile.labels)
+    st.markdown(
+        f"At ε = {eps:.4g}: **E = {e:.2f}** flips, **p = {float(profile.flip_ratio(eps)):.3f}**, CLASS targets "
+        f"**{k}** label{'s' * (k != 1)}."
+    )
+
+
+def _linf_lookup() -> float:
+    return budget_input(
         PROF_BUDGET,
         default=0.01,
         min_value=0.0,
@@ -281,12 +444,6 @@ def grid_view(profile) -> None:
         ),
         caption=False,
     ).linf[0]
-    e = float(profile.expected_flips(eps))
-    k = subset_length(e, profile.labels)
-    st.markdown(
-        f"At ε = {eps:.4g}: **E = {e:.2f}** flips, **p = {float(profile.flip_ratio(eps)):.3f}**, CLASS targets "
-        f"**{k}** label{'s' * (k != 1)}."
-    )
 
 
 def cost_view(name: str, profile) -> None:
@@ -314,7 +471,8 @@ def compare_view(name: str, profile) -> None:
     )
     if compare:
         others = [m for m in mlvis.list_models() if m != name]
-        shown = [profile] + [p for p in (cache.artifact(m, "profile") for m in others) if p is not None]
+        kind = cache.PROFILE_KINDS[getattr(profile, "norm", "linf")]
+        shown = [profile] + [p for p in (cache.artifact(m, kind) for m in others) if p is not None]
         if len(shown) == 1:
             st.info("No other model has a profile yet.")
         st.plotly_chart(profiles_figure(shown), key="prof.fig.compare", config={"displayModeBar": False})

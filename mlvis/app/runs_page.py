@@ -1,5 +1,6 @@
-"""Glue of the Runs page: the run directories under ``$MLVIS_RUNS_DIR`` (default ``./runs``), their progress
-and, for a finished evaluate run, its table. Reads run directories only; computes nothing."""
+"""Glue of the Runs page: the run directories under ``$MLVIS_RUNS_DIR`` (default ``./runs``), their progress,
+and the tables and figures of their results (a finished run's, or an unfinished run's finished chunks,
+labelled "n of N images"). Reads run directories only; computes no attack."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 from pathlib import Path
 
 ENV = "MLVIS_RUNS_DIR"
+REFRESH_S = 5.0  # how often the page re-reads a running run's directory
 
 
 def runs_dir() -> Path:
@@ -73,3 +75,25 @@ def table(name: str, folder: Path | None = None):
     from mlvis.analysis.evaluation import table_from_run
 
     return table_from_run(open_run(name, folder))
+
+
+def result(name: str, folder: Path | None = None, partial: bool = False):
+    """The run's result (:func:`mlvis.analysis.chunked.result_from_run`), the finished chunks' when ``partial``."""
+    from mlvis.analysis.chunked import result_from_run
+
+    return result_from_run(open_run(name, folder), partial=partial)
+
+
+def caption(res, total: int) -> str:
+    """How many images ``res`` covers: ``"100 images"`` or ``"40 of 100 images (the run is not finished)"``."""
+    from mlvis.analysis.chunked import images_in
+
+    n = images_in(res)
+    return f"{n} of {total} images (the run is not finished)" if n < total else f"{n} images"
+
+
+def figure(res, text: str = ""):
+    """The result's figure (:func:`mlvis.viz.runs.run_figure`), ``text`` in its title."""
+    from mlvis.viz.runs import run_figure
+
+    return run_figure(res, text)

@@ -31,6 +31,7 @@ SWEEP_TARGET_EPS = "sweep.target_eps"
 SWEEP_QS = "sweep.qs"
 SWEEP_BL_EPS = "sweep.bl_eps"
 SWEEP_PROTOCOL = "sweep.protocol"
+SWEEP_NORM = "sweep.norm"
 SWEEP_DEFAULT_METHODS = ("bce", "slam", "class", "random")
 SWEEP_QS_DEFAULT = (0.25, 0.5, 0.75, 1.0)
 
@@ -44,7 +45,15 @@ class SweepSettings:
     fractions: tuple[float, ...] = (0.05, 0.1, 0.2)
     images: int = 8
     seed: int = 0
+    norm: str = "linf"
+    dims: int = DIMS  # values per image (the L2 step depends on it)
     protocol: str = "paper"
+
+
+def model_dims(model) -> int:
+    """Values per image of ``model``'s input (3 x H x W)."""
+    h, w = (int(v) for v in model.spec.input_size)
+    return 3 * h * w
 
 
 def sweep_options() -> list:
@@ -73,30 +82,32 @@ def sweep_steps(s: SweepSettings, eps_max: float) -> int:
     method runs once to the largest eps, the others once per eps (SLAM's p and the subsets depend on eps)."""
     methods = s.methods if "bce" in s.methods else ("bce", *s.methods)
     eps = np.asarray(s.fractions, np.float64) * eps_max
-    return image_steps(method_specs(methods, s.values), eps, s.images, alpha=DEFAULT_ALPHA, dims=DIMS)
+    return image_steps(method_specs(methods, s.values), eps, s.images, alpha=DEFAULT_ALPHA, norm=s.norm, dims=s.dims)
 
 
-def protocol_eps_max(model_name: str, protocol: str, eps_max: float) -> float:
-    """eps_max under ``protocol`` (the authors' convergence rule refits the profile: mlvis.attacks.protocol)."""
+def protocol_eps_max(model_name: str, protocol: str, eps_max: float, norm: str = "linf") -> float:
+    """eps_max of the ``norm`` profile under ``protocol`` (the authors' convergence rule refits the profile:
+    mlvis.attacks.protocol)."""
     if protocol == "paper":
         return eps_max
     from mlvis.analysis.profiles import for_protocol
 
-    profile = cache.artifact(model_name, "profile")
+    profile = cache.artifact(model_name, cache.PROFILE_KINDS[norm])
     return eps_max if profile is None else for_protocol(profile, protocol).eps_max
 
 
 def sweep_cost(model_name: str, s: SweepSettings, eps_max: float) -> jobs.Estimate:
-    eps_max = protocol_eps_max(model_name, s.protocol, eps_max)
+    eps_max = protocol_eps_max(model_name, s.protocol, eps_max, s.norm)
     est = jobs.estimate(model_name, sweep_steps(s, eps_max), "sweep.table")
     return dataclasses.replace(est, note=rc.cost_note(s.methods))
 
 
 def compute_sweep(model_name: str, s: SweepSettings, progress=None):
-    """Tables IV-VI (``mlvis.evaluate``): every method at every budget as one job."""
+    """Tables IV-VI (``mlvis.evaluate``; Table VIII under L2): every method at every budget as one job, the
+    budgets fractions of the ε_max of the profile of the sweep's norm."""
     model = cache.load_model(model_name)
     x = scenes(model, s.images, s.seed)
-    arts = cache.lab_artifacts(model_name)
+    arts = cache.lab_artifacts(model_name, s.norm)
     for m in s.methods:
         problem = arts.problem(m)
         if problem:
@@ -110,6 +121,7 @@ def compute_sweep(model_name: str, s: SweepSettings, progress=None):
         correlations=arts.correlations(),
         seed=s.seed,
         progress=progress,
+        norm=s.norm,
         protocol=s.protocol,
     )
 
@@ -202,7 +214,7 @@ def compute_q_sweep(model_name: str, s: QSweepSettings, progress=None):
 
     model = cache.load_model(model_name)
     x = scenes(model, s.images, s.seed)
-    prof = cache.artifact(model_name, "profile")
+    prof = cache.artifact(model_name, "profile")  # Table IX is the paper's L-inf experiment
     if prof is None:
         raise ValueError(cache.lab_artifacts(model_name).problem("slam"))
     return q_sweep(model, x, s.qs, profile=prof, eps_fractions=s.fractions, seed=s.seed, progress=progress)
@@ -211,20 +223,47 @@ def compute_q_sweep(model_name: str, s: QSweepSettings, progress=None):
 # ---------------------------------------------------------------------------------------------------- the page's parts
 
 
-def profile_or_stop(model_name: str):
-    """The model's flip profile (its ε_max is what the budgets are fractions of); without one the page
-    says where to measure it and stops."""
-    profile = cache.artifact(model_name, "profile")
+def norm_control() -> str:
+    """The sweep's norm (bound to the URL): L∞ (Tables IV-VI) or L2 (Table VIII, appendix B)."""
+    from mlvis.attacks.budget import NORM_TITLES
+
+    return str(
+        st.radio(
+            "Norm",
+            ["linf", "l2"],
+            format_func=NORM_TITLES.get,
+            horizontal=True,
+            key=SWEEP_NORM,
+            bind="query-params",
+            help=(
+                "L∞: the paper's Tables IV-VI. L2: its ablation (Table VIII): the attacks take L2 steps inside an L2 "
+                "ball, and the budgets are fractions of the ε_max of the model's L2 profile (L2 radii)."
+            ),
+        )
+    )
+
+
+def profile_or_stop(model_name: str, norm: str = "linf"):
+    """The model's flip profile in ``norm`` (its ε_max is what the budgets are fractions of); without one the
+    page says where to measure it and stops."""
+    profile = cache.artifact(model_name, cache.PROFILE_KINDS[norm])
     if profile is None:
+        what, flag = ("L2 flip profile", " --norm l2") if norm == "l2" else ("flip profile", "")
         st.error(
-            f"{model_name} has no flip profile, so there is no ε_max to take fractions of. Measure one on the "
-            f"Profiles page (or with `mlvis profile --model {model_name}`)."
+            f"{model_name} has no {what}, so there is no ε_max to take fractions of. Measure one on the "
+            f"Profiles page (or with `mlvis profile --model {model_name}{flag}`)."
         )
         st.stop()
     return profile
 
 
-def sweep_controls(eps_max: float) -> SweepSettings:
+def linf_eps_max(model_name: str) -> float | None:
+    """The ε_max of the model's L∞ profile (``None`` without one): Table IX's grid under any sweep norm."""
+    prof = cache.artifact(model_name, "profile")
+    return None if prof is None else float(prof.eps_max)
+
+
+def sweep_controls(eps_max: float, norm: str = "linf", dims: int = DIMS) -> SweepSettings:
     """The images, the budgets (fractions of ``eps_max``), the methods' exposed options and the methods, in
     one bordered box; the page stops with the sentence when the fractions cannot be read."""
     with st.container(border=True):
@@ -277,8 +316,8 @@ def sweep_controls(eps_max: float) -> SweepSettings:
     except ValueError as exc:
         st.error(str(exc))
         st.stop()
-    return SweepSettings(tuple(methods or ()), tuple(values.items()), fractions, int(images), state.seed(),
-                         protocol or "paper")  # fmt: skip
+    return SweepSettings(tuple(methods or ()), tuple(values.items()), fractions, int(images), state.seed(), norm,
+                         int(dims) if norm == "l2" else DIMS, protocol or "paper")  # fmt: skip
 
 
 def run_table(model_name: str, s: SweepSettings, eps_max: float):
@@ -308,8 +347,10 @@ def table_view(table, num_labels: int) -> None:
         help="Count the flips of the images an 8-bit file would hold (no significance marks there).",
     )
     st.markdown(evaluation_markdown(table, eight_bit))
+    l2 = (table.config.get("norm") or "linf") == "l2"
     st.caption(
-        f"{table.model}, {table.config.get('images')} images, mean ± std of the flips of {num_labels} labels; bold: "
+        f"{table.model}, {table.config.get('images')} images, {'L2 radii ε (Table VIII), ' if l2 else ''}"
+        f"mean ± std of the flips of {num_labels} labels; bold: "
         "the column's best, significantly different from BCE (paired t-test, p < 0.05); *: the same as BCE."
     )
     flips = table.flips_8bit if eight_bit else table.flips
@@ -456,3 +497,101 @@ def q_sweep_view(qt, qset: QSweepSettings) -> None:
     st.plotly_chart(
         q_totals_figure(qset.qs, totals[1:], baseline=totals[0]), key="sweep.fig.q", config={"displayModeBar": False}
     )
+
+
+# ---------------------------------------------------------------------------------------------------- Fig. 12
+
+SWEEP_NC_EPS = "sweep.nc_eps"
+SWEEP_NC_METHOD = "sweep.nc_method"
+SWEEP_NC_IMAGE = "sweep.nc_image"
+NC_METHODS = ("bce", "linear", "slam")
+
+
+@dataclasses.dataclass(frozen=True)
+class NormsSettings:
+    """Fig. 12: one method at an L∞ budget and at the equal-volume L2 radius, on the sweep's images."""
+
+    eps: float = 0.024
+    method: str = "bce"
+    images: int = 8
+    seed: int = 0
+    dims: int = 3 * 64 * 64
+
+
+def norms_radius(ns: NormsSettings) -> float:
+    from mlvis.attacks import equal_volume_l2_radius
+
+    return equal_volume_l2_radius(ns.eps, ns.dims)
+
+
+def norms_steps(ns: NormsSettings) -> int:
+    """Image-steps of Fig. 12's two jobs (the L∞ attack and the L2 one at the equal-volume radius)."""
+    linf = image_steps([ns.method], [ns.eps], ns.images, alpha=DEFAULT_ALPHA, norm="linf", dims=ns.dims)
+    l2 = image_steps([ns.method], [norms_radius(ns)], ns.images, alpha=DEFAULT_ALPHA, norm="l2", dims=ns.dims)
+    return linf + l2
+
+
+def compute_norms(model_name: str, ns: NormsSettings, progress=None):
+    """Fig. 12 (``mlvis.analysis.linf_vs_l2``), each norm's attack reading that norm's profile."""
+    from mlvis.analysis import linf_vs_l2
+
+    model = cache.load_model(model_name)
+    x = scenes(model, ns.images, ns.seed)
+    profiles = {n: cache.artifact(model_name, kind) for n, kind in cache.PROFILE_KINDS.items()}
+    if get_method(ns.method).needs and any(p is None for p in profiles.values()):
+        missing = "L2" if profiles["l2"] is None else "L∞"
+        raise ValueError(f"{rc.method_title(ns.method)} needs both profiles; {model_name} has no {missing} profile yet "
+                         "(measure it on the Profiles page).")  # fmt: skip
+    return linf_vs_l2(model, x, ns.eps, ns.method, profiles=profiles, progress=progress)
+
+
+def norms_controls(s: SweepSettings, dims: int) -> NormsSettings:
+    c1, c2 = st.columns(2)
+    eps = c1.number_input(
+        "L∞ budget ε",
+        min_value=0.001,
+        max_value=0.5,
+        value=0.024,
+        step=0.001,
+        format="%.4f",
+        key=SWEEP_NC_EPS,
+        bind="query-params",
+        help="Fig. 12 compares L∞ 0.024 with the L2 ball of the same volume (radius 9.0 at 448×448×3, appendix C).",
+    )
+    method = c2.selectbox(
+        "Method",
+        list(NC_METHODS),
+        format_func=rc.method_title,
+        key=SWEEP_NC_METHOD,
+        bind="query-params",
+        help="The attack run under both norms (SLAM reads each norm's own profile).",
+    )
+    return NormsSettings(float(eps), str(method), s.images, s.seed, int(dims))
+
+
+def run_norms(model_name: str, ns: NormsSettings):
+    out = jobs.run_section(
+        "sweep.norms",
+        (model_name, ns),
+        lambda progress: compute_norms(model_name, ns, progress),
+        jobs.estimate(model_name, norms_steps(ns), "sweep.norms"),
+        label="L∞ and L2",
+        model_name=model_name,
+    )
+    jobs.show_status(out, "The comparison below")
+    return out.result
+
+
+def norms_view(cmp, ns: NormsSettings) -> None:
+    """Fig. 12's table (flips and how visible each perturbation is) and the images of one scene."""
+    from mlvis.viz import norm_comparison_figure
+
+    st.markdown(cmp.to_markdown())
+    st.caption(
+        f"Mean over {ns.images} images. The L2 radius {cmp.radius:.4g} is the one whose ball has the volume of the "
+        f"L∞ cube of half-width {cmp.eps_linf:g} (appendix C). PSNR and SSIM say how visible the perturbation is."
+    )
+    i = st.number_input(
+        "Image shown", min_value=0, max_value=ns.images - 1, value=0, step=1, key=SWEEP_NC_IMAGE, bind="query-params"
+    )
+    st.plotly_chart(norm_comparison_figure(cmp, int(i)), key="sweep.fig.norms", config={"displayModeBar": False})

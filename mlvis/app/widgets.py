@@ -24,12 +24,10 @@ class SidebarChoice:
 
 
 def model_picker(models: Sequence[str]) -> str:
-    """Selectbox over the registered models, bound to ``?model=``."""
-    default = state.default_model(models)
+    """Selectbox over the registered models (the default one first, ``state.picker_options``), bound to ``?model=``."""
     return st.selectbox(
         "Model",
-        list(models),
-        index=list(models).index(default),
+        state.picker_options(models),
         key=state.MODEL,
         bind="query-params",
         help="The classifier every page uses. Demo models run offline on the demo scene world; real models "
@@ -43,7 +41,6 @@ def seed_input() -> int:
         "Seed",
         min_value=state.SEED_MIN,
         max_value=state.SEED_MAX,
-        value=state.DEFAULT_SEED,
         step=1,
         key=state.SEED,
         bind="query-params",
@@ -52,14 +49,18 @@ def seed_input() -> int:
     return int(value)
 
 
-def sidebar(models: Sequence[str], device: str) -> SidebarChoice:
-    """The shared sidebar: model picker, seed, and the device in use (as text)."""
-    state.init_state(models)
+def sidebar(models: Sequence[str], device: str, page: str | None = None) -> SidebarChoice:
+    """The shared sidebar: model picker, seed, and the device in use (as text); ``page`` is the page this run
+    shows (a switch to another one keeps the choice, ``state.init_state``)."""
+    state.init_state(models, page)
     with st.sidebar:
         model = model_picker(models)
         seed = seed_input()
+        state.remember(page, model, seed)
         from mlvis.app import models_page
 
+        st.toggle("bf16 autocast", key=state.BF16, help="The Attack Lab's gradient passes in bfloat16 (fast on a "
+                  "GPU; works on a CPU); clean and final evaluations stay float32.")  # fmt: skip
         st.caption(f"Device: {device} · {models_page.dtype_label()}")
         models_page.sidebar_notes(model)
     return SidebarChoice(model=model, seed=seed)

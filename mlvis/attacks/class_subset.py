@@ -211,17 +211,17 @@ def correlation_pair(correlations: Any, scope: str = "off-diagonal") -> tuple[np
 
 
 def profile_lengths(
-    profile: Any, linf_eps: np.ndarray, num_labels: int, factor: float = 1.66, rule: str = "floor"
+    profile: Any, eps: np.ndarray, num_labels: int, factor: float = 1.66, rule: str = "floor"
 ) -> np.ndarray:
     """Section V-B's subset length per budget, min(C, floor(factor * E(eps))) (``rule``: see
-    :func:`subset_length`), with E read at the L-inf-equivalent budgets ``linf_eps`` (K,)."""
+    :func:`subset_length`), with E read at the budgets ``eps`` (K,), in the profile's norm."""
     check_profile(profile, num_labels, "expected_flips")
-    e = np.atleast_1d(np.asarray(profile.expected_flips(np.asarray(linf_eps, np.float64)), np.float64))
+    e = np.atleast_1d(np.asarray(profile.expected_flips(np.asarray(eps, np.float64)), np.float64))
     return np.array([subset_length(v, num_labels, factor, rule) for v in e], np.int64)
 
 
-def _lengths_from_profile(profile: Any, linf_eps: np.ndarray, num_labels: int) -> dict[str, np.ndarray]:
-    return {"length": profile_lengths(profile, linf_eps, num_labels)}
+def _lengths_from_profile(profile: Any, eps: np.ndarray, num_labels: int) -> dict[str, np.ndarray]:
+    return {"length": profile_lengths(profile, eps, num_labels)}
 
 
 def _lengths(ctx: MethodContext, profile: Any, length: Any, factor: float) -> np.ndarray:
@@ -234,7 +234,7 @@ def _lengths(ctx: MethodContext, profile: Any, length: Any, factor: float) -> np
         return ln.copy()
     if profile is None:
         raise InvalidInput("Give a profile (to size the subset from E(eps)) or an explicit length.")
-    return profile_lengths(profile, ctx.linf, c, factor, get_protocol(ctx.protocol).class_length)
+    return profile_lengths(profile, ctx.profile_eps(profile), c, factor, get_protocol(ctx.protocol).class_length)
 
 
 def _ctx_numpy(ctx: MethodContext) -> tuple[np.ndarray, np.ndarray]:

@@ -20,13 +20,14 @@ import torch
 
 from mlvis.attacks.budget import NORMS, Budget, EpsLike, check_norm
 from mlvis.attacks.geometry import DEFAULT_ALPHA
-from mlvis.attacks.loop import run_table, store_runner
-from mlvis.attacks.methods import LoopPlan, MethodContext, RunOutput, get_method
+from mlvis.attacks.loop import StepHook, run_table, store_runner
+from mlvis.attacks.methods import RUNNER, LoopPlan, MethodContext, RunOutput, get_method
 from mlvis.attacks.model_helpers import (
     CPU_MAX_BATCH,
     check_images,
     default_memory_budget,
     forward_no_grad,
+    memory_format,
     model_device,
     same_device,
     threshold,
@@ -46,7 +47,7 @@ MAX_EPS = 1e6  # far above any budget (an L-inf eps is at most 1, an L2 radius a
 MIN_ALPHA = 1e-12  # with MAX_EPS, every step count fits an int64 (the cap then answers with a sentence)
 _SPEC_COMMON = ("alpha", "norm")  # options any spec may set, overriding the job's
 _JOB_OPTIONS = (
-    "seed", "device", "progress", "autocast", "memory_budget", "max_batch", "max_image_steps", "protocol",
+    "seed", "device", "progress", "autocast", "memory_budget", "max_batch", "max_image_steps", "hook", "protocol",
 )  # fmt: skip
 
 
@@ -80,7 +81,8 @@ def attack(
             final evaluations stay in full precision), ``memory_budget`` (bytes per chunk; default 60 % of
             free GPU memory, 2 GiB on the CPU), ``max_batch`` (rows per chunk; default 128 on the CPU, no cap
             on a GPU), ``max_image_steps`` (the cap on work, default ``MLVIS_MAX_IMAGE_STEPS`` or 10^7;
-            a job over it is refused with :class:`~mlvis.errors.WorkTooLarge` before anything runs), ``protocol``
+            a job over it is refused with :class:`~mlvis.errors.WorkTooLarge` before anything runs), ``hook``
+            (a :class:`~mlvis.attacks.loop.StepHook` watching the loop, see :func:`run_job`), ``protocol``
             (``"paper"``, the default, or ``"authors"``: the authors' code's choices, see
             :mod:`mlvis.attacks.protocol`), and the method's own options (``weights``; SLAM's ``p`` and ``q``).
 
@@ -113,6 +115,7 @@ def run_job(
     memory_budget: int | None = None,
     max_batch: int | None = None,
     max_image_steps: int | None = None,
+    hook: StepHook | None = None,
     protocol: str = "paper",
 ) -> list[AttackResult]:
     """Run several methods x an eps list on the same images as ONE batched job; one result per spec.
@@ -126,6 +129,10 @@ def run_job(
     L-inf equivalents (``MethodContext.linf``): ``eps`` itself under L-inf, the width of the cube with the
     L2 ball's volume under L2 (appendix C).
 
+    ``hook`` (a :class:`~mlvis.attacks.loop.StepHook`) watches the MI-FGSM loop (logits, and images when
+    it asks, at the steps it wants; e.g. :class:`mlvis.analysis.trajectory.TrajectoryRecorder`); it changes
+    no result. Methods with their own optimisers are not seen by it.
+
     Every argument is checked before any work; a job whose dry-run cost (:func:`mlvis.attacks.plan.image_steps`)
     is over ``max_image_steps`` (default :func:`mlvis.errors.max_image_steps`) raises
     :class:`~mlvis.errors.WorkTooLarge`, naming the cap and how to raise it, before anything is allocated.
@@ -138,7 +145,7 @@ def run_job(
         ...                             eps=[0.004, 0.008])
     """
     dev = model_device(model)
-    if device is not None and not same_device(check_device(device), dev):  # type: ignore[arg-type]
+    if device is not None and not same_device(check_device(device), dev):
         raise InvalidInput(f"The model lives on {dev}, not {device}; create it there (create_model(..., device=...)).")
     if model.training:
         raise InvalidInput("The model is in training mode; attacks need an eval-mode model (call model.eval() once).")
@@ -172,6 +179,8 @@ def run_job(
         raise InvalidInput(f"autocast must be True or False, not {autocast!r}.")
     if progress is not None and not callable(progress):
         raise InvalidInput(f"progress must be a function progress(done, total), not {progress!r}.")
+    if hook is not None and not isinstance(hook, StepHook):
+        raise InvalidInput(f"hook must be a StepHook (mlvis.attacks.loop), not {hook!r}.")
     cap = max_image_steps_cap(max_image_steps)
     proto = get_protocol(protocol)
     _check_work(spec_list, eps_arr, int(x.shape[0]), alpha, norm, dims, cap)
@@ -179,7 +188,11 @@ def run_job(
     thr = threshold(model)
     n_img = x.shape[0]
     eval_batch = max(1, budget // (64 * x[0].numel() * x.element_size()))
-    clean_logits = forward_no_grad(model, x, eval_batch)
+    # The clean forward doubles as the loop's first gradient forward when the first chunk will be exactly these
+    # images in this order and layout (one MI-FGSM spec, the common single-method job): it keeps its graph, and
+    # iteration 0 differentiates it instead of running the same forward again (the same bits either way).
+    first = _first_forward(model, x, spec_list, eval_batch, bool(autocast))
+    clean_logits = forward_no_grad(model, x, eval_batch) if first is None else first[1].detach().float()
     if clean_logits.dim() != 2 or clean_logits.shape[0] != n_img:
         raise InvalidInput(f"The model must return logits of shape (N, C); it returned {tuple(clean_logits.shape)}.")
     num_labels = clean_logits.shape[1]
@@ -244,7 +257,11 @@ def run_job(
         for _ in spec_list
     ]
     if table.num_rows:
-        run_table(model, x, table, outs, budget, int(max_batch), bool(autocast), progress, proto.clip_once)
+        run_table(
+            model, x, table, outs, budget, int(max_batch), bool(autocast), progress, hook,
+            first=first, clip_once=proto.clip_once,
+        )  # fmt: skip
+    first = None  # the clean graph, if the loop did not take it
     for s, out in runner_outputs.items():
         store_runner(model, x, out, outs[s], eps_arr, spec_meta[s][4], eval_batch)
 
@@ -301,6 +318,25 @@ def run_job(
         )
     return results
 
+
+
+def _first_forward(
+    model: torch.nn.Module, x: torch.Tensor, specs: Sequence[AttackSpec], eval_batch: int, autocast: bool
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``(input, logits with their graph)`` of one gradient forward of ``x``, when iteration 0 of the loop can
+    reuse it (see :func:`mlvis.attacks.loop.run_table`): a single MI-FGSM spec (its rows are the images in order),
+    every image in one evaluation batch, no autocast (the loop's forward would be bf16), ``x`` already in the
+    loop's memory layout. ``None`` otherwise, and the clean pass runs without autograd as before."""
+    if len(specs) != 1 or autocast or x.shape[0] > eval_batch:
+        return None
+    if not x.is_contiguous(memory_format=memory_format(model)):
+        return None
+    if get_method(specs[0].method).kind_for(dict(specs[0].options)) == RUNNER:
+        return None
+    xa = x.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        logits = model(xa)
+    return xa, logits
 
 
 # ------------------------------------------------------------------------------------ validation

@@ -173,4 +173,5 @@ def save_npy(path: str | os.PathLike, array: np.ndarray) -> Path:
 
 def load_npy(path: str | os.PathLike) -> np.ndarray:
     """Read an ``.npy`` file written by :func:`save_npy` (no pickles)."""
-    return np.load(Path(path), allow_pickle=False)
+    array: np.ndarray = np.load(Path(path), allow_pickle=False)
+    return array

@@ -17,8 +17,9 @@ per-step clamp and of the model's input during the loop; every snapshot is put i
 :class:`Chunk` holds one chunk's state and runs one iteration per :meth:`Chunk.step`; the active rows at
 step ``k`` are a prefix (rows are sorted by step count, a row whose steps are done leaves without a copy),
 found by moving one pointer, so nothing is allocated per step and a job's bookkeeping does not grow with
-its step count. :func:`run_table` runs the chunks one after the other (a job); :func:`run_lockstep` runs
-them side by side with a :class:`StepHook` that sees the logits every ``every`` steps and may stop the
+its step count. :func:`run_table` runs the chunks one after the other (a job, optionally watched by a
+:class:`StepHook`: the attack replay's recorder, :mod:`mlvis.analysis.trajectory`); :func:`run_lockstep`
+runs them side by side with a :class:`StepHook` that sees the logits every ``every`` steps and may stop the
 loop (the profile probe). No Python loop over images, no host synchronisation inside the step loop (a
 hook adds its own), no autograd outside it.
 """
@@ -67,6 +68,21 @@ class StepHook:
     def wants(self, k: int) -> bool:
         return k > 0 and k % self.every == 0
 
+    # A job's hook (``run_job(..., hook=...)``, :func:`run_table`) also gets these; ``stop`` and ``final`` are
+    # the lockstep run's only (a job runs every step, and its final state is its result).
+
+    def begin(self, table: RowTable, image_shape: tuple[int, ...]) -> None:
+        """Called once before a job's first step with its row table (``table.col``: each row's ``spec``,
+        ``img``, ``eps`` and step count ``n``) and the shape of one image."""
+
+    def wants_images(self, k: int) -> bool:
+        """Whether :meth:`images` should see the images at step ``k`` (a step :meth:`wants`)."""
+        return False
+
+    def images(self, k: int, rows: np.ndarray, x: torch.Tensor) -> None:
+        """The images ``x0 + delta`` after ``k`` steps, clamped to [0, 1]: exactly what the model sees at
+        iteration ``k`` (whose logits :attr:`record` gets), for the table rows ``rows``."""
+
 
 class Chunk:
     """One chunk of loop rows on the device: its inputs, targets, weights, loss terms, perturbation and
@@ -82,8 +98,10 @@ class Chunk:
         autocast: bool,
         fmt: torch.memory_format,
         clip_once: bool = False,
+        first: tuple[torch.Tensor, torch.Tensor] | None = None,
     ):
         dev, dtype = x.device, x.dtype
+        self.first = first  # (input, logits with graph) of iteration 0's forward, computed by the engine
         col = table.col
         r = len(rows)
         self.model, self.table, self.rows, self.autocast, self.fmt = model, table, rows, autocast, fmt
@@ -164,11 +182,15 @@ class Chunk:
         """Iteration ``k`` (0-based) on the active rows; returns their logits of ``x0 + delta`` before the step."""
         m = self.active(k)
         d = self.delta[:m]
-        xa = self.x0[:m] + d
-        xa = (xa if self.clip_once else xa.clamp_(0, 1)).requires_grad_(True)
-        with torch.enable_grad():
-            with self.amp:
+        if k == 0 and self.first is not None:
+            xa, logits = self.first  # the clean forward of exactly these rows: x0 + 0 = x0
+            self.first = None
+        else:
+            xa = self.x0[:m] + d
+            xa = (xa if self.clip_once else xa.clamp_(0, 1)).requires_grad_(True)
+            with torch.enable_grad(), self.amp:
                 logits = self.model(xa)
+        with torch.enable_grad():
             logits = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
             loss: torch.Tensor | None = None
             for fn, prm, mask in self.loss_terms:
@@ -192,6 +214,12 @@ class Chunk:
             self.unchanged.index_copy_(0, pos, (proj == cur).flatten(1).all(1))
         out: torch.Tensor = logits
         return out
+
+    def current_images(self, k: int) -> torch.Tensor:
+        """The active rows' images ``x0 + delta`` at iteration ``k``, as :meth:`step` feeds them to the model."""
+        m = self.active(k)
+        xa = self.x0[:m] + self.delta[:m]
+        return xa if self.clip_once else xa.clamp_(0, 1)
 
     def current_logits(self) -> torch.Tensor:
         """Logits of every row's current image ``x0 + delta`` (no autograd)."""
@@ -243,20 +271,36 @@ def run_table(
     max_batch: int,
     autocast: bool,
     progress: Progress | None,
+    hook: StepHook | None = None,
+    first: tuple[torch.Tensor, torch.Tensor] | None = None,
     clip_once: bool = False,
 ) -> None:
-    """Run every row of ``table`` (a job): chunk after chunk, each to its last step, then its snapshots
-    (``clip_once``: see the module docstring)."""
+    """Run every row of ``table`` (a job): chunk after chunk, each to its last step, then its snapshots.
+
+    ``hook`` (optional) sees every chunk's logits (and images) at the steps it wants, and changes nothing.
+    ``first``: the engine's clean forward of ``x`` with its graph; the first chunk's iteration 0 differentiates
+    it instead of running the forward again, when that chunk's rows are exactly the images in order.
+    ``clip_once``: see the module docstring."""
     table.finish()
+    if hook is not None:
+        hook.begin(table, tuple(x.shape[1:]))
     img_bytes = x[0].numel() * x.element_size()
     act = activation_bytes(model, x, autocast)
     total = table.total_steps
     done = 0
     fmt = memory_format(model)
     for norm, rows in table.chunks(img_bytes, act, budget, max_batch):
-        chunk = Chunk(model, x, table, rows, norm, autocast, fmt, clip_once)
+        mine = first is not None and len(rows) == x.shape[0]
+        mine = mine and np.array_equal(table.col["img"][rows], np.arange(len(rows)))
+        chunk = Chunk(model, x, table, rows, norm, autocast, fmt, clip_once, first if mine else None)
+        first = None
         for k in range(chunk.n_max):
-            chunk.step(k)
+            watch = hook is not None and hook.wants(k)
+            if watch and hook is not None and hook.wants_images(k):
+                hook.images(k, chunk.rows[: chunk.active(k)], chunk.current_images(k).detach())
+            logits = chunk.step(k)
+            if watch and hook is not None:
+                hook.record(k, chunk.rows[: chunk.m], logits.detach())
             done += chunk.m
             if progress is not None:
                 progress(done, total)
@@ -272,17 +316,20 @@ def run_lockstep(
     *,
     norm: str = "linf",
     fmt: torch.memory_format | None = None,
+    autocast: bool = False,
     clip_once: bool = False,
 ) -> int:
     """Run the rows of ``table`` cut into ``parts`` side by side, one step of every part at a time, with
     ``hook`` watching; returns the number of steps taken (fewer than the rows' when the hook stops it).
 
     Every part must hold rows of equal step count. Used by the profile probe, whose stopping rule needs
-    every row's flips at the same step. With ``clip_once`` the hook sees the logits of the images put into
-    [0, 1] (one extra forward per record, as the authors' probe measures), not of the loop's unclipped ones."""
+    every row's flips at the same step. ``autocast``: bf16 autocast of the gradient passes (the hook sees
+    their logits, cast to float32; the final record's forward stays in full precision). With ``clip_once``
+    the hook sees the logits of the images put into [0, 1] (one extra forward per record, as the authors'
+    probe measures), not of the loop's unclipped ones."""
     table.finish()
     fmt = fmt or memory_format(model)
-    chunks = [Chunk(model, x, table, np.asarray(p), norm, False, fmt, clip_once) for p in parts]
+    chunks = [Chunk(model, x, table, np.asarray(p), norm, autocast, fmt, clip_once) for p in parts]
     n_max = max(c.n_max for c in chunks)
     for k in range(n_max):
         for c in chunks:

@@ -61,13 +61,21 @@ class MethodContext:
     autocast: bool = False
     memory_budget: int = 2**31
     progress: Callable[[int, int], None] | None = None
-    eps_linf: np.ndarray | None = None  # (K,) the L-inf-equivalent budgets (what a profile is read at)
+    eps_linf: np.ndarray | None = None  # (K,) the L-inf-equivalent budgets (appendix C, under L2)
     protocol: str = "paper"  # "paper" | "authors" (mlvis.attacks.protocol): how profiles and matrices are read
 
     @property
     def linf(self) -> np.ndarray:
         """The L-inf-equivalent budgets ``(K,)``: ``eps`` itself under L-inf (see :class:`mlvis.attacks.Budget`)."""
         return self.eps if self.eps_linf is None else self.eps_linf
+
+    def profile_eps(self, profile: Any) -> np.ndarray:
+        """The budgets ``(K,)`` at which a method reads ``profile``: ``eps`` itself, once the profile is
+        checked to be of the attack's norm (an L-inf profile for an L2 attack is refused with a sentence)."""
+        from mlvis.attacks.budget import check_profile_norm
+
+        check_profile_norm(profile, self.norm)
+        return self.eps
 
     @property
     def num_images(self) -> int:
@@ -239,9 +247,9 @@ def register_method(
         exposed: the :class:`Option` s a front end may set (Lab sliders, sweep, ``--methods name:opt=value``).
         hidden: an analysis probe, not offered as an attack in the Lab.
         subset: it attacks a label subset (the paper's ``*`` when the subset is every label).
-        from_profile: ``rule(profile, linf_eps (K,), num_labels) -> {option: (K,) values}``, how the method
-            reads the profile at the L-inf-equivalent budget (SLAM's ``p``, CLASS's ``length``); front ends
-            that write numbers into a recipe use the same rule.
+        from_profile: ``rule(profile, eps (K,), num_labels) -> {option: (K,) values}``, how the method
+            reads the profile at the budgets, in the profile's norm (SLAM's ``p``, CLASS's ``length``); front
+            ends that write numbers into a recipe use the same rule (after ``Budget.for_profile``).
         profile_gives: the options ``from_profile`` produces (given one of them, no profile is needed).
         order: where front ends list it (methods without an order follow, by name).
 
@@ -297,15 +305,15 @@ def method_description(name: str) -> str:
     return get_method(name).description
 
 
-def profile_flip_ratio(profile: Any, linf_eps: np.ndarray, num_labels: int, inclusive: bool = False) -> np.ndarray:
-    """SLAM's ``p`` per budget (equation 7): the profile's E / C at the L-inf-equivalent budgets ``(K,)``.
+def profile_flip_ratio(profile: Any, eps: np.ndarray, num_labels: int, inclusive: bool = False) -> np.ndarray:
+    """SLAM's ``p`` per budget (equation 7): the profile's E / C at the budgets ``(K,)``, in the profile's norm.
 
     Equation 7 sets p = 1 beyond eps_max (``eps > eps_max``, the paper); ``inclusive`` also at eps_max itself
     (``eps >= eps_max``, the authors' code, ``protocol="authors"``)."""
     check_profile(profile, num_labels, "flip_ratio")
-    eps = np.atleast_1d(np.asarray(linf_eps, np.float64))
-    p = np.atleast_1d(np.asarray(profile.flip_ratio(eps), np.float64))
-    return np.where(eps >= profile.eps_max, 1.0, p) if inclusive else p
+    e = np.atleast_1d(np.asarray(eps, np.float64))
+    p = np.atleast_1d(np.asarray(profile.flip_ratio(e), np.float64))
+    return np.where(e >= profile.eps_max, 1.0, p) if inclusive else p
 
 
 def check_profile(profile: Any, num_labels: int, needed: str) -> None:
@@ -338,8 +346,8 @@ def _slam_kind(options: Mapping[str, Any]) -> str:
     return SHARED if p is not None and options.get("profile") is None and np.ndim(p) == 0 else PER_EPS
 
 
-def _slam_from_profile(profile: Any, linf_eps: np.ndarray, num_labels: int) -> dict[str, np.ndarray]:
-    return {"p": profile_flip_ratio(profile, linf_eps, num_labels)}
+def _slam_from_profile(profile: Any, eps: np.ndarray, num_labels: int) -> dict[str, np.ndarray]:
+    return {"p": profile_flip_ratio(profile, eps, num_labels)}
 
 
 SLAM_Q = Option(
@@ -371,9 +379,9 @@ def _slam(
 
     ``p`` is the expected flip ratio E(eps) / C: a scalar, one value per eps ``(K,)`` or per (eps, image)
     ``(K, N)``; ``q`` is the maximum share of BCE. A scalar ``p`` keeps SLAM eps-independent (one
-    trajectory for the whole eps list); ``profile`` (a ``FlipProfile``) gives ``p = profile.flip_ratio(eps)``
-    at the L-inf-equivalent budgets ``ctx.linf`` (the profile was measured in L-inf; under L2 the engine's
-    eps is a radius).
+    trajectory for the whole eps list); ``profile`` (a ``FlipProfile`` of the attack's norm) gives
+    ``p = profile.flip_ratio(eps)`` at the attack's own budgets (an L2 profile at the L2 radius); a profile
+    of the other norm is refused (:class:`~mlvis.errors.ProfileMismatch`).
     """
     k = len(ctx.eps)
     if (p is None) == (profile is None):
@@ -383,7 +391,8 @@ def _slam(
             raise InvalidInput("slam's profile must be a FlipProfile (see mlvis.profile).")
         from mlvis.attacks.protocol import get_protocol
 
-        p = profile_flip_ratio(profile, ctx.linf, ctx.num_labels, get_protocol(ctx.protocol).eq7_inclusive)
+        inclusive = get_protocol(ctx.protocol).eq7_inclusive
+        p = profile_flip_ratio(profile, ctx.profile_eps(profile), ctx.num_labels, inclusive)
     p_arr = np.asarray(p.detach().cpu() if isinstance(p, torch.Tensor) else p, dtype=np.float64)
     q_val = float(q)
     if not np.isfinite(p_arr).all() or (p_arr < 0).any() or (p_arr > 1).any():

@@ -124,12 +124,13 @@ _ARTIFACT_NAMES = {
 
 @dataclasses.dataclass(frozen=True)
 class Artifacts:
-    """A model's flip profile and correlation matrices (``None`` where missing)."""
+    """A model's flip profile (of the attack's ``norm``) and correlation matrices (``None`` where missing)."""
 
     model: str = ""
     profile: Any = None
     up: Any = None
     down: Any = None
+    norm: str = "linf"
 
     def correlations(self) -> Any:
         """What CLASS reads: the (flip-up, flip-down) pair, or the flip-up matrix alone (flip-down is then
@@ -146,14 +147,18 @@ class Artifacts:
         missing = [k for k in wanted if getattr(self, k) is None]
         if not missing:
             return None
-        what = " and no ".join(_ARTIFACT_NAMES[k] for k in missing)
+        names = {**_ARTIFACT_NAMES, "profile": "L2 flip profile" if self.norm == "l2" else "flip profile"}
+        what = " and no ".join(names[k] for k in missing)
         page = (
             "Profiles"
             if missing == ["profile"]
             else ("Label landscape" if "profile" not in missing else "Profiles and Label landscape")
         )
+        flag = " --norm l2" if self.norm == "l2" else ""
         cli = " / ".join(
-            f"`mlvis {'profile' if k == 'profile' else 'correlations'} --model {self.model}`" for k in missing
+            f"`mlvis {'profile' if k == 'profile' else 'correlations'} --model {self.model}"
+            f"{flag if k == 'profile' else ''}`"
+            for k in missing
         )
         return (
             f"{info.title} cannot run: {self.model or 'this model'} has no {what} yet. "
@@ -173,8 +178,9 @@ def resolve(
 
     Exposed options come from ``values`` (keyed by the options' recipe keys, e.g. ``"q"``, ``"gamma"``);
     options a method reads from the profile are written as numbers, computed by the method's own rule at the
-    budget's L-inf equivalent (so the run no longer depends on the profile file, and gives what the library
-    gives for the same settings); correlation matrices are passed along.
+    budget itself, from the profile of the budget's norm (so the run no longer depends on the profile file,
+    and gives what the library gives for the same settings; a profile of the other norm is refused);
+    correlation matrices are passed along.
 
     Raises:
         ValueError: with a sentence when a method needs an artifact the model does not have, or an option
@@ -188,7 +194,7 @@ def resolve(
             raise InvalidInput(problem)
         opts: dict[str, Any] = exposed_values(info, values)
         if info.from_profile is not None and artifacts.profile is not None:
-            for k, v in info.from_profile(artifacts.profile, budget.linf_array, num_labels).items():
+            for k, v in info.from_profile(artifacts.profile, budget.for_profile(artifacts.profile), num_labels).items():
                 arr = np.asarray(v)
                 opts[k] = arr.item() if arr.size == 1 else arr
         elif "profile" in info.needs:

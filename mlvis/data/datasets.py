@@ -4,7 +4,9 @@ Four kinds, each a local folder (nothing is downloaded)::
 
     coco     COCO 2014: annotations/instances_val2014.json (or instances_val2014.json) + val2014/
     voc      PASCAL VOC2007: JPEGImages/, Annotations/*.xml, ImageSets/Main/<split>.txt
-             (the folder itself, or VOC2007/, VOCdevkit/VOC2007/ or VOCtest|VOCtrainval/VOCdevkit/VOC2007 in it)
+             (the folder itself, or VOC2007/, VOCdevkit/VOC2007/ or VOCtest|VOCtrainval/VOCdevkit/VOC2007 in it);
+             a VOC-layout folder with classes of its own lists them in labels.txt (one a line) beside
+             JPEGImages/, and an image may be JPEGImages/<id>.png where no <id>.jpg exists (lossless)
     nuswide  NUS-WIDE as ASL provides it: nus_wid_data.csv (filename, label, split_name) + the images
     folder   any folder of PNG / JPEG / WebP images, with an optional labels.csv
 
@@ -57,6 +59,7 @@ VOC_LABELS = (
     "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
 )  # fmt: skip
 LABELS_CSV = "labels.csv"
+VOC_CLASSES = "labels.txt"  # a VOC-layout folder's own class list (without it: VOC2007's 20 classes)
 NUSWIDE_CSV = "nus_wid_data.csv"
 DATA_ROOT_ENV = "MLVIS_DATA_ROOT"
 _MAX_XML_BYTES = 1 << 20
@@ -449,8 +452,15 @@ def _open_voc(folder: Path, split: str) -> Dataset:
     if split_file is None:
         raise DatasetError(f"The VOC folder {folder} has no {prefix}ImageSets/Main/{split}.txt for split {split!r}.")
     ids = [line.split()[0] for line in _read_text(folder, split_file).splitlines() if line.strip()]
-    col = {n: j for j, n in enumerate(VOC_LABELS)}
-    truth = np.zeros((len(ids), len(VOC_LABELS)), np.uint8)
+    classes_file = _first_file(folder, [f"{prefix}{VOC_CLASSES}"])
+    labels = VOC_LABELS
+    if classes_file is not None:
+        labels = tuple(line.strip() for line in _read_text(folder, classes_file).splitlines() if line.strip())
+        if not labels or len(set(labels)) != len(labels):
+            raise DatasetError(f"{classes_file} must list distinct class names, one a line.")
+    classes = f"the {len(labels)} classes of {classes_file}" if classes_file else "one of VOC2007's 20 classes"
+    col = {n: j for j, n in enumerate(labels)}
+    truth = np.zeros((len(ids), len(labels)), np.uint8)
     for i, image_id in enumerate(ids):
         rel = f"{prefix}Annotations/{_safe_id(image_id, split_file)}.xml"
         text = _read_text(folder, rel, limit=_MAX_XML_BYTES)
@@ -461,12 +471,14 @@ def _open_voc(folder: Path, split: str) -> Dataset:
         for obj in objects:
             name = (obj.findtext("name") or "").strip()
             if name not in col:
-                raise DatasetError(f"{rel} names the object class {name!r}, which is not one of VOC2007's 20 classes.")
+                raise DatasetError(f"{rel} names the object class {name!r}, which is not {classes}.")
             if (obj.findtext("difficult") or "0").strip() != "1":  # difficult-only classes count as absent
                 truth[i, col[name]] = 1
-    files = [f"{prefix}JPEGImages/{i}.jpg" for i in ids]
+    listing = _listing(folder, f"{prefix}JPEGImages", {})
+    files = [f"{prefix}JPEGImages/{i}.{'png' if f'{i}.jpg' not in listing and f'{i}.png' in listing else 'jpg'}"
+             for i in ids]  # fmt: skip
     _check_present(folder, files, "VOC")
-    return Dataset("voc", folder, split, VOC_LABELS, tuple(ids), tuple(files), truth)
+    return Dataset("voc", folder, split, labels, tuple(ids), tuple(files), truth)
 
 
 def _open_nuswide(folder: Path, split: str) -> Dataset:
@@ -725,13 +737,22 @@ def _locate(folder: Path, names: Sequence[str], prefixes: Sequence[str], what: s
 
 # ------------------------------------------------------------------- demo scenes as a dataset folder
 
-SCENE_LAYOUTS = ("folder", "coco", "nuswide")
+SCENE_LAYOUTS = ("folder", "coco", "voc", "nuswide")
+SCENE_FORMATS = ("png", "jpeg")
 _COCO_SPLIT = {"train": "train2014", "val": "val2014", "test": "val2014"}
 _NUS_SPLIT = {"train": "train", "val": "val", "test": "val"}
+_VOC_SPLIT = {"train": "trainval", "val": "val", "test": "test"}
+JPEG_QUALITY = 95  # write-scenes --format jpeg: 4:4:4 chroma, so only the DCT's rounding is lost
 
 
 def write_scene_dataset(
-    path: str | os.PathLike, layout: str = "folder", n: int = 100, split: str = "test", seed: int = 0, size: int = 64
+    path: str | os.PathLike,
+    layout: str = "folder",
+    n: int = 100,
+    split: str = "test",
+    seed: int = 0,
+    size: int = 64,
+    image_format: str = "png",
 ) -> Path:
     """Write ``mlvis.data.demo_batch(n, split, seed, size)``'s scenes as a dataset folder, losslessly.
 
@@ -741,9 +762,17 @@ def write_scene_dataset(
 
     Layouts: ``"folder"`` (``images/*.png`` + a wide ``labels.csv`` in the world's label order),
     ``"coco"`` (``annotations/instances_val2014.json`` + ``val2014/``, or ``train2014`` for the train
-    split; one box per visible object) and ``"nuswide"`` (``nus_wid_data.csv`` + ``images/``; split
-    ``val``, or ``train``). A file ``mlvis-scenes.json`` records what was written. Files are written
-    atomically; the folder must be new or empty.
+    split; one box per visible object), ``"voc"`` (VOC2007's ``JPEGImages/``, ``Annotations/<id>.xml``
+    with one object and box per visible object, ``ImageSets/Main/<split>.txt`` for split ``test``,
+    ``val`` or ``trainval`` (the train scenes), and ``labels.txt`` naming the world's 24 classes, which
+    are not VOC's) and ``"nuswide"`` (``nus_wid_data.csv`` + ``images/``; split ``val``, or ``train``).
+    A file ``mlvis-scenes.json`` records what was written. Files are written atomically; the folder
+    must be new or empty.
+
+    ``image_format="png"`` (the default) keeps every layout lossless, VOC's included: its images are
+    ``JPEGImages/<id>.png``, which the VOC reader takes where no ``<id>.jpg`` exists. ``"jpeg"`` writes
+    real JPEG files (``.jpg``, quality 95, no chroma subsampling), as the official datasets hold them,
+    to exercise the JPEG path; they are then not bit-identical to the scenes.
 
     Returns:
         The folder, resolved.
@@ -764,14 +793,29 @@ def write_scene_dataset(
         raise DatasetError(f"The scene seed must be an integer between 0 and 999, not {seed!r}.")
     if split not in _COCO_SPLIT:
         raise DatasetError(f"The scene split must be one of {', '.join(_COCO_SPLIT)}, not {split!r}.")
+    if image_format not in SCENE_FORMATS:
+        raise DatasetError(f"The scene image format must be one of {', '.join(SCENE_FORMATS)}, not {image_format!r}.")
+    ext = "png" if image_format == "png" else "jpg"
     first = int(seed) * BLOCK  # the scenes demo_batch(n, split, seed, size) draws
     pixels, truth_u8 = world(0, size).batch_uint8(split, range(first, first + int(n)))
-    names = [f"{split}_{first + i:09d}.png" for i in range(n)]
+    names = [f"{split}_{first + i:09d}.{ext}" for i in range(n)]
 
     def png(arr: np.ndarray) -> bytes:
         buf = io.BytesIO()
-        Image.fromarray(arr, "RGB").save(buf, format="PNG")
+        if image_format == "png":
+            Image.fromarray(arr, "RGB").save(buf, format="PNG")
+        else:
+            Image.fromarray(arr, "RGB").save(buf, format="JPEG", quality=JPEG_QUALITY, subsampling=0)
         return buf.getvalue()
+
+    def boxes(i: int) -> list[tuple[int, int, int, int, int]]:
+        """``(label, x0, y0, x1, y1)`` of every visible object of scene ``i`` (clipped to the image)."""
+        out = []
+        for obj in world(0, size).describe(split, first + i)["objects"]:
+            if truth_u8[i, obj["label"]]:
+                x0, y0 = max(obj["x"], 0), max(obj["y"], 0)
+                out.append((obj["label"], x0, y0, min(obj["x"] + obj["size"], size), min(obj["y"] + obj["size"], size)))
+        return out
 
     def put(rel: str, data: bytes) -> None:
         atomic_write(out / rel, _writer(data))
@@ -786,17 +830,14 @@ def write_scene_dataset(
         atomic_write_text(out / LABELS_CSV, buf.getvalue())
     elif layout == "coco":
         coco_split = _COCO_SPLIT[split]
-        files = [f"{coco_split}/COCO_{coco_split}_{first + i + 1:012d}.png" for i in range(n)]
+        files = [f"{coco_split}/COCO_{coco_split}_{first + i + 1:012d}.{ext}" for i in range(n)]
         anns: list[dict[str, Any]] = []
         for i in range(n):
-            for obj in world(0, size).describe(split, first + i)["objects"]:
-                if truth_u8[i, obj["label"]]:
-                    x0, y0 = max(obj["x"], 0), max(obj["y"], 0)
-                    x1, y1 = min(obj["x"] + obj["size"], size), min(obj["y"] + obj["size"], size)
-                    anns.append({
-                        "id": len(anns) + 1, "image_id": first + i + 1, "category_id": obj["label"] + 1,
-                        "bbox": [x0, y0, x1 - x0, y1 - y0], "area": float((x1 - x0) * (y1 - y0)), "iscrowd": 0,
-                    })  # fmt: skip
+            for label, x0, y0, x1, y1 in boxes(i):
+                anns.append({
+                    "id": len(anns) + 1, "image_id": first + i + 1, "category_id": label + 1,
+                    "bbox": [x0, y0, x1 - x0, y1 - y0], "area": float((x1 - x0) * (y1 - y0)), "iscrowd": 0,
+                })  # fmt: skip
         doc = {
             "info": {"description": f"mlvis demo scenes, split {split}, seed {seed}", "version": "1.0"},
             "images": [
@@ -807,6 +848,15 @@ def write_scene_dataset(
             "categories": [{"id": j + 1, "name": nm, "supercategory": "scene"} for j, nm in enumerate(LABELS)],
         }
         atomic_write_text(out / "annotations" / f"instances_{coco_split}.json", json.dumps(doc))
+    elif layout == "voc":
+        ids = [f"{first + i:06d}" for i in range(n)]
+        files = [f"JPEGImages/{i}.{ext}" for i in ids]
+        for i, image_id in enumerate(ids):
+            atomic_write_text(out / "Annotations" / f"{image_id}.xml", _voc_annotation(
+                files[i].rpartition("/")[2], size, [(LABELS[lab], x0, y0, x1, y1) for lab, x0, y0, x1, y1 in boxes(i)]
+            ))  # fmt: skip
+        atomic_write_text(out / "ImageSets" / "Main" / f"{_VOC_SPLIT[split]}.txt", "".join(f"{i}\n" for i in ids))
+        atomic_write_text(out / VOC_CLASSES, "".join(f"{nm}\n" for nm in LABELS))
     else:
         files = [f"images/{nm}" for nm in names]
         buf = io.StringIO()
@@ -817,6 +867,32 @@ def write_scene_dataset(
         atomic_write_text(out / NUSWIDE_CSV, buf.getvalue())
     for f, arr in zip(files, pixels):
         put(f, png(arr))
-    meta = {"layout": layout, "n": n, "split": split, "seed": seed, "size": size, "world_seed": 0, "files": files}
+    meta = {"layout": layout, "n": n, "split": split, "seed": seed, "size": size, "world_seed": 0,
+            "image_format": image_format, "files": files}  # fmt: skip
     atomic_write_text(out / "mlvis-scenes.json", json.dumps(meta, indent=1))
     return out.resolve()
+
+
+def _voc_annotation(filename: str, size: int, objects: Sequence[tuple[str, int, int, int, int]]) -> str:
+    """A VOC2007 annotation XML: the image's file name and size, one ``object`` with its box per object
+    (VOC's boxes are 1-based and inclusive)."""
+    root = ET.Element("annotation")
+    ET.SubElement(root, "folder").text = "VOC2007"
+    ET.SubElement(root, "filename").text = filename
+    src = ET.SubElement(root, "source")
+    ET.SubElement(src, "database").text = "mlvis demo scenes"
+    sz = ET.SubElement(root, "size")
+    for tag, v in (("width", size), ("height", size), ("depth", 3)):
+        ET.SubElement(sz, tag).text = str(v)
+    ET.SubElement(root, "segmented").text = "0"
+    for name, x0, y0, x1, y1 in objects:
+        obj = ET.SubElement(root, "object")
+        ET.SubElement(obj, "name").text = name
+        ET.SubElement(obj, "pose").text = "Unspecified"
+        ET.SubElement(obj, "truncated").text = "0"
+        ET.SubElement(obj, "difficult").text = "0"
+        box = ET.SubElement(obj, "bndbox")
+        for tag, v in (("xmin", x0 + 1), ("ymin", y0 + 1), ("xmax", x1), ("ymax", y1)):
+            ET.SubElement(box, tag).text = str(v)
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode") + "\n"

@@ -200,10 +200,10 @@ def load_image(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data))
+            im: Image.Image = Image.open(io.BytesIO(data))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError(
-            f"{name}: the image has more than {Image.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels; "
+            f"{name}: the image has more than {(Image.MAX_IMAGE_PIXELS or 0) / 1e6:.0f} megapixels; "
             f"the limit is {MAX_PIXELS / 1e6:.0f} megapixels."
         ) from None
     except UnidentifiedImageError:

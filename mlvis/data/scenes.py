@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -299,10 +300,10 @@ class SceneWorld:
         ctx = int(np.searchsorted(np.cumsum(self._ctx_probs), rng.random()))
         members, cdf = self._ctx_members[ctx], self._ctx_cdf[ctx]
         n = 1 + rng.binomial(cfg.max_objects - 1, cfg.object_prob)
-        objects = []
+        objects: list[dict[str, Any]] = []
         areas = []
         for k in range(n):
-            lab = int(members[min(np.searchsorted(cdf, rng.random()), len(members) - 1)])
+            lab = int(members[min(int(np.searchsorted(cdf, rng.random())), len(members) - 1)])
             d = LABEL_DEFS[lab]
             si = int(rng.integers(len(SIZES)))
             if sc != 1.0:

@@ -10,6 +10,7 @@ labels, else from the checkpoint's classifier) and load a state dict (safetensor
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -116,8 +117,8 @@ def build_architecture(
             raise ValueError(
                 f"timm has no architecture {arch!r}; `timm.list_models('{arch[:4]}*')` lists similar ones."
             )
-        cfg = timm.get_pretrained_cfg(arch)
-        cfg = cfg.to_dict() if cfg is not None else {}
+        pretrained = timm.get_pretrained_cfg(arch)
+        cfg: dict[str, Any] = pretrained.to_dict() if pretrained is not None else {}
         default_size, interp = tuple(cfg.get("input_size", (3, 224, 224))[1:]), cfg.get("interpolation", "bicubic")
         default_mean, default_std = cfg.get("mean", IMAGENET_MEAN), cfg.get("std", IMAGENET_STD)
         classifier = cfg.get("classifier")

@@ -85,12 +85,13 @@ def download(name: str, folder: str | Path | None = None, progress=None, timeout
             f"{name} is shared through a web page (see the Query2Label README), not a direct address; download "
             f"{official.file} and config_new.json by hand into {folder} and add the card with mlvis add-model."
         )
+    url: str = official.url  # not None past the check above (a name the nested fetch can rely on)
     target = folder / official.file
     if not target.is_file():
 
         def fetch(tmp: str) -> None:
             try:
-                with urllib.request.urlopen(official.url, timeout=timeout) as r, open(tmp, "wb") as out:
+                with urllib.request.urlopen(url, timeout=timeout) as r, open(tmp, "wb") as out:
                     total = int(r.headers.get("Content-Length") or 0)
                     done = 0
                     while chunk := r.read(1 << 20):
@@ -101,7 +102,7 @@ def download(name: str, folder: str | Path | None = None, progress=None, timeout
             except (urllib.error.URLError, OSError, TimeoutError) as exc:
                 reason = getattr(exc, "reason", exc)
                 raise CheckpointError(
-                    f"{official.file} could not be downloaded from {official.url} ({reason}); without network, copy "
+                    f"{official.file} could not be downloaded from {url} ({reason}); without network, copy "
                     f"the file into {folder} by hand."
                 ) from None
 

@@ -15,7 +15,9 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -122,16 +124,22 @@ class DecoderLayer(nn.Module):
         return self.norm3(t + self.dropout3(self.linear2(self.dropout(F.relu(self.linear1(t))))))
 
 
+class Stack(nn.Module):
+    """The checkpoint's ``encoder`` / ``decoder``: its ``layers``, and the decoder's final ``norm``."""
+
+    def __init__(self, layers: Iterable[nn.Module], norm: nn.Module | None = None):
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+        self.norm = norm if norm is not None else nn.Identity()  # Identity holds no parameters: same state dict
+
+
 class Transformer(nn.Module):
     def __init__(self, d: int, heads: int, ff: int, enc: int, dec: int, dropout: float, dec_self_attn=()):
         super().__init__()
-        self.encoder = nn.Module()
-        self.encoder.layers = nn.ModuleList(EncoderLayer(d, heads, ff, dropout) for _ in range(enc))
-        self.decoder = nn.Module()
-        self.decoder.layers = nn.ModuleList(
-            DecoderLayer(d, heads, ff, dropout, self_attn=i in dec_self_attn) for i in range(dec)
+        self.encoder = Stack(EncoderLayer(d, heads, ff, dropout) for _ in range(enc))
+        self.decoder = Stack(
+            (DecoderLayer(d, heads, ff, dropout, self_attn=i in dec_self_attn) for i in range(dec)), nn.LayerNorm(d)
         )
-        self.decoder.norm = nn.LayerNorm(d)
 
     def forward(self, src: torch.Tensor, pos: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
         memory = src
@@ -182,7 +190,7 @@ class Query2Label(nn.Module):
                 f"grid), not {w}×{h}."
             )
         src = self.input_proj(self.backbone[0](x))  # (B, d, h, w)
-        pe = self.backbone[1].pe
+        pe = self.backbone[1].get_buffer("pe")  # (1, d, h, w)
         b = src.shape[0]
         src = src.flatten(2).permute(2, 0, 1)  # (L, B, d), row-major
         pos = pe.flatten(2).permute(2, 0, 1).expand(-1, b, -1)
@@ -191,7 +199,7 @@ class Query2Label(nn.Module):
         return self.fc(hs)
 
 
-DEFAULTS = {
+DEFAULTS: dict[str, Any] = {
     "backbone": "resnet101", "img_size": 448, "num_class": 80, "hidden_dim": 2048, "dim_feedforward": 8192,
     "enc_layers": 1, "dec_layers": 2, "nheads": 4, "dropout": 0.1, "pre_norm": False,
     "position_embedding": "sine", "keep_input_proj": False, "orid_norm": False,
@@ -205,7 +213,7 @@ def _flag(v) -> bool:
 def infer_config(sd: dict[str, torch.Tensor], name: str, given: dict | None = None) -> dict:
     """The network's configuration: ``given`` (a ``config_new.json``) where it speaks, else what the shapes
     say (MODELS.md §2.3), else the R101-448 defaults; then checked against the shapes."""
-    cfg = dict(DEFAULTS)
+    cfg: dict[str, Any] = dict(DEFAULTS)
     if "query_embed.weight" not in sd or "backbone.1.pe" not in sd or "fc.W" not in sd:
         raise CheckpointError(
             f"{name} is not a Query2Label checkpoint: it lacks query_embed.weight, backbone.1.pe or fc.W."

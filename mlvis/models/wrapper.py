@@ -17,6 +17,9 @@ class MultiLabelModel(nn.Module):
     rather than switching modes themselves (one cached model is shared by every app session).
     """
 
+    mean: torch.Tensor  # (1, 3, 1, 1) buffers: they follow the model's device and dtype
+    std: torch.Tensor
+
     def __init__(self, net: nn.Module, spec: ModelSpec):
         super().__init__()
         self.net = net

@@ -28,9 +28,15 @@ from mlvis.viz.landscape import attackability_figure, matrix_heatmap  # noqa: E4
 
 __all__ += ["attackability_figure", "matrix_heatmap"]
 
-from mlvis.viz.sweep import bce_linear_figure, q_totals_figure, sweep_flips_figure, targets_figure  # noqa: E402
+from mlvis.viz.sweep import (  # noqa: E402
+    bce_linear_figure,
+    norm_comparison_figure,
+    q_totals_figure,
+    sweep_flips_figure,
+    targets_figure,
+)
 
-__all__ += ["bce_linear_figure", "q_totals_figure", "sweep_flips_figure", "targets_figure"]
+__all__ += ["bce_linear_figure", "norm_comparison_figure", "q_totals_figure", "sweep_flips_figure", "targets_figure"]
 
 from mlvis.viz.histograms import confidence_histograms, histogram_counts  # noqa: E402
 

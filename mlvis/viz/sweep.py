@@ -186,3 +186,55 @@ def q_totals_figure(qs: Sequence[float], totals: Sequence[float], baseline: floa
         yaxis={"title": "total flips over the grid", "rangemode": "tozero"},
     )
     return fig
+
+
+def norm_comparison_figure(comparison, image: int = 0, scale: int = 4) -> go.Figure:
+    """Fig. 12: the clean image, the L-inf and the L2 adversarial, and both perturbations amplified by the same
+    factor (grey = unchanged), for image ``image`` of a :class:`~mlvis.analysis.evaluation.NormComparison`.
+
+    The five panels are ``go.Image`` traces (``meta``: ``{"kind": "clean" | "adv" | "perturbation", "norm"}``),
+    upscaled ``scale`` times without smoothing so single pixels stay visible.
+    """
+    from plotly.subplots import make_subplots
+
+    from mlvis.viz.attack import amplified_perturbation, nice_factor
+
+    a, b = comparison.linf, comparison.l2
+    clean = a.clean[image]
+    adv = {"linf": a.adv[0, image], "l2": b.adv[0, image]}
+    flips = {"linf": int(a.flips[0, image]), "l2": int(b.flips[0, image])}
+    biggest = max(float(np.abs(adv[n] - clean).max(initial=0.0)) for n in adv)
+    factor = nice_factor(biggest)
+
+    def rgb(chw: np.ndarray) -> np.ndarray:
+        hwc = (np.clip(np.asarray(chw, np.float64), 0, 1).transpose(1, 2, 0) * 255 + 0.5).astype(np.uint8)
+        return np.repeat(np.repeat(hwc, scale, 0), scale, 1)
+
+    def big(img: np.ndarray) -> np.ndarray:
+        return np.repeat(np.repeat(img, scale, 0), scale, 1)
+
+    titles = [
+        "clean",
+        f"L∞ ε = {comparison.eps_linf:.4g}: {flips['linf']} flips",
+        f"L2 ε = {comparison.radius:.4g}: {flips['l2']} flips",
+        f"L∞ perturbation ×{factor:g}",
+        f"L2 perturbation ×{factor:g}",
+    ]
+    fig = make_subplots(rows=1, cols=5, subplot_titles=titles, horizontal_spacing=0.02)
+    panels = [
+        (rgb(clean), {"kind": "clean"}),
+        (rgb(adv["linf"]), {"kind": "adv", "norm": "linf", "flips": flips["linf"]}),
+        (rgb(adv["l2"]), {"kind": "adv", "norm": "l2", "flips": flips["l2"]}),
+        (big(amplified_perturbation(clean, adv["linf"], factor)[0]), {"kind": "perturbation", "norm": "linf"}),
+        (big(amplified_perturbation(clean, adv["l2"], factor)[0]), {"kind": "perturbation", "norm": "l2"}),
+    ]
+    for col, (img, meta) in enumerate(panels, start=1):
+        fig.add_trace(go.Image(z=img, meta=meta, hoverinfo="skip"), row=1, col=col)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    fig.update_layout(
+        title=f"{comparison.model}, {comparison.method}: L∞ against the L2 ball of the same volume (Fig. 12)",
+        height=260 + 10 * scale,
+        margin={"l": 10, "r": 10, "t": 70, "b": 10},
+    )
+    return fig

@@ -6,6 +6,7 @@ browser download is not used. Screenshots go to ``test-artifacts/screenshots/`` 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -63,11 +64,10 @@ def models_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("models")
 
 
-@pytest.fixture(scope="session")
-def app_url(tmp_path_factory, models_dir):
+@contextlib.contextmanager
+def serve(log_path: Path, models_dir: Path):
     """Serve ``app.py`` with ``streamlit run`` on a free port; yield its URL; stop that process."""
     port = _free_port()
-    log_path = tmp_path_factory.mktemp("streamlit") / "server.log"
     cmd = [
         sys.executable, "-m", "streamlit", "run", "app.py",
         "--server.headless", "true",
@@ -107,6 +107,47 @@ def app_url(tmp_path_factory, models_dir):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=15)
+
+
+@pytest.fixture(scope="session")
+def app_url(tmp_path_factory, models_dir):
+    """The app served for the whole session (one server, warm after its first visit)."""
+    with serve(tmp_path_factory.mktemp("streamlit") / "server.log", models_dir) as url:
+        yield url
+
+
+@pytest.fixture
+def fresh_app_url(tmp_path_factory, models_dir):
+    """The app served by a server of its own that no browser has visited yet (a cold start)."""
+    with serve(tmp_path_factory.mktemp("streamlit-fresh") / "server.log", models_dir) as url:
+        yield url
+
+
+# What a screenshot waits for: fonts loaded, every data grid's canvas and every plotly chart's SVG drawn,
+# every image decoded, then two animation frames (a table shot right after its run was still an empty box).
+SETTLE_JS = """async () => {
+  await document.fonts.ready;
+  const drawn = () =>
+    [...document.querySelectorAll('[data-testid="stDataFrame"]')].every((d) => d.querySelector("canvas")) &&
+    [...document.querySelectorAll('[data-testid="stPlotlyChart"]')].every((c) => c.querySelector(".main-svg")) &&
+    [...document.images].every((img) => img.complete);
+  for (let i = 0; i < 100 && !drawn(); i++) await new Promise((r) => setTimeout(r, 50));
+  await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+}"""
+
+
+@pytest.fixture
+def page(page):
+    """pytest-playwright's page, whose ``screenshot`` first waits until what is on the page has been drawn."""
+    take = page.screenshot
+
+    def screenshot(*args, **kwargs):
+        page.evaluate(SETTLE_JS)
+        page.wait_for_timeout(250)  # the grid paints its cells on the frame after its canvas appears
+        return take(*args, **kwargs)
+
+    page.screenshot = screenshot
+    return page
 
 
 @pytest.fixture(scope="session")

@@ -351,3 +351,85 @@ def test_a_long_run_shows_progress_and_stops(page: Page, app_url: str):
     expect(page.get_by_text("Stopped. Press Run to start again.")).to_be_visible(timeout=TIMEOUT_MS)
     expect(page.get_by_test_id("stMarkdownContainer").locator("table")).to_have_count(0)
     expect(bar).to_have_count(0)
+
+
+def test_attack_lab_lecture_mode_after_a_shared_link(page: Page, app_url: str, screenshot_dir: Path):
+    """A link to the other demo model, then the sidebar's Attack Lab (the link's model must survive the page
+    switch), lecture mode on, and Next through clean → BCE → SLAM → CLASS; each sentence names the run's flips."""
+    from mlvis import recipe as rc
+    from mlvis.app import lecture
+
+    page.goto(f"{app_url}/?{state.MODEL}={OTHER}&{state.SEED}=0")
+    expect_gallery(page, OTHER)
+    run_and_wait(page, page.get_by_test_id("stSidebarNav").get_by_role("link", name="Attack Lab").click)
+    expect(page.get_by_role("heading", name="Attack Lab", exact=True)).to_be_visible(timeout=TIMEOUT_MS)
+    expect(page.get_by_text(f"Also test the adversarial images on {DEFAULT}")).to_be_visible(timeout=TIMEOUT_MS)
+    run_and_wait(page, page.get_by_text("Lecture mode", exact=True).click)
+    if page.get_by_role("heading", name=re.compile(r"sees \d+ of its")).count() == 0:
+        run_section(page, "Run attack")  # a busy machine made the estimate too high to run by itself
+    model = mlvis.create_model(OTHER, device="cpu")
+    source = rc.ImageSource(start=lab.default_scene(OTHER))
+    recipe = rc.Recipe(OTHER, lab.DEFAULT_METHODS, lab.DEFAULT_EPS, source)
+    want = rc.run_recipe(recipe, model, rc.demo_images(source, model.spec.input_size))
+    c = len(model.labels)
+    expect(page.get_by_role("heading", name=re.compile(rf"^{OTHER} sees \d+ of its {c} labels"))).to_be_visible(
+        timeout=TIMEOUT_MS
+    )
+    page.screenshot(path=str(screenshot_dir / "attack-lab-lecture-0-clean.png"))
+    for k, r in enumerate(want, start=1):
+        run_and_wait(page, page.get_by_role("button", name="Next", exact=True).click)
+        n = int(r.flips[0, 0])
+        heading = page.get_by_role("heading", name=re.compile(rf"^{re.escape(r.name)} flipped {n} of {c} label"))
+        expect(heading).to_be_visible(timeout=TIMEOUT_MS)
+        page.screenshot(path=str(screenshot_dir / f"attack-lab-lecture-{k}-{r.name}.png"))
+    expect(page.get_by_role("button", name="Next", exact=True)).to_be_disabled()
+    expect(page).to_have_url(re.compile(rf"[?&]{re.escape(lecture.LECTURE)}=true(&|$)"))
+    expect(page).to_have_url(re.compile(rf"[?&]{re.escape(lecture.STEP)}={want[-1].name}(&|$)"))
+    expect(page).to_have_url(re.compile(rf"[?&]{state.MODEL}={re.escape(OTHER)}(&|$)"))
+
+
+def test_attack_lab_audit_panel_and_replay(page: Page, app_url: str, screenshot_dir: Path):
+    """The Lab's defaults in a real browser: the audit panel (blink, loupe, levels) shows, and the replay's step
+    slider moves every method through its recorded steps (Home: the clean image, End: the attack's result)."""
+    from mlvis import recipe as rc
+
+    open_from_sidebar(page, app_url, "Attack Lab")
+    if page.get_by_role("heading", name="Replay", exact=True).count() == 0:
+        run_section(page, "Run attack")  # a busy machine made the estimate too high to run by itself
+    model = mlvis.create_model(DEFAULT, device="cpu")
+    source = rc.ImageSource(start=lab.default_scene(DEFAULT))
+    recipe = rc.Recipe(DEFAULT, lab.DEFAULT_METHODS, lab.DEFAULT_EPS, source)
+    want = rc.run_recipe(recipe, model, rc.demo_images(source, model.spec.input_size))
+
+    audit = page.get_by_role("heading", name="Imperceptibility audit", exact=True)
+    expect(audit).to_be_visible(timeout=TIMEOUT_MS)
+    expect(page.locator(".mlvis-blink img.top")).to_have_count(1, timeout=TIMEOUT_MS)
+    expect(page.locator("iframe[tabindex='-1']").first).to_be_attached(timeout=TIMEOUT_MS)
+    audit.scroll_into_view_if_needed()
+    page.screenshot(path=str(screenshot_dir / "attack-lab-audit.png"))
+
+    replay = page.get_by_role("heading", name="Replay", exact=True)
+    expect(replay).to_be_visible(timeout=TIMEOUT_MS)
+    steps = page.get_by_test_id("stSlider").filter(has_text="Step").locator("input[type=range]")
+    expect(steps).to_have_count(1, timeout=TIMEOUT_MS)
+    last = int(steps.get_attribute("max") or 0)
+    assert last > 0 and int(steps.input_value()) == last
+    for r in want:  # the slider starts at the result: each method's caption gives its flips
+        n = int(r.flips[0, 0])
+        expect(page.get_by_text(re.compile(rf"^{re.escape(r.name)}: {n} flips? at step \d+"))).to_be_visible()
+    steps.focus()
+    run_and_wait(page, lambda: steps.press("Home"))
+    expect(steps).to_have_value("0", timeout=TIMEOUT_MS)
+    for r in want:
+        expect(page.get_by_text(re.compile(rf"^{re.escape(r.name)}: 0 flips at step 0"))).to_be_visible()
+    replay.scroll_into_view_if_needed()
+    page.screenshot(path=str(screenshot_dir / "attack-lab-replay-start.png"))
+    steps.focus()
+    run_and_wait(page, lambda: steps.press("End"))
+    expect(steps).to_have_value(str(last), timeout=TIMEOUT_MS)
+    best = max(want, key=lambda r: int(r.flips[0, 0]))
+    expect(
+        page.get_by_text(re.compile(rf"^{re.escape(best.name)}: {int(best.flips[0, 0])} flips? at step"))
+    ).to_be_visible()
+    replay.scroll_into_view_if_needed()
+    page.screenshot(path=str(screenshot_dir / "attack-lab-replay.png"))
