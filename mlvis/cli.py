@@ -442,6 +442,7 @@ def correlations_cmd(args: argparse.Namespace) -> int:
     directions = ("up", "down") if args.direction == "both" else (args.direction,)
     ship = {d: _ship_path(f"correlations-{d}", args) for d in directions} if args.ship else {}
     model, images = _load(args)
+    check_correlations_work(model, len(images), args.eps, len(directions))
     for d in directions:
         cm = mlvis.correlations(model, images, eps=args.eps, direction=d, progress=ProgressBar(f"flip-{d}"))
         if args.out:
@@ -454,6 +455,21 @@ def correlations_cmd(args: argparse.Namespace) -> int:
               f"{np.nanmean(cm.attackability):.3f}; cost {cm.cost['forward']} fp + "
               f"{cm.cost['backward']} bp")  # fmt: skip
     return 0
+
+
+def check_correlations_work(model, num_images: int, eps: float, directions: int) -> None:
+    """Before any attack: every label attacked alone on every image, in each direction (Algorithm 1), against
+    the run's cap on work (:func:`mlvis.errors.check_run_work`)."""
+    import numpy as np
+
+    from mlvis.attacks import DEFAULT_ALPHA
+    from mlvis.attacks.plan import image_steps
+    from mlvis.errors import check_number, check_run_work
+
+    check_number("eps", eps, 0, 1e6, above=True)
+    rows = len(model.labels) * int(num_images)
+    one = image_steps(["single-label"], [eps], rows, alpha=DEFAULT_ALPHA, dims=3 * int(np.prod(model.spec.input_size)))
+    check_run_work(directions * one, f"{directions} direction(s) x {len(model.labels)} labels x {num_images} images")
 
 
 def parse_method(text: str):
@@ -501,6 +517,7 @@ def evaluate_cmd(args: argparse.Namespace) -> int:
         _check_run_args(args)
         model = _create(args)
         source = _source(args, model)
+        check_evaluate_work(model, methods, fractions, len(source))
         run = evaluate_run(model, source, args.out, methods, fractions, chunk_size=args.chunk, seed=args.seed,
                            save_images=args.save_images, backend=args.backend, address=args.address,
                            model_ref=_model_ref(args),
@@ -508,6 +525,7 @@ def evaluate_cmd(args: argparse.Namespace) -> int:
         table = table_from_run(run)
     else:
         model, images = _load(args)
+        check_evaluate_work(model, methods, fractions, len(images))
         table = mlvis.evaluate(model, images, methods, fractions, progress=ProgressBar(f"evaluate {args.model}"))
     texts = {"md": table.to_markdown(), "csv": table.to_frame().to_csv(index=False), "json": table.to_json()}
     print(texts[args.format])
@@ -515,6 +533,31 @@ def evaluate_cmd(args: argparse.Namespace) -> int:
         for fmt, text in texts.items():
             atomic_write_text(Path(args.out) / f"table.{fmt}", text + "\n")
     return 0
+
+
+def check_evaluate_work(model, methods, fractions, num_images: int) -> None:
+    """Before any attack: every method x budget x image of the evaluation against the run's cap on work
+    (:func:`mlvis.errors.check_run_work`), counted by the engine's dry run with the specs ``evaluate`` makes
+    (the profile's budgets, the baseline included). A chunked run (``--out``) makes one engine call per
+    chunk, each under the cap alone; this count refuses the whole run at once instead of chunk by chunk."""
+    import numpy as np
+
+    import mlvis
+    from mlvis.attacks.plan import as_spec, evaluation_specs, image_steps, needs
+    from mlvis.errors import check_number, check_run_work
+
+    if not methods:
+        return  # evaluate's own sentence
+    fr = [check_number("each eps fraction", f, 0, 1e6) for f in fractions]
+    profile = mlvis.profile(model)
+    correlations = mlvis.correlations(model, direction="up") if needs(methods, "correlations") else None
+    if "bce" not in [as_spec(m).method for m in methods]:
+        methods = ["bce", *methods]
+    specs = evaluation_specs(methods, profile, correlations)
+    dims = 3 * int(np.prod(model.spec.input_size))
+    eps = np.asarray(fr, np.float64) * profile.eps_max
+    steps = image_steps(specs, eps, int(num_images), alpha=mlvis.attacks.DEFAULT_ALPHA, dims=dims)
+    check_run_work(steps, f"{len(specs)} methods x {len(eps)} budgets x {num_images} images")
 
 
 def _write_scenes_args(p: argparse.ArgumentParser) -> None:
@@ -725,7 +768,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _common_args(p: argparse.ArgumentParser) -> None:
     """The options every command takes: the cap on work and the traceback switch."""
     p.add_argument("--max-work", default=None, metavar="IMAGE_STEPS",
-                   help="cap on image-steps per attack call (default $MLVIS_MAX_IMAGE_STEPS or 1e7)")  # fmt: skip
+                   help="cap on image-steps of this run, all its calls together (default $MLVIS_MAX_IMAGE_STEPS "
+                        "or 1e7)")  # fmt: skip
     p.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error ($MLVIS_DEBUG=1)")
 
 
@@ -778,7 +822,7 @@ def main(argv: list[str] | None = None) -> int:
     """
     import os
 
-    from mlvis.errors import max_image_steps
+    from mlvis.errors import max_image_steps, work_scope
 
     args = build_parser().parse_args(argv)  # argparse: usage + one sentence and SystemExit(2), or --help
     debug = args.debug or os.environ.get("MLVIS_DEBUG", "") not in ("", "0")
@@ -789,7 +833,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             max_image_steps()  # a bad MLVIS_MAX_IMAGE_STEPS is a sentence before any work
         check_outputs(args)
-        return COMMANDS[args.command][2](args)
+        with work_scope(None, f"This mlvis {args.command} run", "--max-work N or MLVIS_MAX_IMAGE_STEPS=N"):
+            return COMMANDS[args.command][2](args)
     except KeyboardInterrupt:
         print(f"mlvis {args.command}: interrupted.", file=sys.stderr)
         return 130

@@ -18,10 +18,13 @@ the page's glue.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+import os
+import threading
 import time
-from collections.abc import Callable, Hashable, MutableMapping
+from collections.abc import Callable, Hashable, Iterator, MutableMapping
 from typing import Any
 
 import streamlit as st
@@ -32,6 +35,12 @@ AUTO_RUN_S = 3.0
 KEEP = 4
 #: the progress bar is redrawn at most this often (seconds)
 REDRAW_S = 0.1
+#: estimated seconds from which a job needs an explicit confirmation before it runs (``MLVIS_CONFIRM_S``)
+CONFIRM_S = 3600.0
+#: jobs that run at once in this server process, across every session (``MLVIS_MAX_JOBS``); the rest queue
+MAX_JOBS = 1
+#: a busy factor from which the cost line shows the time a person waits now beside the machine's speed
+BUSY_SHOWN = 1.25
 
 
 class Stopped(Exception):
@@ -46,9 +55,19 @@ class Estimate:
     seconds: float
     note: str = ""
     kind: str = ""  # which computation (``"lab"``, ``"sweep.table"``, ...): finished runs refine its rate only
+    busy: float = 1.0  # how much slower than alone the machine runs a job now (:func:`busy_factor`)
+
+    @property
+    def wall_seconds(self) -> float:
+        """The seconds a person waits now: ``seconds`` (the machine's speed alone) times ``busy``."""
+        return self.seconds * self.busy
 
     def text(self) -> str:
-        text = f"about {self.image_steps:,} image-steps, {format_seconds(self.seconds)} on this machine"
+        if self.busy >= BUSY_SHOWN:
+            when = f"{format_seconds(self.wall_seconds)} on this machine now (it is {self.busy:.1f}x busy)"
+        else:
+            when = f"{format_seconds(self.seconds)} on this machine"
+        text = f"about {self.image_steps:,} image-steps, {when}"
         return f"{text}; {self.note}" if self.note else text
 
 
@@ -133,7 +152,7 @@ def estimate(model_name: str, image_steps: int, kind: str = "") -> Estimate:
     rate = _observed().get((model_name, kind))
     if rate is None:
         rate = step_seconds(model_name)
-    return Estimate(int(image_steps), float(image_steps) * rate, kind=kind)
+    return Estimate(int(image_steps), float(image_steps) * rate, kind=kind, busy=busy_factor())
 
 
 class ProgressReporter:
@@ -232,7 +251,11 @@ def run_section(
     ss = st.session_state
     results: dict = ss.setdefault(k["results"], {})
     errors: dict = ss.setdefault(k["errors"], {})
+    clock = CpuClock()
+    compute = guarded(compute, cost, clock)  # the cap per job, the server-wide queue, the job's CPU time
     left, right = st.columns([1, 4], vertical_alignment="center")
+    right.caption(f"Cost: {cost.text()}.")
+    confirmed = confirmation(section, config_key, cost, right)
     clicked = left.button(
         run_label,
         key=k["run"],
@@ -241,10 +264,11 @@ def run_section(
         args=(section,),
         help=help or "Start the computation with the settings above. Cheap settings run by themselves.",
         width="stretch",
+        disabled=not confirmed,
     )
-    right.caption(f"Cost: {cost.text()}.")
     if auto is None:
         auto = cost.seconds <= AUTO_RUN_S and not cost.note
+    auto = bool(auto) and cost.seconds < confirm_seconds()  # a job of hours never starts by itself
     if not clicked:
         if config_key in results:
             results[config_key] = results.pop(config_key)  # most recent last
@@ -281,7 +305,7 @@ def run_section(
     seconds = reporter.clock() - reporter.start
     box.empty()
     if model_name is not None:
-        observe(model_name, cost.image_steps, seconds, cost.kind)
+        observe(model_name, cost.image_steps, clock.cpu, cost.kind)  # CPU seconds: other sessions' load left out
     results[config_key] = {"result": result, "seconds": seconds}
     while len(results) > KEEP:
         results.pop(next(iter(results)))
@@ -306,3 +330,219 @@ def show_status(outcome: Outcome, what: str = "The results below") -> None:
         st.caption(f"{what} belong to the last run, whose settings differ from those above; press Run to update.")
     elif outcome.result is None and not outcome.error and not outcome.stopped:
         st.info("Press Run to compute with these settings.")
+
+
+# ------------------------------------------------------------------ the machine's load, a job's own speed
+
+
+_BUSY = {"factor": 1.0, "at": -math.inf}
+_BUSY_LOCK = threading.Lock()
+BUSY_PROBE_S = 0.02  # thread-CPU seconds of one probe
+BUSY_TTL_S = 5.0  # a probe is reused this long (the load is the machine's, not a session's)
+
+
+def busy_factor(clock=time.perf_counter, cpu=time.thread_time) -> float:
+    """How many times slower than alone a one-thread job runs on this machine now: the wall time of
+    ``BUSY_PROBE_S`` of this thread's CPU time, over that CPU time (1 on an idle machine; about 4 when
+    three other busy processes share each core). Measured at most every ``BUSY_TTL_S`` and smoothed.
+
+    The cost line multiplies the estimate by it (the time a person waits), but nothing decides by it:
+    whether a section runs by itself or needs a confirmation depends on the machine's speed alone, so one
+    user's load never changes what runs by itself for another (issue 13 §4)."""
+    with _BUSY_LOCK:
+        now = clock()
+        if now - _BUSY["at"] < BUSY_TTL_S:
+            return _BUSY["factor"]
+        w0, c0 = clock(), cpu()
+        x = 0
+        while cpu() - c0 < BUSY_PROBE_S:
+            x += 1
+        used = max(cpu() - c0, 1e-9)
+        factor = min(max((clock() - w0) / used, 1.0), 64.0)
+        old = _BUSY["factor"] if math.isfinite(_BUSY["at"]) else factor
+        _BUSY["factor"], _BUSY["at"] = 0.5 * old + 0.5 * factor, clock()
+        return _BUSY["factor"]
+
+
+class CpuClock:
+    """Wall and this thread's CPU seconds of a run: ``cpu`` is what the run cost the machine alone, which
+    is what later estimates learn from (:func:`observe`), not the wall time another session's load added."""
+
+    def __init__(self, wall=time.perf_counter, cpu=time.thread_time):
+        self._wall, self._cpu = wall, cpu
+        self.restart()
+
+    def restart(self) -> None:
+        self.wall0, self.cpu0 = self._wall(), self._cpu()
+
+    @property
+    def cpu(self) -> float:
+        return self._cpu() - self.cpu0
+
+    @property
+    def wall(self) -> float:
+        return self._wall() - self.wall0
+
+
+# ------------------------------------------------------------------------ heavy jobs: a server-wide queue
+
+
+def _env_number(name: str, default: float, whole: bool) -> float:
+    from mlvis.errors import InvalidInput
+
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0) or (whole and value != int(value)):
+        kind = "a positive whole number" if whole else "a positive number of seconds"
+        raise InvalidInput(f"{name} must be {kind}, not {text!r}; fix it where the app is started.")
+    return int(value) if whole else value
+
+
+def max_jobs() -> int:
+    """Jobs that run at once (``MLVIS_MAX_JOBS``, default :data:`MAX_JOBS`): one by default, because one
+    PyTorch job already uses every core, and two at once on the same cores each take twice as long."""
+    return int(_env_number("MLVIS_MAX_JOBS", MAX_JOBS, whole=True))
+
+
+def confirm_seconds() -> float:
+    """Estimated seconds from which a job waits for an explicit confirmation (``MLVIS_CONFIRM_S``)."""
+    return float(_env_number("MLVIS_CONFIRM_S", CONFIRM_S, whole=False))
+
+
+def ordinal(n: int) -> str:
+    """``1st``, ``2nd``, ``3rd``, ``4th``, ``11th``, ``22nd``."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+class JobSlots:
+    """At most ``slots`` jobs at once, first come first served; the others wait in line.
+
+    One instance serves the whole server process (:func:`job_slots`), so eight sessions on a 2-core machine
+    take turns instead of each getting a thrashing eighth. :meth:`slot` is a context manager that returns
+    once the job may run; while it waits it calls ``waiting(place)`` about every ``poll_s`` (place 1: the next
+    to run), where a page redraws "2nd in line" and where Streamlit can interrupt a script whose user pressed
+    Stop or left: whatever ``waiting`` raises leaves the line at once and the others move up.
+    """
+
+    def __init__(self, slots: int, poll_s: float = 0.25):
+        self.slots, self.poll_s = int(slots), float(poll_s)
+        self._cond = threading.Condition()
+        self._line: list[object] = []
+        self._running = 0
+
+    @property
+    def running(self) -> int:
+        with self._cond:
+            return self._running
+
+    @property
+    def waiting(self) -> int:
+        with self._cond:
+            return len(self._line)
+
+    @contextlib.contextmanager
+    def slot(self, waiting: Callable[[int], None] | None = None) -> Iterator[None]:
+        ticket = object()
+        with self._cond:
+            self._line.append(ticket)
+            try:
+                while not (self._running < self.slots and self._line[0] is ticket):
+                    if waiting is not None:
+                        place = self._line.index(ticket) + 1
+                        self._cond.release()
+                        try:
+                            waiting(place)
+                        finally:
+                            self._cond.acquire()
+                    self._cond.wait(self.poll_s)
+            except BaseException:
+                self._line.remove(ticket)
+                self._cond.notify_all()
+                raise
+            self._line.pop(0)
+            self._running += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._running -= 1
+                self._cond.notify_all()
+
+
+_SLOTS: dict[int, JobSlots] = {}
+_SLOTS_LOCK = threading.Lock()
+
+
+def job_slots() -> JobSlots:
+    """The server-wide :class:`JobSlots` (one per ``MLVIS_MAX_JOBS`` value, shared by every session)."""
+    n = max_jobs()
+    with _SLOTS_LOCK:
+        return _SLOTS.setdefault(n, JobSlots(n))
+
+
+def waiting_text(place: int, slots: JobSlots, waited_s: float) -> str:
+    """``"Waiting for a free slot: 2nd in line (1 job running, at most 1 at once) · 12 s"``."""
+    running = slots.running
+    jobs_ = "job" if running == 1 else "jobs"
+    return (
+        f"Waiting for a free slot: {ordinal(place)} in line ({running} {jobs_} running, at most {slots.slots} "
+        f"at once on this server) · waited {format_seconds(waited_s)}"
+    )
+
+
+def guarded(
+    compute: Callable[[Callable[[int, int], None]], Any], cost: Estimate, clock: CpuClock | None = None
+) -> Callable[[Callable[[int, int], None]], Any]:
+    """``compute`` as one app job: refused at once when its estimate is over the cap on work, then run
+    in its turn (:func:`job_slots`, the place shown on the progress bar, Stop honoured while it waits) and
+    inside one :func:`mlvis.errors.work_scope`, so every library call it makes counts against the cap of
+    the job, not each call against its own. ``clock`` (a :class:`CpuClock`) is restarted when the job
+    starts, so its CPU seconds are the job's own, not the wait."""
+    from mlvis.errors import check_work, max_image_steps, work_scope
+
+    def run(progress: Callable[[int, int], None]) -> Any:
+        cap = max_image_steps()
+        check_work(int(cost.image_steps), cap, "This job")
+        slots = job_slots()
+        bar = getattr(progress, "bar", None)
+        state, stop_key = getattr(progress, "state", {}), getattr(progress, "stop_key", None)
+        start = time.perf_counter()
+
+        def waiting(place: int) -> None:
+            if stop_key is not None and state.get(stop_key):
+                raise Stopped
+            if bar is not None:
+                bar.progress(0.0, text=waiting_text(place, slots, time.perf_counter() - start))
+
+        with slots.slot(waiting):
+            if clock is not None:
+                clock.restart()
+            if hasattr(progress, "start"):
+                progress.start = time.perf_counter()  # the ETA counts from the job's start, not the wait
+            with work_scope(cap, "This job", "MLVIS_MAX_IMAGE_STEPS=N where the app is started", "job"):
+                return compute(progress)
+
+    return run
+
+
+def confirmation(section: str, config_key: Hashable, cost: Estimate, column) -> bool:
+    """For a job estimated at :func:`confirm_seconds` or more: a checkbox in ``column`` that names the
+    estimate, which must be ticked before Run is enabled (and the job never runs by itself). True when
+    the job may run: it is short enough, or the person confirmed this configuration's estimate."""
+    if cost.seconds < confirm_seconds():
+        return True
+    digest = f"{hash(config_key) & 0xFFFFFFFF:08x}"  # a new configuration asks again
+    return bool(
+        column.checkbox(
+            f"Yes, run it: I expect it to take about {format_seconds(cost.seconds)}",
+            key=f"{section}.confirm.{digest}",
+            help=f"Jobs estimated at {format_seconds(confirm_seconds())} or more wait for this confirmation "
+            "(MLVIS_CONFIRM_S sets the threshold where the app is started); Stop ends one at any time.",
+        )
+    )
