@@ -90,10 +90,12 @@ def format_seconds(s: float) -> str:
 def step_seconds(model_name: str) -> float:
     """Measured seconds for one image-step of ``model_name`` (forward + backward w.r.t. the input, batch 16).
 
-    Measured once per model and process; the estimates multiply it by the image-steps. The fastest of six
-    timed passes (after a warm-up) is the machine's speed: a pass that shares the cores with a browser
-    rendering charts, or another session's run, is slower by a factor that says nothing about the
-    computation, and one such factor in the estimate would keep cheap defaults from running by themselves.
+    Measured once per model and process; the estimates multiply it by the image-steps. The passes are
+    timed in this thread's CPU time, and the fastest of six (after a warm-up) is the machine's speed: a
+    pass that shares the cores with a browser rendering charts, or another session's run, takes longer on
+    the wall clock by a factor that says nothing about the computation, and one such factor in the
+    estimate would keep cheap defaults from running by themselves (the factor is measured apart, by
+    :func:`busy_factor`, and only shown).
     """
     import torch
 
@@ -105,11 +107,99 @@ def step_seconds(model_name: str) -> float:
     times = []
     for _ in range(7):
         xx = x.clone().requires_grad_(True)
-        t = time.perf_counter()
+        t = time.thread_time()
         (g,) = torch.autograd.grad(model(xx).sum(), xx)
         g.sum().item()
-        times.append(time.perf_counter() - t)
+        times.append(time.thread_time() - t)
     return max(min(times[1:]) / 16, 1e-5)
+
+
+@dataclasses.dataclass(frozen=True)
+class Speed:
+    """The engine's cost on this machine: seconds per loop call (one batched forward + backward and the
+    engine's bookkeeping of an iteration, whatever the batch) and per image-step (each image in a call)."""
+
+    call_s: float
+    step_s: float
+
+    def seconds(self, image_steps: int, calls: int) -> float:
+        return float(calls) * self.call_s + float(image_steps) * self.step_s
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def engine_speed(model_name: str) -> Speed:
+    """:class:`Speed` of ``model_name`` measured on the engine itself: a BCE attack of 8 steps on 1 image and
+    on 8 images (the same 8 calls, 8 and 64 image-steps), this thread's CPU time, the faster of two runs of
+    each. The difference is the per-image cost, the rest the per-call cost: at one image a call costs about
+    three image-steps, so the Lab's one-scene runs take half again what a per-image rate says."""
+    import torch
+
+    from mlvis.app import cache
+    from mlvis.attacks import DEFAULT_ALPHA, run_job
+
+    model = cache.load_model(model_name)
+    h, w = (int(v) for v in model.spec.input_size)
+    x = torch.rand(8, 3, h, w, generator=torch.Generator().manual_seed(0))
+    eps = 8.5 * DEFAULT_ALPHA  # 8 steps
+
+    def cpu(n: int) -> float:
+        best = math.inf
+        for _ in range(2):
+            t = time.thread_time()
+            run_job(model, x[:n], ["bce"], eps)
+            best = min(best, time.thread_time() - t)
+        return best
+
+    cpu(1)  # warm-up
+    one, eight = cpu(1), cpu(8)
+    step_s = max((eight - one) / (7 * 8), 1e-6)
+    return Speed(call_s=max(one / 8 - step_s, 1e-6), step_s=step_s)
+
+
+def loop_calls(
+    specs, eps, num_images: int, *, alpha: float, dims: int, norm: str = "linf", max_batch: int | None = None
+) -> int:
+    """The engine's loop calls (batched forward + backward passes) for ``specs`` at ``eps`` on ``num_images``
+    images, from the same dry run as the image-steps: rows sorted by their steps and cut every ``max_batch``
+    (default the CPU's), each chunk as many calls as its longest row (the memory budget's cuts, which only
+    large models at large sizes reach, are left out)."""
+    import numpy as np
+
+    from mlvis.attacks.methods import PER_EPS, RUNNER, get_method
+    from mlvis.attacks.model_helpers import CPU_MAX_BATCH
+    from mlvis.attacks.norms import get_norm
+    from mlvis.attacks.plan import as_spec
+    from mlvis.attacks.rows import step_counts, trajectories
+
+    eps_arr = np.atleast_1d(np.asarray(eps, np.float64))
+    batch = int(max_batch or CPU_MAX_BATCH)
+    per_norm: dict[str, list[np.ndarray]] = {}
+    for spec in (as_spec(s) for s in specs):
+        info = get_method(spec.method)
+        opts = dict(spec.options)
+        kind = info.kind_for(opts)
+        if kind == RUNNER:
+            continue
+        s_norm = opts.get("norm", norm)
+        step = get_norm(s_norm).step_length(float(opts.get("alpha", alpha)), int(dims))
+        _, n = trajectories(kind == PER_EPS, eps_arr, step_counts(eps_arr, step))
+        per_norm.setdefault(s_norm, []).append(np.tile(n, int(num_images)))
+    calls = 0
+    for rows in per_norm.values():
+        n = np.sort(np.concatenate(rows))[::-1]
+        calls += int(n[::batch].sum())
+    return calls
+
+
+def recipe_calls(recipe, num_images: int, dims: int) -> int:
+    """:func:`loop_calls` of a recipe's job (the Lab's, the histograms'), its specs as ``Recipe.image_steps``
+    makes them."""
+    from mlvis.attacks import AttackSpec, get_method
+    from mlvis.attacks.plan import exposed_values
+
+    specs = [AttackSpec(m, exposed_values(get_method(m), recipe.values)) for m in recipe.methods]
+    budget = recipe.budget_of(int(dims))
+    return loop_calls(specs, list(budget.eps), num_images, alpha=recipe.alpha, dims=dims, norm=budget.norm)
 
 
 OBSERVED = "jobs._observed"  # session-state key of this session's observed speeds
@@ -146,13 +236,30 @@ def observe(model_name: str, image_steps: int, seconds: float, kind: str = "") -
     seen[key] = rate if seen[key] is None else 0.5 * seen[key] + 0.5 * rate
 
 
-def estimate(model_name: str, image_steps: int, kind: str = "") -> Estimate:
+def estimate(model_name: str, image_steps: int, kind: str = "", calls: int | None = None) -> Estimate:
     """The cost of ``image_steps`` image-steps of computation ``kind`` on ``model_name``, in seconds on this
-    machine: the rate seen in recent runs of that kind, else one measured forward + backward."""
+    machine: the rate seen in recent runs of that kind, else the engine's measured speed per loop call and
+    per image-step (:func:`engine_speed`) when the job's ``calls`` are given (:func:`loop_calls`), else one
+    measured forward + backward at batch 16 per image-step."""
     rate = _observed().get((model_name, kind))
-    if rate is None:
-        rate = step_seconds(model_name)
-    return Estimate(int(image_steps), float(image_steps) * rate, kind=kind, busy=busy_factor())
+    if rate is not None:
+        seconds = float(image_steps) * rate
+    elif calls is not None:
+        seconds = engine_speed(model_name).seconds(int(image_steps), int(calls))
+    else:
+        seconds = float(image_steps) * step_seconds(model_name)
+    return Estimate(int(image_steps), seconds, kind=kind, busy=busy_factor())
+
+
+def plan_estimate(
+    model_name: str, specs, eps, num_images: int, kind: str, *, alpha: float, dims: int, norm: str = "linf"
+) -> Estimate:
+    """:func:`estimate` of an engine job given by its specs: its image-steps and loop calls from the dry run."""
+    from mlvis.attacks.plan import image_steps
+
+    steps = image_steps(specs, eps, int(num_images), alpha=alpha, norm=norm, dims=int(dims))
+    calls = loop_calls(specs, eps, num_images, alpha=alpha, dims=dims, norm=norm)
+    return estimate(model_name, steps, kind, calls=calls)
 
 
 class ProgressReporter:
