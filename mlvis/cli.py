@@ -10,6 +10,8 @@ import argparse
 import sys
 from collections.abc import Callable
 
+from mlvis.errors import InvalidInput
+
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
 
 
@@ -63,7 +65,7 @@ def train_demo_cmd(args: argparse.Namespace) -> int:
     from mlvis.models.training import TrainConfig, train_demo
 
     if bool(args.out) == bool(args.ship):
-        raise ValueError("Give --out FOLDER for the new weights, or --ship to replace the package's demo weights.")
+        raise InvalidInput("Give --out FOLDER for the new weights, or --ship to replace the package's demo weights.")
     overrides = {"seed": args.seed}
     if args.train_images is not None:
         overrides["train_images"] = args.train_images
@@ -138,9 +140,9 @@ def _numbers(text: str | None, n: int, what: str):
     try:
         values = [float(v) for v in text.replace("x", ",").split(",")]
     except ValueError:
-        raise ValueError(f"{what} must be {n} comma-separated numbers, not {text!r}.") from None
+        raise InvalidInput(f"{what} must be {n} comma-separated numbers, not {text!r}.") from None
     if len(values) != n:
-        raise ValueError(f"{what} must be {n} comma-separated numbers, not {text!r}.")
+        raise InvalidInput(f"{what} must be {n} comma-separated numbers, not {text!r}.")
     return values
 
 
@@ -160,7 +162,7 @@ def add_model_cmd(args: argparse.Namespace) -> int:
         print(f"wrote {path}")
         return 0
     if not args.family or not args.checkpoint:
-        raise ValueError("add-model needs --family and --checkpoint (or --official NAME).")
+        raise InvalidInput("add-model needs --family and --checkpoint (or --official NAME).")
     name = args.name or Path(args.checkpoint).stem.lower().replace(" ", "-")
     data: dict = {"name": name, "family": args.family}
     src = Path(args.checkpoint)
@@ -171,7 +173,7 @@ def add_model_cmd(args: argparse.Namespace) -> int:
     target = src.resolve() if inside else folder / src.name
     if not inside:
         if target.exists():
-            raise ValueError(f"{target} already exists; give the checkpoint another file name or --models-dir.")
+            raise InvalidInput(f"{target} already exists; give the checkpoint another file name or --models-dir.")
         atomic_write(target, lambda tmp: shutil.copyfile(src, tmp))
     data["checkpoint"] = str(target.relative_to(folder.resolve()) if inside else target.name)
     if args.labels:
@@ -204,7 +206,7 @@ def add_model_cmd(args: argparse.Namespace) -> int:
     for item in args.option:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ValueError(f"--option takes KEY=VALUE, not {item!r}.")
+            raise InvalidInput(f"--option takes KEY=VALUE, not {item!r}.")
         options[key.strip()] = _option_value(value.strip())
     if options:
         data["options"] = options
@@ -218,7 +220,7 @@ def add_model_cmd(args: argparse.Namespace) -> int:
             model = mlvis.create_model(name, device="cpu")
         except (ValueError, FileNotFoundError) as exc:
             path.unlink(missing_ok=True)
-            raise ValueError(f"The card was not kept: {exc}") from None
+            raise InvalidInput(f"The card was not kept: {exc}") from None
         finally:
             if old is None:
                 os.environ.pop(cards.ENV, None)
@@ -274,10 +276,10 @@ def _source(args: argparse.Namespace, model):
     from mlvis.runs import DemoImages
 
     if args.images < 1:
-        raise ValueError("--images must be at least 1.")
+        raise InvalidInput("--images must be at least 1.")
     if getattr(args, "data", None):
         if args.image_dir:
-            raise ValueError("Give --data KIND:PATH or --image-dir FOLDER, not both.")
+            raise InvalidInput("Give --data KIND:PATH or --image-dir FOLDER, not both.")
         from mlvis.data import open_dataset
 
         ds = open_dataset(args.data, split=args.split).align(model.labels)
@@ -289,11 +291,11 @@ def _source(args: argparse.Namespace, model):
         return ds
     split = args.split or "test"
     if split not in ("train", "val", "test"):
-        raise ValueError(f"The demo scenes' split is train, val or test, not {split!r}.")
+        raise InvalidInput(f"The demo scenes' split is train, val or test, not {split!r}.")
     _check_demo_world(model)
     size = model.spec.input_size
     if size[0] != size[1]:
-        raise ValueError(f"The demo scenes are square; {args.model} expects {size}.")
+        raise InvalidInput(f"The demo scenes are square; {args.model} expects {size}.")
     return DemoImages(args.images, split, args.seed, size[0])
 
 
@@ -303,7 +305,7 @@ def _load(args: argparse.Namespace):
     import mlvis
 
     if args.images < 1:
-        raise ValueError("--images must be at least 1.")
+        raise InvalidInput("--images must be at least 1.")
     model = _create(args)
     if args.image_dir and not getattr(args, "data", None):
         return model, _folder_images(model, args.image_dir, args.images)
@@ -323,11 +325,11 @@ def _model_ref(args: argparse.Namespace):
 
 def _check_run_args(args: argparse.Namespace) -> None:
     if args.chunk < 1:
-        raise ValueError("--chunk must be at least 1.")
+        raise InvalidInput("--chunk must be at least 1.")
     if args.image_dir:
-        raise ValueError("--out RUN_DIR reads --data KIND:PATH or demo scenes; use --data folder:PATH for a folder.")
+        raise InvalidInput("--out RUN_DIR reads --data KIND:PATH or demo scenes; use --data folder:PATH for a folder.")
     if args.address and args.backend != "ray":
-        raise ValueError("--address is for --backend ray.")
+        raise InvalidInput("--address is for --backend ray.")
 
 
 # ----------------------------------------------------------- real models: --checkpoint, --image-dir (issue 10)
@@ -353,7 +355,7 @@ def _create(args: argparse.Namespace):
 def _check_demo_world(model) -> None:
     spec = model.spec
     if spec.world and spec.world != "demo":
-        raise ValueError(
+        raise InvalidInput(
             f"{spec.name} was trained on {spec.world}, not on the demo scenes; give --image-dir FOLDER with "
             f"{spec.world} to attack."
         )
@@ -372,7 +374,7 @@ def _folder_images(model, folder: str, limit: int):
         raise FileNotFoundError(f"There is no image folder at {root}.")
     files = sorted(p for p in root.iterdir() if p.suffix.lower().lstrip(".") in EXTENSIONS and p.is_file())[:limit]
     if not files:
-        raise ValueError(f"{root} holds no PNG, JPEG or WebP images.")
+        raise InvalidInput(f"{root} holds no PNG, JPEG or WebP images.")
     pre = preprocess_for(model.spec)
     loaded = [load_image(p.read_bytes(), pre.size, name=p.name, fit=pre.fit, interpolation=pre.interpolation)
               for p in files]  # fmt: skip
@@ -384,7 +386,7 @@ def _ship_path(kind: str, args: argparse.Namespace):
     from mlvis.analysis.artifacts import shipped_path
 
     if not args.model.startswith("demo-"):
-        raise ValueError("--ship writes into the package's demo weights folder; it is for the demo models only.")
+        raise InvalidInput("--ship writes into the package's demo weights folder; it is for the demo models only.")
     return shipped_path(kind, args.model)
 
 
@@ -511,7 +513,7 @@ def evaluate_cmd(args: argparse.Namespace) -> int:
     try:
         fractions = [float(f) for f in args.fractions.split(",")]
     except ValueError:
-        raise ValueError(f"--fractions must be comma-separated numbers, not {args.fractions!r}.") from None
+        raise InvalidInput(f"--fractions must be comma-separated numbers, not {args.fractions!r}.") from None
     methods = [parse_method(m) for m in args.methods.split(",") if m.strip()]
     if args.out:
         _check_run_args(args)

@@ -182,7 +182,7 @@ def check_out(path: str | os.PathLike, kind: str) -> Path:
     """
     path = Path(path)
     if kind not in ("file", "folder"):
-        raise ValueError(f"kind must be 'file' or 'folder', not {kind!r}.")
+        raise StoreError(f"kind must be 'file' or 'folder', not {kind!r}.")
     if kind == "file" and path.is_dir():
         raise StoreError(f"--out {path} is a folder; give the name of the file to write.")
     if kind == "folder" and path.exists() and not path.is_dir():
