@@ -139,6 +139,8 @@ async def sweep(page, url: str, timeout_ms: int) -> tuple[float, str]:
 
 async def session(browser, url: str, timeout_ms: int) -> dict:
     context = await browser.new_context(viewport={"width": 1280, "height": 1400})
+    context.set_default_timeout(timeout_ms)  # a loaded machine serves eight pages slowly: no 30 s default
+    context.set_default_navigation_timeout(timeout_ms)
     page = await context.new_page()
     out: dict = {"error": None}
     try:
