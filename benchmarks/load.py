@@ -163,9 +163,13 @@ async def run(url: str, sessions: int, timeout_s: float, page_timeout_s: float) 
             deadline = time.perf_counter() + timeout_s
             serial = await asyncio.wait_for(session(browser, url, ms), timeout_s)
             t = time.perf_counter()
-            results = await asyncio.wait_for(
-                asyncio.gather(*(session(browser, url, ms) for _ in range(sessions))), max(1.0, deadline - t)
-            )
+            tasks = [asyncio.create_task(session(browser, url, ms)) for _ in range(sessions)]
+            done, pending = await asyncio.wait(tasks, timeout=max(1.0, deadline - t))
+            for task in pending:  # out of time: these count as errors, the finished ones are reported
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            late = {"error": "TimeoutError: did not finish within the benchmark's time limit"}
+            results = [task.result() if task in done else late for task in tasks]
             wall = time.perf_counter() - t
         finally:
             await browser.close()
