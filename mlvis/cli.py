@@ -11,6 +11,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from mlvis.errors import InvalidInput
+
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
 
 
@@ -64,7 +66,7 @@ def train_demo_cmd(args: argparse.Namespace) -> int:
     from mlvis.models.training import TrainConfig, train_demo
 
     if bool(args.out) == bool(args.ship):
-        raise ValueError("Give --out FOLDER for the new weights, or --ship to replace the package's demo weights.")
+        raise InvalidInput("Give --out FOLDER for the new weights, or --ship to replace the package's demo weights.")
     overrides = {"seed": args.seed}
     if args.train_images is not None:
         overrides["train_images"] = args.train_images
@@ -139,9 +141,9 @@ def _numbers(text: str | None, n: int, what: str):
     try:
         values = [float(v) for v in text.replace("x", ",").split(",")]
     except ValueError:
-        raise ValueError(f"{what} must be {n} comma-separated numbers, not {text!r}.") from None
+        raise InvalidInput(f"{what} must be {n} comma-separated numbers, not {text!r}.") from None
     if len(values) != n:
-        raise ValueError(f"{what} must be {n} comma-separated numbers, not {text!r}.")
+        raise InvalidInput(f"{what} must be {n} comma-separated numbers, not {text!r}.")
     return values
 
 
@@ -161,7 +163,7 @@ def add_model_cmd(args: argparse.Namespace) -> int:
         print(f"wrote {path}")
         return 0
     if not args.family or not args.checkpoint:
-        raise ValueError("add-model needs --family and --checkpoint (or --official NAME).")
+        raise InvalidInput("add-model needs --family and --checkpoint (or --official NAME).")
     name = args.name or Path(args.checkpoint).stem.lower().replace(" ", "-")
     data: dict = {"name": name, "family": args.family}
     src = Path(args.checkpoint)
@@ -172,7 +174,7 @@ def add_model_cmd(args: argparse.Namespace) -> int:
     target = src.resolve() if inside else folder / src.name
     if not inside:
         if target.exists():
-            raise ValueError(f"{target} already exists; give the checkpoint another file name or --models-dir.")
+            raise InvalidInput(f"{target} already exists; give the checkpoint another file name or --models-dir.")
         atomic_write(target, lambda tmp: shutil.copyfile(src, tmp))
     data["checkpoint"] = str(target.relative_to(folder.resolve()) if inside else target.name)
     if args.labels:
@@ -205,7 +207,7 @@ def add_model_cmd(args: argparse.Namespace) -> int:
     for item in args.option:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ValueError(f"--option takes KEY=VALUE, not {item!r}.")
+            raise InvalidInput(f"--option takes KEY=VALUE, not {item!r}.")
         options[key.strip()] = _option_value(value.strip())
     if options:
         data["options"] = options
@@ -219,7 +221,7 @@ def add_model_cmd(args: argparse.Namespace) -> int:
             model = mlvis.create_model(name, device="cpu")
         except (ValueError, FileNotFoundError) as exc:
             path.unlink(missing_ok=True)
-            raise ValueError(f"The card was not kept: {exc}") from None
+            raise InvalidInput(f"The card was not kept: {exc}") from None
         finally:
             if old is None:
                 os.environ.pop(cards.ENV, None)
@@ -294,10 +296,10 @@ def _source(args: argparse.Namespace, model):
     from mlvis.runs import DemoImages
 
     if args.images < 1:
-        raise ValueError("--images must be at least 1.")
+        raise InvalidInput("--images must be at least 1.")
     if getattr(args, "data", None):
         if args.image_dir:
-            raise ValueError("Give --data KIND:PATH or --image-dir FOLDER, not both.")
+            raise InvalidInput("Give --data KIND:PATH or --image-dir FOLDER, not both.")
         from mlvis.data import open_dataset
 
         ds = open_dataset(args.data, split=args.split).align(model.labels)
@@ -309,11 +311,11 @@ def _source(args: argparse.Namespace, model):
         return ds
     split = args.split or "test"
     if split not in ("train", "val", "test"):
-        raise ValueError(f"The demo scenes' split is train, val or test, not {split!r}.")
+        raise InvalidInput(f"The demo scenes' split is train, val or test, not {split!r}.")
     _check_demo_world(model)
     size = model.spec.input_size
     if size[0] != size[1]:
-        raise ValueError(f"The demo scenes are square; {args.model} expects {size}.")
+        raise InvalidInput(f"The demo scenes are square; {args.model} expects {size}.")
     return DemoImages(args.images, split, args.seed, size[0])
 
 
@@ -323,7 +325,7 @@ def _load(args: argparse.Namespace):
     import mlvis
 
     if args.images < 1:
-        raise ValueError("--images must be at least 1.")
+        raise InvalidInput("--images must be at least 1.")
     model = _create(args)
     if args.image_dir and not getattr(args, "data", None):
         return model, _folder_images(model, args.image_dir, args.images)
@@ -343,19 +345,21 @@ def _model_ref(args: argparse.Namespace):
 
 def _check_run_args(args: argparse.Namespace, flag: str = "--out") -> None:
     if args.chunk < 1:
-        raise ValueError("--chunk must be at least 1.")
+        raise InvalidInput("--chunk must be at least 1.")
     if args.image_dir:
-        raise ValueError(f"{flag} RUN_DIR reads --data KIND:PATH or demo scenes; use --data folder:PATH for a folder.")
+        raise InvalidInput(
+            f"{flag} RUN_DIR reads --data KIND:PATH or demo scenes; use --data folder:PATH for a folder."
+        )
     if args.address and args.backend != "ray":
-        raise ValueError("--address is for --backend ray.")
+        raise InvalidInput("--address is for --backend ray.")
     if getattr(args, "ship", False):
-        raise ValueError(f"--ship writes what one in-memory run measured; leave out {flag}, or --ship.")
+        raise InvalidInput(f"--ship writes what one in-memory run measured; leave out {flag}, or --ship.")
 
 
 def _check_chunk_flags(args: argparse.Namespace) -> None:
     """``--chunk``, ``--backend`` and ``--address`` given without ``--run`` would be silently ignored: a sentence."""
     if not args.run and (args.chunk != 25 or args.backend != "local" or args.address):
-        raise ValueError("--chunk, --backend and --address are for --run RUN_DIR.")
+        raise InvalidInput("--chunk, --backend and --address are for --run RUN_DIR.")
 
 
 # ----------------------------------------------------------- real models: --checkpoint, --image-dir (issue 10)
@@ -381,7 +385,7 @@ def _create(args: argparse.Namespace):
 def _check_demo_world(model) -> None:
     spec = model.spec
     if spec.world and spec.world != "demo":
-        raise ValueError(
+        raise InvalidInput(
             f"{spec.name} was trained on {spec.world}, not on the demo scenes; give --image-dir FOLDER with "
             f"{spec.world} to attack."
         )
@@ -400,7 +404,7 @@ def _folder_images(model, folder: str, limit: int):
         raise FileNotFoundError(f"There is no image folder at {root}.")
     files = sorted(p for p in root.iterdir() if p.suffix.lower().lstrip(".") in EXTENSIONS and p.is_file())[:limit]
     if not files:
-        raise ValueError(f"{root} holds no PNG, JPEG or WebP images.")
+        raise InvalidInput(f"{root} holds no PNG, JPEG or WebP images.")
     pre = preprocess_for(model.spec)
     loaded = [load_image(p.read_bytes(), pre.size, name=p.name, fit=pre.fit, interpolation=pre.interpolation)
               for p in files]  # fmt: skip
@@ -412,7 +416,7 @@ def _ship_path(kind: str, args: argparse.Namespace, norm: str = "linf"):
     from mlvis.analysis.artifacts import shipped_path
 
     if not args.model.startswith("demo-"):
-        raise ValueError("--ship writes into the package's demo weights folder; it is for the demo models only.")
+        raise InvalidInput("--ship writes into the package's demo weights folder; it is for the demo models only.")
     return shipped_path(kind, args.model, norm)
 
 
@@ -449,13 +453,13 @@ def profile_cmd(args: argparse.Namespace) -> int:
 
     _check_chunk_flags(args)
     if args.round_steps is not None and not args.run:
-        raise ValueError("--round-steps is for --run RUN_DIR.")
+        raise InvalidInput("--round-steps is for --run RUN_DIR.")
     ship = _ship_path("profile", args, args.norm) if args.ship else None
     if args.run and args.norm != "linf":
-        raise ValueError("A profile run directory (--run) probes under L-inf only; drop --run for an L2 profile.")
+        raise InvalidInput("A profile run directory (--run) probes under L-inf only; drop --run for an L2 profile.")
     if args.run and args.protocol != "paper":
-        raise ValueError("A profile run directory (--run) probes under the paper's protocol only; drop --run for "
-                         "--protocol authors.")  # fmt: skip
+        raise InvalidInput("A profile run directory (--run) probes under the paper's protocol only; drop --run for "
+                           "--protocol authors.")  # fmt: skip
     if args.run:
         from mlvis.analysis.chunked import profile_run
 
@@ -525,12 +529,12 @@ def correlations_cmd(args: argparse.Namespace) -> int:
         try:
             eps = float(args.eps)
         except ValueError:
-            raise ValueError(f"--eps must be a number or 'approach', not {args.eps!r}.") from None
+            raise InvalidInput(f"--eps must be a number or 'approach', not {args.eps!r}.") from None
     elif args.held_out < 1:
-        raise ValueError("--held-out must be at least 1.")
+        raise InvalidInput("--held-out must be at least 1.")
     if args.run and eps == "approach":
-        raise ValueError("A correlations run directory (--run) attacks at a fixed --eps; find the budget rule's "
-                         "eps with --eps approach first (without --run), then pass it as --eps.")  # fmt: skip
+        raise InvalidInput("A correlations run directory (--run) attacks at a fixed --eps; find the budget rule's "
+                           "eps with --eps approach first (without --run), then pass it as --eps.")  # fmt: skip
     rule = None
     if args.run:
         from mlvis.analysis.chunked import correlations_from_run, correlations_run
@@ -551,7 +555,7 @@ def correlations_cmd(args: argparse.Namespace) -> int:
         args.images = n
         images, held_out = both[:n], both[n:]
         if len(held_out) < 1:
-            raise ValueError(f"The image source holds only {len(both)} image(s); --eps approach needs more.")
+            raise InvalidInput(f"The image source holds only {len(both)} image(s); --eps approach needs more.")
         from mlvis.analysis.correlation_matrices import approach_budget
 
         rule = approach_budget(model, held_out, "up")
@@ -559,8 +563,10 @@ def correlations_cmd(args: argparse.Namespace) -> int:
         med = ", ".join(f"{e:g}: {m:.2f}" for e, m in zip(rule.grid, rule.median))
         print(f"{args.model}: budget rule on {len(held_out)} held-out images picks eps {eps:g} "
               f"(median progress {med}){'' if rule.reached else ' (NOT reached: the largest tried)'}")  # fmt: skip
+        check_correlations_work(model, len(images), float(eps), len(directions))
     else:
         model, images = _load(args)
+        check_correlations_work(model, len(images), float(eps), len(directions))
     for d in directions:
         if args.run:
             cm = matrices[d]
@@ -582,6 +588,21 @@ def correlations_cmd(args: argparse.Namespace) -> int:
               f"{np.nanmean(cm.attackability):.3f}; cost {cm.cost['forward']} fp + "
               f"{cm.cost['backward']} bp")  # fmt: skip
     return 0
+
+
+def check_correlations_work(model, num_images: int, eps: float, directions: int) -> None:
+    """Before any attack: every label attacked alone on every image, in each direction (Algorithm 1), against
+    the run's cap on work (:func:`mlvis.errors.check_run_work`)."""
+    import numpy as np
+
+    from mlvis.attacks import DEFAULT_ALPHA
+    from mlvis.attacks.plan import image_steps
+    from mlvis.errors import check_number, check_run_work
+
+    check_number("eps", eps, 0, 1e6, above=True)
+    rows = len(model.labels) * int(num_images)
+    one = image_steps(["single-label"], [eps], rows, alpha=DEFAULT_ALPHA, dims=3 * int(np.prod(model.spec.input_size)))
+    check_run_work(directions * one, f"{directions} direction(s) x {len(model.labels)} labels x {num_images} images")
 
 
 def parse_method(text: str):
@@ -628,7 +649,7 @@ def evaluate_cmd(args: argparse.Namespace) -> int:
     try:
         fractions = [float(f) for f in args.fractions.split(",")]
     except ValueError:
-        raise ValueError(f"--fractions must be comma-separated numbers, not {args.fractions!r}.") from None
+        raise InvalidInput(f"--fractions must be comma-separated numbers, not {args.fractions!r}.") from None
     methods = [parse_method(m) for m in args.methods.split(",") if m.strip()]
     job: dict[str, Any] = {"autocast": True} if args.bf16 else {}  # a float32 run's manifest stays as it was
     job.update(_norm_job(args))  # and an L-inf one's too
@@ -636,6 +657,7 @@ def evaluate_cmd(args: argparse.Namespace) -> int:
         _check_run_args(args)
         model = _create(args)
         source = _source(args, model)
+        check_evaluate_work(model, methods, fractions, len(source), norm=args.norm)
         run = evaluate_run(model, source, args.out, methods, fractions, chunk_size=args.chunk, seed=args.seed,
                            save_images=args.save_images, backend=args.backend, address=args.address,
                            model_ref=_model_ref(args), protocol=args.protocol, **job,
@@ -643,6 +665,7 @@ def evaluate_cmd(args: argparse.Namespace) -> int:
         table = table_from_run(run)
     else:
         model, images = _load(args)
+        check_evaluate_work(model, methods, fractions, len(images), norm=args.norm)
         table = mlvis.evaluate(model, images, methods, fractions, progress=ProgressBar(f"evaluate {args.model}"),
                                protocol=args.protocol, **job)  # fmt: skip
     texts = {"md": table.to_markdown(), "csv": table.to_frame().to_csv(index=False), "json": table.to_json()}
@@ -771,6 +794,31 @@ def table_cmd(args: argparse.Namespace) -> int:
         atomic_write_text(Path(args.figure), html)
         print(f"wrote {args.figure}", file=sys.stderr)
     return 0
+
+
+def check_evaluate_work(model, methods, fractions, num_images: int, norm: str = "linf") -> None:
+    """Before any attack: every method x budget x image of the evaluation against the run's cap on work
+    (:func:`mlvis.errors.check_run_work`), counted by the engine's dry run with the specs ``evaluate`` makes
+    (the profile's budgets, the baseline included). A chunked run (``--out``) makes one engine call per
+    chunk, each under the cap alone; this count refuses the whole run at once instead of chunk by chunk."""
+    import numpy as np
+
+    import mlvis
+    from mlvis.attacks.plan import as_spec, evaluation_specs, image_steps, needs
+    from mlvis.errors import check_number, check_run_work
+
+    if not methods:
+        return  # evaluate's own sentence
+    fr = [check_number("each eps fraction", f, 0, 1e6) for f in fractions]
+    profile = mlvis.profile(model, norm=norm)  # the grid is made of fractions of this profile's eps_max
+    correlations = mlvis.correlations(model, direction="up") if needs(methods, "correlations") else None
+    if "bce" not in [as_spec(m).method for m in methods]:
+        methods = ["bce", *methods]
+    specs = evaluation_specs(methods, profile, correlations)
+    dims = 3 * int(np.prod(model.spec.input_size))
+    eps = np.asarray(fr, np.float64) * profile.eps_max
+    steps = image_steps(specs, eps, int(num_images), alpha=mlvis.attacks.DEFAULT_ALPHA, dims=dims)
+    check_run_work(steps, f"{len(specs)} methods x {len(eps)} budgets x {num_images} images")
 
 
 def _write_scenes_args(p: argparse.ArgumentParser) -> None:
@@ -1021,19 +1069,19 @@ def trajectory_cmd(args: argparse.Namespace) -> int:
 
     outs = [Path(args.out)] + ([check_out(args.figure, "file")] if args.figure else [])
     if Path(args.out).suffix.lower() not in (".json", ".html") or any(o.suffix.lower() != ".html" for o in outs[1:]):
-        raise ValueError("--out must name a .json or .html file (and --figure an .html file).")
+        raise InvalidInput("--out must name a .json or .html file (and --figure an .html file).")
     if args.scene < 0:
-        raise ValueError("--scene must be 0 or more.")
+        raise InvalidInput("--scene must be 0 or more.")
     model = _create(args)
     if args.image_dir:
         x = _folder_images(model, args.image_dir, args.scene + 1)
         if len(x) <= args.scene:
-            raise ValueError(f"{args.image_dir} holds {len(x)} image(s); --scene counts from 0.")
+            raise InvalidInput(f"{args.image_dir} holds {len(x)} image(s); --scene counts from 0.")
     else:
         _check_demo_world(model)
         size = model.spec.input_size
         if size[0] != size[1]:
-            raise ValueError(f"The demo scenes are square; {args.model} expects {size}: give --image-dir.")
+            raise InvalidInput(f"The demo scenes are square; {args.model} expects {size}: give --image-dir.")
         x, _ = mlvis.data.demo_batch(args.scene + 1, size=size[0])
     methods = [parse_method(m) for m in args.methods.split(",") if m.strip()]
     rec = record(model, x[args.scene :], methods, args.eps, every=args.every, keep_images=args.keep_images,
@@ -1044,7 +1092,7 @@ def trajectory_cmd(args: argparse.Namespace) -> int:
         wanted = [w.strip() for w in args.labels.split(",")]
         unknown = [w for w in wanted if w not in names]
         if len(wanted) != 3 or unknown:
-            raise ValueError(f"--labels takes three of the model's labels ({', '.join(names)}), not {args.labels!r}.")
+            raise InvalidInput(f"--labels takes three of the model's labels ({', '.join(names)}), not {args.labels!r}.")
         chosen = tuple(names.index(w) for w in wanted)
     where = f"image {args.scene} of {args.image_dir}" if args.image_dir else f"scene {args.scene}"
     print(f"{args.model}, {where}, eps {args.eps:g}: flips after each method's {rec.max_step} steps")
@@ -1129,11 +1177,11 @@ def figure_cmd(args: argparse.Namespace) -> int:
     out = str(args.out)
     suffix = next((s for s in sorted(FIGURES[args.kind], key=len, reverse=True) if out.endswith(s)), None)
     if suffix is None:
-        raise ValueError(f"--out must end in {' or '.join(FIGURES[args.kind])} for {args.kind}, not {out}.")
+        raise InvalidInput(f"--out must end in {' or '.join(FIGURES[args.kind])} for {args.kind}, not {out}.")
     lo, hi = _numbers(args.logit_range, 2, "--logit-range")
     lo_hi = (lo, hi)
     if args.kind in ("class-tree", "gallery") and not args.model:
-        raise ValueError(f"{args.kind} attacks an image of a model: give --model NAME.")
+        raise InvalidInput(f"{args.kind} attacks an image of a model: give --model NAME.")
     model: Any = _create(args) if args.model else None
     data: Any
     if args.kind == "slam-loss":
@@ -1142,7 +1190,7 @@ def figure_cmd(args: argparse.Namespace) -> int:
         shares = [float(v) for v in _number_list(args.shares, "--shares")]
         if args.eps is not None:
             if model is None:
-                raise ValueError("--eps adds a model's p·q: give --model NAME too.")
+                raise InvalidInput("--eps adds a model's p·q: give --model NAME too.")
             p = mlvis.attacks.methods.profile_flip_ratio(mlvis.profile(model), np.array([float(args.eps)]),
                                                          model.num_labels)  # fmt: skip
             shares.append(round(float(p[0]) * float(args.q), 4))
@@ -1159,10 +1207,10 @@ def figure_cmd(args: argparse.Namespace) -> int:
 
             arts = Artifacts(args.model, **{k: _artifact(model, k) for k in ("profile", "up", "down")})
             if arts.up is None:
-                raise ValueError(f"{args.model} has no correlation matrices yet; compute them with "
+                raise InvalidInput(f"{args.model} has no correlation matrices yet; compute them with "
                                  f"`mlvis correlations --model {args.model}`.")  # fmt: skip
             if arts.profile is None and args.length is None:
-                raise ValueError(f"{args.model} has no flip profile to size the subset: give --length N or run "
+                raise InvalidInput(f"{args.model} has no flip profile to size the subset: give --length N or run "
                                  f"`mlvis profile --model {args.model}`.")  # fmt: skip
             default = float(arts.profile.grid()[1]) if arts.profile is not None else 0.01  # 10 % of eps_max
             eps = float(args.eps) if args.eps is not None else default
@@ -1192,7 +1240,7 @@ def figure_cmd(args: argparse.Namespace) -> int:
             from mlvis.viz.class_tree import class_tree_figure
 
             if data.iterations and not 1 <= args.iteration <= len(data.iterations):
-                raise ValueError(f"--iteration must be 1 to {len(data.iterations)} for this tree.")
+                raise InvalidInput(f"--iteration must be 1 to {len(data.iterations)} for this tree.")
             fig = class_tree_figure(data, args.iteration - 1 if data.iterations else 0)
         else:
             from mlvis.viz.loss_curves import loss_curves_figure
@@ -1222,12 +1270,14 @@ def _figure_image(args: argparse.Namespace, model):
     from mlvis.recipe import ImageSource, demo_images
 
     if model.spec.world and model.spec.world != "demo":
-        raise ValueError(f"{args.model} was trained on {model.spec.world}, not on the demo scenes; give --image FILE.")
+        raise InvalidInput(
+            f"{args.model} was trained on {model.spec.world}, not on the demo scenes; give --image FILE."
+        )
     h, w = model.spec.input_size
     if h != w:
-        raise ValueError(f"The demo scenes are square; {args.model} expects {h}×{w}: give --image FILE.")
+        raise InvalidInput(f"The demo scenes are square; {args.model} expects {h}×{w}: give --image FILE.")
     if not 0 <= args.scene < mlvis.data.BLOCK:
-        raise ValueError(f"--scene must be a scene number from 0 to {mlvis.data.BLOCK - 1}.")
+        raise InvalidInput(f"--scene must be a scene number from 0 to {mlvis.data.BLOCK - 1}.")
     return demo_images(ImageSource("demo", "test", args.seed, args.scene, 1), (h, w))[0]
 
 
@@ -1235,9 +1285,9 @@ def _number_list(text: str, what: str) -> list[float]:
     try:
         values = [float(v) for v in str(text).split(",") if v.strip()]
     except ValueError:
-        raise ValueError(f"{what} must be comma-separated numbers, not {text!r}.") from None
+        raise InvalidInput(f"{what} must be comma-separated numbers, not {text!r}.") from None
     if not values:
-        raise ValueError(f"{what} needs at least one number.")
+        raise InvalidInput(f"{what} needs at least one number.")
     return values
 
 
@@ -1264,7 +1314,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _common_args(p: argparse.ArgumentParser) -> None:
     """The options every command takes: the cap on work and the traceback switch."""
     p.add_argument("--max-work", default=None, metavar="IMAGE_STEPS",
-                   help="cap on image-steps per attack call (default $MLVIS_MAX_IMAGE_STEPS or 1e7)")  # fmt: skip
+                   help="cap on image-steps of this run, all its calls together (default $MLVIS_MAX_IMAGE_STEPS "
+                        "or 1e7)")  # fmt: skip
     p.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error ($MLVIS_DEBUG=1)")
 
 
@@ -1322,7 +1373,7 @@ def main(argv: list[str] | None = None) -> int:
     """
     import os
 
-    from mlvis.errors import max_image_steps
+    from mlvis.errors import max_image_steps, work_scope
 
     args = build_parser().parse_args(argv)  # argparse: usage + one sentence and SystemExit(2), or --help
     debug = args.debug or os.environ.get("MLVIS_DEBUG", "") not in ("", "0")
@@ -1333,7 +1384,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             max_image_steps()  # a bad MLVIS_MAX_IMAGE_STEPS is a sentence before any work
         check_outputs(args)
-        return COMMANDS[args.command][2](args)
+        with work_scope(None, f"This mlvis {args.command} run", "--max-work N or MLVIS_MAX_IMAGE_STEPS=N"):
+            return COMMANDS[args.command][2](args)
     except KeyboardInterrupt:
         print(f"mlvis {args.command}: interrupted.", file=sys.stderr)
         return 130

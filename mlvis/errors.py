@@ -14,8 +14,12 @@ Front ends catch ``MlvisError`` (the CLI prints the sentence and exits with 2; t
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import dataclasses
 import math
 import os
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -30,8 +34,11 @@ __all__ = [
     "ProfileMismatch",
     "RecipeError",
     "StorageError",
+    "WorkLedger",
     "WorkTooLarge",
+    "check_run_work",
     "max_image_steps",
+    "work_scope",
 ]
 
 DEFAULT_MAX_IMAGE_STEPS = 10**7
@@ -95,13 +102,87 @@ def max_image_steps(value: object = None) -> int:
 
 
 def check_work(steps: int, cap: int, what: str = "This job") -> None:
-    """Raise :class:`WorkTooLarge` when ``steps`` image-steps exceed ``cap``, naming both and how to raise it."""
+    """Raise :class:`WorkTooLarge` when ``steps`` image-steps exceed ``cap``, naming both and how to raise it.
+
+    Inside a :func:`work_scope` (a CLI run, an app job) the steps are also charged to the scope's
+    :class:`WorkLedger`, so several calls together stay under the scope's cap as well."""
     if steps > cap:
         raise WorkTooLarge(
             f"{what} would run {steps:.3g} image-steps, over the cap of {cap:.3g}; make it smaller (fewer images, "
             f"smaller budgets or a larger step alpha) or raise the cap on purpose (max_image_steps=..., "
             f"MLVIS_MAX_IMAGE_STEPS=... or mlvis --max-work ...)."
         )
+    ledger = _LEDGER.get()
+    if ledger is not None:
+        ledger.charge(steps)
+
+
+# ------------------------------------------------------------------------ the cap per CLI run or app job
+
+
+@dataclasses.dataclass
+class WorkLedger:
+    """The image-steps one CLI run or one app job has started so far, against its cap.
+
+    Every library call checks its own work against the cap (:func:`check_work`); a ledger adds them up, so a
+    run of many calls (``mlvis findings``, an app job that attacks then transfers) cannot run the cap
+    once per call. ``how`` says how to raise the cap where the run was started (``--max-work N``)."""
+
+    cap: int
+    what: str = "This run"
+    how: str = "MLVIS_MAX_IMAGE_STEPS=..."
+    used: int = 0
+    per: str = "run"
+
+    def check(self, steps: int, detail: str = "") -> None:
+        """Refuse, before any of it runs, work of ``steps`` image-steps that would take the run over its cap."""
+        steps = int(steps)
+        if self.used + steps <= self.cap:
+            return
+        done = f", after the {self.used:.3g} it has run already" if self.used else ""
+        detail = f" ({detail})" if detail else ""
+        raise WorkTooLarge(
+            f"{self.what} would run {self.used + steps:.3g} image-steps in all{detail}{done}, over the cap of "
+            f"{self.cap:.3g} per {self.per}; make it smaller (fewer images, methods or budgets, or a larger step "
+            f"alpha) or raise the cap on purpose ({self.how})."
+        )
+
+    def charge(self, steps: int) -> None:
+        """Check ``steps`` more image-steps (:meth:`check`) and count them as started."""
+        self.check(steps)
+        self.used += int(steps)
+
+
+_LEDGER: contextvars.ContextVar[WorkLedger | None] = contextvars.ContextVar("mlvis_work_ledger", default=None)
+
+
+@contextlib.contextmanager
+def work_scope(
+    cap: int | None = None, what: str = "This run", how: str = "MLVIS_MAX_IMAGE_STEPS=...", per: str = "run"
+) -> Iterator[WorkLedger]:
+    """A scope (one CLI run, one app job) whose library calls share one cap on image-steps.
+
+    ``cap`` defaults to :func:`max_image_steps`. Scopes are per thread (a context variable), so two app
+    sessions' jobs never share a ledger; a scope inside another charges only the inner one.
+
+    Example:
+        >>> with work_scope(10**6, "This mlvis findings run", "--max-work N"):
+        ...     mlvis.attack(model, x, "bce", 0.01)  # charged; refused once the run's total would pass 10^6
+    """
+    ledger = WorkLedger(max_image_steps(cap), what, how, per=per)
+    token = _LEDGER.set(ledger)
+    try:
+        yield ledger
+    finally:
+        _LEDGER.reset(token)
+
+
+def check_run_work(steps: int, detail: str = "") -> None:
+    """Refuse ``steps`` more image-steps the current :func:`work_scope` cannot take, before any of them run
+    (a front end's whole-run count: every method x budget x image of ``mlvis evaluate``). Outside a scope
+    it checks against :func:`max_image_steps`. Nothing is charged: the calls that run charge themselves."""
+    ledger = _LEDGER.get()
+    (ledger or WorkLedger(max_image_steps(), "This job")).check(steps, detail)
 
 
 def check_number(

@@ -372,15 +372,18 @@ def image_steps(recipe: Recipe, num_images: int, dims: int) -> int:
 
 def read_files_from(folder: str | Path) -> Callable[[str], bytes]:
     """``read(name)`` for image files named in a recipe, looked up in ``folder`` by their base name only
-    (a name cannot reach outside the folder, nor can a symbolic link in it: ``mlvis.store.confined``)."""
-    from mlvis.store import confined
+    (a name cannot reach outside the folder, nor can a symbolic link in it, not even one swapped in while
+    the file is opened: ``mlvis.store.open_confined``)."""
+    from mlvis.store import read_confined
 
     root = Path(folder)
 
     def read(name: str) -> bytes:
-        path = confined(root, Path(name).name)
-        if not path.is_file():
-            raise FileNotFoundError(f"The recipe's image {name!r} is not in {root} (give its folder with --images).")
-        return path.read_bytes()
+        try:
+            return read_confined(root, Path(name).name)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise FileNotFoundError(
+                f"The recipe's image {name!r} is not in {root} (give its folder with --images)."
+            ) from None
 
     return read

@@ -10,10 +10,12 @@ older than :data:`ORPHAN_AGE_S` (a younger one may belong to a writer that is st
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import re
+import stat
 import tempfile
 import time
 from collections.abc import Callable
@@ -166,6 +168,57 @@ def confined(folder: str | os.PathLike, name: str | os.PathLike) -> Path:
     return path
 
 
+def _opening(path: Path) -> None:
+    """Called between the check of a confined path and its opening (a hook for the tests of the race)."""
+
+
+def open_confined(folder: str | os.PathLike, name: str | os.PathLike):
+    """Open ``folder / name`` for reading, checked by :func:`confined` and checked again on what was opened.
+
+    :func:`confined` looks at the path when it is called; a symbolic link swapped in between that check and
+    the opening (a race, "time of check to time of use") would be followed. So after opening, the file
+    descriptor itself is compared with the path resolved again: the resolved path must stay inside ``folder``
+    and name the same file (device and inode) as the descriptor, else the file is closed and refused. Links
+    that stay inside still work, as with :func:`confined`.
+
+    Returns:
+        A binary file object (close it, or use it in a ``with``).
+
+    Raises:
+        StoreError: the name leaves ``folder``, before or after the opening.
+        FileNotFoundError, IsADirectoryError: there is no such file.
+    """
+    path = confined(folder, name)
+    _opening(path)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        opened = os.fstat(fd)
+        real = path.resolve()
+        inside = real.is_relative_to(Path(folder).resolve())
+        try:
+            now = os.stat(real)
+            same = (now.st_dev, now.st_ino) == (opened.st_dev, opened.st_ino)
+        except OSError:
+            same = False
+        if not (inside and same):
+            raise StoreError(
+                f"{os.fspath(name)!r} changed into a link that leads outside {folder} while it was opened; "
+                "only files inside it are allowed."
+            )
+        if stat.S_ISDIR(opened.st_mode):
+            raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", str(path))
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_confined(folder: str | os.PathLike, name: str | os.PathLike) -> bytes:
+    """The bytes of ``folder / name``, opened by :func:`open_confined` (no link race can lead outside)."""
+    with open_confined(folder, name) as f:
+        return f.read()
+
+
 # ------------------------------------------------------------------------------------ CLI outputs
 
 
@@ -182,7 +235,7 @@ def check_out(path: str | os.PathLike, kind: str) -> Path:
     """
     path = Path(path)
     if kind not in ("file", "folder"):
-        raise ValueError(f"kind must be 'file' or 'folder', not {kind!r}.")
+        raise StoreError(f"kind must be 'file' or 'folder', not {kind!r}.")
     if kind == "file" and path.is_dir():
         raise StoreError(f"--out {path} is a folder; give the name of the file to write.")
     if kind == "folder" and path.exists() and not path.is_dir():

@@ -55,13 +55,20 @@ def scene(run: lab.LabRun) -> np.ndarray:
 # ------------------------------------------------------------------------------------------- related attacks
 
 
-@register_method("test-runner", kind=RUNNER, description="a runner from outside the package: the clean image + 0.25")
 def _test_runner(ctx) -> RunOutput:
     """Like the related attacks, it finds its perturbation without a budget and caps it to each eps afterwards."""
     delta = (ctx.images + 0.25).clamp(0, 1) - ctx.images  # a large change, so a cap shows
     eps = torch.as_tensor(ctx.eps, dtype=delta.dtype).view(-1, 1, 1, 1, 1)
     adv = ctx.images + torch.minimum(torch.maximum(delta.unsqueeze(0), -eps), eps)
     return RunOutput(adv, np.ones((len(ctx.eps), ctx.num_images), dtype=np.int64))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _test_runner_registered():
+    """Registered while this module runs (conftest's ``_registries_restored`` removes it after), never at import:
+    a method registered at collection would join every other module's parametrisation over the registry."""
+    about = "a runner from outside the package: the clean image + 0.25"
+    register_method("test-runner", kind=RUNNER, description=about)(_test_runner)
 
 
 def test_own_optimisers_are_read_from_the_registry_not_from_names():

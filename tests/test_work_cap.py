@@ -110,3 +110,51 @@ def test_with_the_cap_raised_the_bookkeeping_does_not_grow_with_the_steps(asl, x
     with pytest.raises(Stop, match="5120000000"):
         mlvis.attack(asl, x, "bce", 1e6, max_image_steps=10**15, progress=stop)
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 50_000  # KiB
+
+
+# ------------------------------------------------------------------- the cap per CLI run, not per call
+
+
+def test_a_scope_adds_up_its_calls_and_refuses_the_one_that_passes_its_cap(asl, x):
+    """Two attacks of 22 image-steps each under a cap of 30 per run: the first runs, the second is refused
+    before its first step (its progress callback is never called)."""
+    calls = []
+    with errors.work_scope(30, "This test run", "--max-work N") as ledger:
+        mlvis.attack(asl, x, "bce", 0.0043)
+        assert ledger.used == 22
+        with pytest.raises(errors.WorkTooLarge, match=r"This test run would run 44 image-steps in all.*22.*"
+                                                      r"over the cap of 30 per run.*--max-work N"):  # fmt: skip
+            mlvis.attack(asl, x, "bce", 0.0043, progress=lambda d, t: calls.append(d))
+    assert calls == [] and ledger.used == 22
+    mlvis.attack(asl, x, "bce", 0.0043, max_image_steps=30)  # outside the scope each call has the cap alone
+
+
+def test_scopes_are_per_thread(asl, x):
+    """An app job's ledger is its own: another thread (another session's job) is not charged to it."""
+    import threading
+
+    with errors.work_scope(30) as ledger:
+        t = threading.Thread(target=lambda: mlvis.attack(asl, x, "bce", 0.0043))
+        t.start()
+        t.join()
+        assert ledger.used == 0
+
+
+EVAL = ["evaluate", "--model", "demo-asl", "--images", "4", "--methods", "bce,slam", "--fractions", "0.05,0.1"]
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_an_evaluation_over_the_cap_in_total_is_refused_before_any_work(chunked, tmp_path, capsys):
+    """BCE + SLAM x 2 budgets x 4 images is 600 image-steps; in chunks of one image each engine call is 150,
+    under a cap of 400, but the run is refused as a whole before its first chunk."""
+    out = tmp_path / "run"
+    extra = ["--out", str(out), "--chunk", "1"] if chunked else []
+    assert main([*EVAL, *extra, "--max-work", "400"]) == 2
+    cap = capsys.readouterr()
+    assert "This mlvis evaluate run would run 600 image-steps in all (2 methods x 2 budgets x 4 images)" in cap.err
+    assert "over the cap of 400 per run" in cap.err and "--max-work" in cap.err and "Traceback" not in cap.err
+    assert "%" not in cap.err  # no progress bar: nothing ran
+    assert not out.exists() or not any(out.rglob("*.npz"))
+    assert main([*EVAL, *extra, "--max-work", "599"]) == 2
+    assert "600 image-steps in all" in capsys.readouterr().err
+    assert main([*EVAL, *extra, "--max-work", "600"]) == 0  # exactly the total: it runs

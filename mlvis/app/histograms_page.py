@@ -116,7 +116,8 @@ def histogram_steps(s: HistogramSettings, model_name: str = "") -> int:
 
 
 def histogram_cost(model_name: str, s: HistogramSettings) -> jobs.Estimate:
-    est = jobs.estimate(model_name, histogram_steps(s), "histograms")
+    calls = jobs.recipe_calls(histogram_recipe(model_name, s), s.images, DIMS)
+    est = jobs.estimate(model_name, histogram_steps(s), "histograms", calls=calls)
     return dataclasses.replace(est, note=rc.cost_note(s.methods))
 
 

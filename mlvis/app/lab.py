@@ -433,7 +433,8 @@ def progress_phases(methods: Sequence[str]) -> int:
 def lab_cost(model_name: str, recipe: rc.Recipe, num_images: int, dims: int) -> jobs.Estimate:
     """The MI-FGSM family's image-steps; methods with their own optimisers are named in the note (and make
     the run wait for the button)."""
-    est = jobs.estimate(model_name, recipe.image_steps(num_images, dims), "lab")
+    calls = jobs.recipe_calls(recipe, num_images, dims)  # one scene: the per-call cost is half the time
+    est = jobs.estimate(model_name, recipe.image_steps(num_images, dims), "lab", calls=calls)
     return dataclasses.replace(est, note=rc.cost_note(recipe.methods))
 
 

@@ -28,6 +28,7 @@ from mlvis.data.scenes import (
     world,
 )
 from mlvis.data.stats import SceneStatistics, scene_statistics
+from mlvis.errors import InvalidInput
 
 __all__ = [
     "BLOCK",
@@ -63,9 +64,9 @@ def demo_batch(n: int, split: str = "test", seed: int = 0, size: int = 64) -> tu
     ``seed=0`` gives the split's first ``n`` scenes (the ones the docs' tables use).
     """
     if not isinstance(n, (int, np.integer)) or n < 0 or n > BLOCK:
-        raise ValueError(f"n must be an integer between 0 and {BLOCK}, not {n!r}")
+        raise InvalidInput(f"n must be an integer between 0 and {BLOCK}, not {n!r}.")
     if not isinstance(seed, (int, np.integer)) or not 0 <= seed < 1000:
-        raise ValueError(f"seed must be an integer between 0 and 999, not {seed!r}")
+        raise InvalidInput(f"seed must be an integer between 0 and 999, not {seed!r}.")
     start = int(seed) * BLOCK
     imgs, labels = world(0, size).batch_uint8(split, range(start, start + int(n)))
     return to_tensor(imgs), torch.from_numpy(labels).float()

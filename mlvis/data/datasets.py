@@ -453,7 +453,7 @@ def _open_voc(folder: Path, split: str) -> Dataset:
         raise DatasetError(f"The VOC folder {folder} has no {prefix}ImageSets/Main/{split}.txt for split {split!r}.")
     ids = [line.split()[0] for line in _read_text(folder, split_file).splitlines() if line.strip()]
     classes_file = _first_file(folder, [f"{prefix}{VOC_CLASSES}"])
-    labels = VOC_LABELS
+    labels: tuple[str, ...] = VOC_LABELS
     if classes_file is not None:
         labels = tuple(line.strip() for line in _read_text(folder, classes_file).splitlines() if line.strip())
         if not labels or len(set(labels)) != len(labels):

@@ -34,7 +34,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from mlvis.errors import DataError
+from mlvis.errors import DataError, InvalidInput
 
 FORMATS = ("PNG", "JPEG", "WEBP")
 #: file extensions a file picker should offer (the content decides, not the name)
@@ -186,12 +186,12 @@ def load_image(
             colour mode that has no RGB meaning; the message names the file.
     """
     if fit not in FITS:
-        raise ValueError(f"fit must be one of {', '.join(FITS)}, not {fit!r}.")
+        raise InvalidInput(f"fit must be one of {', '.join(FITS)}, not {fit!r}.")
     if interpolation not in FILTERS:
-        raise ValueError(f"interpolation must be one of {', '.join(FILTERS)}, not {interpolation!r}.")
+        raise InvalidInput(f"interpolation must be one of {', '.join(FILTERS)}, not {interpolation!r}.")
     th, tw = (int(v) for v in size)
     if th < 1 or tw < 1:
-        raise ValueError(f"size must be two positive integers (height, width), not {tuple(size)}.")
+        raise InvalidInput(f"size must be two positive integers (height, width), not {tuple(size)}.")
     data = bytes(data)
     if not data:
         raise ImageError(f"{name}: the file is empty.")
@@ -287,8 +287,8 @@ def load_images(
 def to_batch(images: Sequence[LoadedImage]) -> np.ndarray:
     """Stack loaded images into one ``(N, 3, H, W)`` float32 batch (they must share a size)."""
     if not images:
-        raise ValueError("no images to stack")
+        raise DataError("There are no images to stack.")
     shapes = {im.array.shape for im in images}
     if len(shapes) != 1:
-        raise ValueError(f"the images have different sizes: {sorted(shapes)}")
+        raise DataError(f"The images have different sizes: {sorted(shapes)}.")
     return np.stack([im.array for im in images])

@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from mlvis.errors import InvalidInput
+
 SPLIT_BASE = {"train": 0, "val": 1_000_000_000, "test": 2_000_000_000}
 BLOCK = 1_000_000  # scenes per ``seed`` block in :func:`demo_batch`
 
@@ -148,7 +150,7 @@ def _inside(shape: str, y: np.ndarray, x: np.ndarray) -> np.ndarray:
         return np.abs(y) <= 0.09
     if shape == "arc":
         return (np.abs(r - 0.75) <= 0.1) & (y < 0.2)
-    raise ValueError(f"unknown shape {shape!r}")
+    raise InvalidInput(f"Unknown shape {shape!r}.")
 
 
 @functools.cache
@@ -182,7 +184,7 @@ def _texture(texture: str, size: int, variant: int) -> np.ndarray:
         return (((xx + variant) // 3 + (yy + variant // 2) // 3) % 2).astype(np.float32)
     if texture == "dotted":
         return (((xx + variant) % 4 == 1) & ((yy + variant // 2) % 4 == 1)).astype(np.float32)
-    raise ValueError(f"unknown texture {texture!r}")
+    raise InvalidInput(f"Unknown texture {texture!r}.")
 
 
 COMMON_WEIGHT = 0.5  # the common labels appear everywhere; damp them so they do not swamp the rest
@@ -241,9 +243,9 @@ class SceneWorld:
     # -- one scene ------------------------------------------------------------------------------
     def rng(self, split: str, index: int) -> np.random.Generator:
         if split not in SPLIT_BASE:
-            raise ValueError(f"split must be one of {sorted(SPLIT_BASE)}, not {split!r}")
+            raise InvalidInput(f"split must be one of {sorted(SPLIT_BASE)}, not {split!r}.")
         if not 0 <= index < 1_000_000_000:
-            raise ValueError(f"scene index must be in [0, 10**9), not {index}")
+            raise InvalidInput(f"scene index must be in [0, 10**9), not {index}.")
         return np.random.default_rng([self.config.seed, SPLIT_BASE[split] + int(index)])
 
     def scene(self, split: str, index: int) -> tuple[np.ndarray, np.ndarray]:

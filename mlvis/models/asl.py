@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from mlvis.errors import ModelLoadError
 from mlvis.models.labels import resolve_labels
 from mlvis.models.loading import CheckpointError, check_fits_memory, read_checkpoint, state_dict_from, tensor_bytes
 from mlvis.models.spec import ModelSpec
@@ -103,7 +104,7 @@ def build_asl(
 
     family = f"asl-tresnet-{variant}"
     if variant not in VARIANTS:
-        raise ValueError(f"Unknown TResNet variant {variant!r}; use m, l or xl.")
+        raise ModelLoadError(f"Unknown TResNet variant {variant!r}; use m, l or xl.")
     if checkpoint is None:
         raise CheckpointError(f"{family} needs a checkpoint file: create_model({family!r}, checkpoint=PATH).")
     path = Path(checkpoint)
@@ -146,7 +147,7 @@ def build_asl(
         },
     )
     if card:
-        raise ValueError(f"{family} does not take the option(s) {', '.join(sorted(card))}.")
+        raise ModelLoadError(f"{family} does not take the option(s) {', '.join(sorted(card))}.")
     report(0.9, "Ready.")
     return MultiLabelModel(net, spec)
 
@@ -159,7 +160,7 @@ def _side(input_size, default: int, family: str) -> int:
     else:
         h, w = (int(v) for v in input_size)
     if h != w or h % 32 or h < 32:
-        raise ValueError(f"{family} takes a square input whose side is a multiple of 32, not {h}×{w}.")
+        raise ModelLoadError(f"{family} takes a square input whose side is a multiple of 32, not {h}×{w}.")
     return h
 
 

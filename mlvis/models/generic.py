@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from mlvis.errors import ModelLoadError
 from mlvis.models.labels import load_labels, resolve_labels
 from mlvis.models.loading import (
     CheckpointError,
@@ -50,7 +51,7 @@ def _size(input_size, default) -> tuple[int, int]:
         return (input_size, input_size)
     h, w = (int(v) for v in input_size)
     if h < 8 or w < 8:
-        raise ValueError(f"input_size must be at least 8×8, not {h}×{w}.")
+        raise ModelLoadError(f"input_size must be at least 8×8, not {h}×{w}.")
     return (h, w)
 
 
@@ -114,7 +115,7 @@ def build_architecture(
         import timm
 
         if not timm.is_model(arch):
-            raise ValueError(
+            raise ModelLoadError(
                 f"timm has no architecture {arch!r}; `timm.list_models('{arch[:4]}*')` lists similar ones."
             )
         pretrained = timm.get_pretrained_cfg(arch)
@@ -126,7 +127,7 @@ def build_architecture(
         import torchvision
 
         if arch not in torchvision.models.list_models(module=torchvision.models):
-            raise ValueError(f"torchvision has no classification architecture {arch!r}.")
+            raise ModelLoadError(f"torchvision has no classification architecture {arch!r}.")
         default_size, interp, default_mean, default_std, classifier = (
             (224, 224),
             "bilinear",
@@ -135,7 +136,7 @@ def build_architecture(
             None,
         )
     else:
-        raise ValueError(f"Unknown architecture library {library!r}; use timm:<arch> or torchvision:<arch>.")
+        raise ModelLoadError(f"Unknown architecture library {library!r}; use timm:<arch> or torchvision:<arch>.")
     count = _classifier_outputs(sd, classifier) if sd is not None else None
     if count is None:
         if labels is None:
@@ -165,7 +166,7 @@ def build_architecture(
         {"parameters": sum(p.numel() for p in net.parameters()), "labels_from": note},
     )  # fmt: skip
     if card:
-        raise ValueError(f"{family} does not take the option(s) {', '.join(sorted(card))}.")
+        raise ModelLoadError(f"{family} does not take the option(s) {', '.join(sorted(card))}.")
     report(0.9, "Ready.")
     return MultiLabelModel(net, spec)
 
@@ -197,7 +198,7 @@ def build_torchscript(
     if not is_torchscript(path):
         raise CheckpointError(f"{path.name} is not a TorchScript archive (torch.jit.save writes one).")
     if input_size is None:
-        raise ValueError(f"{path.name}: a TorchScript model needs input_size=(H, W); the file does not record it.")
+        raise ModelLoadError(f"{path.name}: a TorchScript model needs input_size=(H, W); the file does not record it.")
     size = _size(input_size, None)
     report = progress or (lambda *_: None)
     report(0.2, f"Reading {path.name} ...")
@@ -227,6 +228,6 @@ def build_torchscript(
     spec = _spec(name or "torchscript", "torchscript", label_names, size, mean, std, threshold, str(path), card,
                  "bilinear", {"parameters": params, "labels_from": note})  # fmt: skip
     if card:
-        raise ValueError(f"torchscript does not take the option(s) {', '.join(sorted(card))}.")
+        raise ModelLoadError(f"torchscript does not take the option(s) {', '.join(sorted(card))}.")
     report(0.9, "Ready.")
     return MultiLabelModel(net, spec)

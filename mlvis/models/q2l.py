@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mlvis.errors import InvalidInput, ModelLoadError
 from mlvis.models.labels import resolve_labels
 from mlvis.models.loading import CheckpointError, check_fits_memory, read_checkpoint, state_dict_from, tensor_bytes
 from mlvis.models.spec import ModelSpec
@@ -185,7 +186,7 @@ class Query2Label(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if tuple(x.shape[-2:]) != (self.img_size, self.img_size):
             h, w = x.shape[-2:]
-            raise ValueError(
+            raise InvalidInput(
                 f"Query2Label takes exactly {self.img_size}×{self.img_size} images (its positional encoding fixes the "
                 f"grid), not {w}×{h}."
             )
@@ -356,6 +357,6 @@ def build_q2l(
         },
     )
     if card:
-        raise ValueError(f"{family} does not take the option(s) {', '.join(sorted(card))}.")
+        raise ModelLoadError(f"{family} does not take the option(s) {', '.join(sorted(card))}.")
     report(0.9, "Ready.")
     return MultiLabelModel(net, spec)

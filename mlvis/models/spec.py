@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from mlvis.errors import ModelLoadError
+
 #: how an image is fitted to the model's input: ``crop`` (centred crop with the model's aspect ratio,
 #: then resize) or ``stretch`` (the whole image resized to the input size, as ASL and Query2Label test)
 RESIZES = ("crop", "stretch")
@@ -53,9 +55,10 @@ class ModelSpec:
 
     def __post_init__(self) -> None:
         if self.resize not in RESIZES:
-            raise ValueError(f"resize must be one of {', '.join(RESIZES)}, not {self.resize!r}.")
+            raise ModelLoadError(f"resize must be one of {', '.join(RESIZES)}, not {self.resize!r}.")
         if self.interpolation not in INTERPOLATIONS:
-            raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, not {self.interpolation!r}.")
+            allowed = ", ".join(INTERPOLATIONS)
+            raise ModelLoadError(f"interpolation must be one of {allowed}, not {self.interpolation!r}.")
 
     @property
     def num_labels(self) -> int:

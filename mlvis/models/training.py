@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from mlvis.data.scenes import LABELS, world
+from mlvis.errors import InvalidInput
 from mlvis.metrics import mean_average_precision
 from mlvis.models.demo import WEIGHTS_DIR, build_network, card_path, weights_path
 from mlvis.store import atomic_write
@@ -53,9 +54,9 @@ class TrainConfig:
         for name in ("train_images", "epochs", "batch_size", "eval_images", "workers"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, not {value!r}")
+                raise InvalidInput(f"{name} must be a positive integer, not {value!r}.")
         if not (self.lr > 0 and self.weight_decay >= 0 and 0 <= self.clip < 1):
-            raise ValueError("lr must be > 0, weight_decay >= 0 and clip in [0, 1)")
+            raise InvalidInput("lr must be > 0, weight_decay >= 0 and clip in [0, 1).")
 
     @classmethod
     def for_model(cls, name: str, **overrides) -> TrainConfig:
@@ -69,7 +70,7 @@ class TrainConfig:
             "demo-q2l": dict(gamma_neg=2.0, gamma_pos=0.0, clip=0.0, epochs=3),
         }
         if name not in presets:
-            raise ValueError(f"No training recipe for {name!r}; choose one of {sorted(presets)}.")
+            raise InvalidInput(f"No training recipe for {name!r}; choose one of {sorted(presets)}.")
         return cls(model=name, **{**presets[name], **overrides})
 
 

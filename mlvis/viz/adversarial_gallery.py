@@ -14,15 +14,13 @@ perturbations look stronger.
 
 from __future__ import annotations
 
-import base64
 import functools
-import html
 import math
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from mlvis.viz.audit import amplified, common_factor, png_bytes
+from mlvis.viz.audit import amplified, common_factor, layout_svg
 
 INK = (34, 34, 34)
 MUTED = (110, 110, 110)
@@ -174,27 +172,7 @@ def gallery_png(g, **kwargs) -> bytes:
 
 def gallery_svg(g, **kwargs) -> str:
     """The gallery as an SVG document (text editable in slide software, tiles as lossless inlined PNGs)."""
-    (width, height), prims = gallery_layout(g, **kwargs)
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-           f'viewBox="0 0 {width} {height}" font-family="sans-serif">',
-           f'<rect width="{width}" height="{height}" fill="white"/>']  # fmt: skip
-
-    def rgb(c):
-        return f"rgb({c[0]},{c[1]},{c[2]})"
-
-    for p in prims:
-        if p[0] == "image":
-            uri = "data:image/png;base64," + base64.b64encode(png_bytes(p[5])).decode("ascii")
-            out.append(f'<image x="{p[1]}" y="{p[2]}" width="{p[3]}" height="{p[4]}" href="{uri}" '
-                       'style="image-rendering:pixelated"/>')  # fmt: skip
-        elif p[0] == "text":
-            out.append(f'<text x="{p[1]}" y="{p[2] + p[4]}" font-size="{p[4]}" fill="{rgb(p[5])}">'
-                       f"{html.escape(p[3])}</text>")  # fmt: skip
-        elif p[0] == "frame":
-            out.append(f'<rect x="{p[1]}" y="{p[2]}" width="{p[3] - p[1]}" height="{p[4] - p[2]}" fill="none" '
-                       f'stroke="{rgb(p[5])}" stroke-width="{p[6]}"/>')  # fmt: skip
-    out.append("</svg>")
-    return "\n".join(out)
+    return layout_svg(*gallery_layout(g, **kwargs))
 
 
 def _up(tile: np.ndarray, scale: int) -> np.ndarray:

@@ -207,7 +207,15 @@ def slide_panel(*args, **kwargs) -> Image.Image:
 def slide_svg(*args, **kwargs) -> str:
     """The same slide as an SVG document: text and bars as vector elements (editable in slide software),
     the three images inlined as lossless PNG tiles drawn without smoothing."""
-    (width, height), prims = slide_layout(*args, **kwargs)
+    return layout_svg(*slide_layout(*args, **kwargs))
+
+
+def layout_svg(size: tuple[int, int], prims) -> str:
+    """An SVG document of a slide layout's primitives (``("image", x, y, w, h, pixels)``, ``("text", x, y,
+    text, size, colour)``, ``("rect", x0, y0, x1, y1, colour)`` filled, ``("frame", x0, y0, x1, y1, colour,
+    width)`` outlined, ``("line", x0, y0, x1, y1, colour, width)``): the images as lossless PNG tiles drawn
+    without smoothing, everything else as vector elements."""
+    width, height = size
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
            f'viewBox="0 0 {width} {height}" font-family="sans-serif">',
            f'<rect width="{width}" height="{height}" fill="white"/>']  # fmt: skip
@@ -227,6 +235,9 @@ def slide_svg(*args, **kwargs) -> str:
             if p[3] > p[1]:
                 out.append(f'<rect x="{p[1]}" y="{p[2]}" width="{p[3] - p[1]}" height="{p[4] - p[2]}" '
                            f'fill="{rgb(p[5])}"/>')  # fmt: skip
+        elif p[0] == "frame":
+            out.append(f'<rect x="{p[1]}" y="{p[2]}" width="{p[3] - p[1]}" height="{p[4] - p[2]}" fill="none" '
+                       f'stroke="{rgb(p[5])}" stroke-width="{p[6]}"/>')  # fmt: skip
         else:
             out.append(f'<line x1="{p[1]}" y1="{p[2]}" x2="{p[3]}" y2="{p[4]}" stroke="{rgb(p[5])}" '
                        f'stroke-width="{p[6]}"/>')  # fmt: skip
