@@ -60,7 +60,7 @@ class CorrelationMatrix:
     eligible: np.ndarray
     confidence: np.ndarray
     cost: dict = dataclasses.field(default_factory=dict)
-    budget: dict = dataclasses.field(default_factory=dict)
+    budget: dict = dataclasses.field(default_factory=dict, repr=False)  # (a fixed-eps matrix's repr as before)
     """How eps was chosen: ``{}`` for a fixed eps, else :meth:`BudgetRule.to_dict` (the rule and its curve);
     ``"images": "present"`` marks a flip-down matrix averaged over the images with the label only."""
 
@@ -80,6 +80,8 @@ class CorrelationMatrix:
         d["matrix"] = np.asarray(self.matrix).tolist()
         for k in ("attackability", "eligible", "confidence"):  # JSON has no NaN: None stands for it
             d[k] = [None if isinstance(v, float) and math.isnan(v) else v for v in np.asarray(d[k]).tolist()]
+        if not self.budget:  # a fixed eps over every image: the dict (and its files) as before the budget rule
+            del d["budget"]
         return d
 
     @classmethod
