@@ -21,11 +21,10 @@ import mlvis
 from mlvis.analysis.profiles import FRACTIONS
 from mlvis.app import cache, jobs, state
 from mlvis.app.budget_input import BudgetKeys, budget_input
-from mlvis.app.page import scenes
+from mlvis.app.page import IMAGE_SOURCES, image_uploads, scenes
 from mlvis.attacks import DEFAULT_ALPHA, l2_step
 from mlvis.attacks.budget import NORM_TITLES
 from mlvis.attacks.class_subset import subset_length
-from mlvis.data import images as uploads
 
 PROF_N = "prof.n"
 PROF_MAX_EPS = "prof.max_eps"
@@ -40,8 +39,7 @@ PROF_EPS_L2 = "prof.eps_l2"
 PROF_MAX_EPS_L2 = "prof.max_eps_l2"
 PROF_SOURCE = "prof.source"
 PROF_UPLOAD = "prof.upload"
-SOURCES = {"demo": "Demo test scenes", "upload": "My images"}
-MAX_UPLOADS = 100
+SOURCES = IMAGE_SOURCES
 DEFAULT_MAX_EPS = 0.3
 """The L-inf probes' default cap (768 steps of 1/2560); the L2 default is the same number of L2 steps."""
 
@@ -175,29 +173,7 @@ def compute_profile(model_name: str, s: ProfileSettings, progress=None, images: 
 
 def upload_images(model) -> tuple[np.ndarray | None, str, tuple[str, ...]]:
     """The user's images for the probes, resized by the model card's rule: ``(images or None, digest, errors)``."""
-    import hashlib
-
-    pre = mlvis.models.preprocess_for(model.spec)
-    h, w = (int(v) for v in model.spec.input_size)
-    files = st.file_uploader(
-        "Images to probe (PNG, JPEG or WebP)",
-        type=list(uploads.EXTENSIONS),
-        accept_multiple_files=True,
-        key=PROF_UPLOAD,
-        help=(
-            f"Up to {MAX_UPLOADS} images the model should be profiled on (the paper uses 100 from the test set), "
-            f"{pre.describe()}."
-        ),
-    )
-    st.caption(f"Images are {pre.describe()}, as {model.spec.name} expects them.")
-    if not files:
-        return None, "", ()
-    payload = tuple((f.name, f.getvalue()) for f in files)
-    loaded, errors = cache.lab_uploads(payload, h, w, pre.fit, MAX_UPLOADS, pre.interpolation)
-    digest = hashlib.sha256(b"".join(name.encode() + b"\0" + data for name, data in payload)).hexdigest()[:16]
-    if not loaded:
-        return None, digest, tuple(errors)
-    return uploads.to_batch(loaded), digest, tuple(errors)
+    return image_uploads(model, PROF_UPLOAD, "Images to probe (PNG, JPEG or WebP)", "the model should be profiled on")
 
 
 def probe_lead_sentence(profile) -> str:
