@@ -151,12 +151,25 @@ def profile_controls(model=None, norm: str = "linf", count: int | None = None) -
 
 
 def profile_cost(model_name: str, s: ProfileSettings, dims: int = 3 * 64 * 64) -> jobs.Estimate:
-    """At most two probes x images x floor(max_eps / step) image-steps (they stop earlier when converged); the
-    step is alpha, or under L2 the L2 length of a sign step over ``dims`` values."""
-    from mlvis.analysis.profiles import probe_image_steps
+    """Two probes x images x the steps they will run. They stop where the curves converge, which no count knows
+    beforehand: when this model already has a profile in this norm measured with the same step and interval,
+    the probes are expected to stop where its probes stopped (its recorded ``cost["steps"]``); otherwise the
+    estimate is the upper bound, floor(max_eps / step) steps (alpha, or under L2 the L2 length of a sign step
+    over ``dims`` values)."""
+    from mlvis.analysis.profiles import probe_image_steps, probe_step
 
-    steps = probe_image_steps(s.images, s.max_eps, DEFAULT_ALPHA, s.norm, int(dims))
-    return jobs.estimate(model_name, steps, "profile")
+    most = probe_image_steps(s.images, s.max_eps, DEFAULT_ALPHA, s.norm, int(dims))
+    known = cache.artifact(model_name, cache.PROFILE_KINDS[s.norm])
+    ran = (known.cost or {}).get("steps") if known is not None else None
+    same = known is not None and known.settings.get("alpha") == DEFAULT_ALPHA
+    same = same and known.settings.get("interval") == s.interval and bool(known.settings.get("converged"))
+    if same and isinstance(ran, int) and 0 < 2 * s.images * ran < most:
+        step = probe_step(DEFAULT_ALPHA, s.norm, int(dims))
+        note = (f"the probes are expected to stop where this model's profile converged ({ran} steps, "
+                f"ε = {ran * step:.4g}); at most {most:,} image-steps")  # fmt: skip
+        return dataclasses.replace(jobs.estimate(model_name, 2 * s.images * ran, "profile"), note=note)
+    return dataclasses.replace(jobs.estimate(model_name, most, "profile"), note="an upper bound: the probes stop "
+                               "earlier when the curves converge")  # fmt: skip
 
 
 def compute_profile(model_name: str, s: ProfileSettings, progress=None, images: np.ndarray | None = None):
