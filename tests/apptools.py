@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 
 import numpy as np
 from streamlit.testing.v1 import AppTest
@@ -31,3 +32,25 @@ def chart_specs(at: AppTest) -> list[dict]:
 def metrics(at: AppTest) -> dict[str, str]:
     """Every ``st.metric``: label -> shown value."""
     return {m.label: m.value for m in at.metric}
+
+
+APP = Path(__file__).resolve().parents[1] / "app.py"
+LAB = "pages/attack_lab.py"
+
+
+def open_lab(query: dict | None = None, timeout: float = 300) -> AppTest:
+    """The app with ``query`` in its URL, switched to the Attack Lab and run once."""
+    at = AppTest.from_file(str(APP), default_timeout=timeout)
+    for key, value in (query or {}).items():
+        at.query_params[key] = value
+    at.run()
+    at.switch_page(LAB)
+    return at.run()
+
+
+def lab_run(at: AppTest):
+    """The Lab's newest kept run (a ``mlvis.app.lab.LabRun``)."""
+    from mlvis.app import lab
+
+    results = at.session_state[f"{lab.SECTION}._results"]
+    return results[next(reversed(results))]["result"]

@@ -14,6 +14,7 @@ import pytest
 import streamlit as st
 import tomllib
 import torch
+from apptools import lab_run, open_lab
 from model_files import timm_card
 from streamlit.testing.v1 import AppTest
 
@@ -26,25 +27,9 @@ from mlvis.data import images as uploads
 from mlvis.models import cards
 
 ROOT = Path(__file__).resolve().parents[1]
-APP = ROOT / "app.py"
-LAB = "pages/attack_lab.py"
 MODEL = "demo-asl"
 
 pytestmark = pytest.mark.usefixtures("fresh_caches")
-
-
-def open_lab(query: dict | None = None) -> AppTest:
-    at = AppTest.from_file(str(APP), default_timeout=300)
-    for key, value in (query or {}).items():
-        at.query_params[key] = value
-    at.run()
-    at.switch_page(LAB)
-    return at.run()
-
-
-def lab_run(at: AppTest) -> lab.LabRun:
-    results = at.session_state[f"{lab.SECTION}._results"]
-    return results[next(reversed(results))]["result"]
 
 
 def scene(run: lab.LabRun) -> np.ndarray:

@@ -7,11 +7,11 @@ Expected numbers come from the library (``mlvis.attack``) or the shipped table t
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
+import apptools
 import numpy as np
 import pytest
-from apptools import metrics
+from apptools import lab_run, metrics
 from streamlit.testing.v1 import AppTest
 
 import mlvis
@@ -20,25 +20,13 @@ from mlvis.app import default_view as dv
 from mlvis.app import lab
 from mlvis.viz.audit import common_factor
 
-APP = Path(__file__).resolve().parents[1] / "app.py"
-LAB = "pages/attack_lab.py"
 MODEL = "demo-asl"
 
 pytestmark = pytest.mark.usefixtures("fresh_caches")
 
 
 def open_lab(query: dict | None = None) -> AppTest:
-    at = AppTest.from_file(str(APP), default_timeout=180)
-    for key, value in (query or {}).items():
-        at.query_params[key] = value
-    at.run()
-    at.switch_page(LAB)
-    return at.run()
-
-
-def lab_run(at: AppTest) -> lab.LabRun:
-    results = at.session_state[f"{lab.SECTION}._results"]
-    return results[next(reversed(results))]["result"]
+    return apptools.open_lab(query, timeout=180)
 
 
 def test_the_rule_picks_the_largest_lead_and_the_first_on_a_tie():

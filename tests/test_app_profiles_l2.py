@@ -133,3 +133,33 @@ def test_the_sweep_runs_table_viii_and_fig_12_under_l2(fresh_caches):
     text = " ".join(md.value for md in at.markdown)
     assert cmp.to_markdown() in text
     assert cmp.radius == pytest.approx(mlvis.attacks.equal_volume_l2_radius(0.004, 3 * 64 * 64))
+
+
+LANDSCAPE = "pages/landscape.py"
+
+
+def test_a_real_model_gets_its_correlation_matrices_measured_on_uploaded_photos(folder):
+    """Issue 10 §4: the Label landscape measures both matrices on the user's photos for a real model (the demo
+    scenes are not its world), with equation 9's cost, and caches them for these weights."""
+    from mlvis.app import landscape_page as lp
+
+    at = open_app({"model": "tiny-photos", lp.LAND_EPS: "0.002"}, LANDSCAPE)
+    assert at.radio(key=lp.LAND_SOURCE).value == "upload"  # a photo model: its own photos by default
+    assert any("Upload the images" in i.value for i in at.info)
+    files = [(f"p{i}.png", photo(10 + i), "image/png") for i in range(2)]
+    at.file_uploader(key=lp.LAND_UPLOAD).set_value(files).run()
+    clean(at)
+    model = mlvis.create_model("tiny-photos", device="cpu")
+    c = len(model.labels)
+    steps = lp.landscape_steps(c, lp.LandscapeSettings(2, 0.002))
+    assert f"both matrices {steps:,} image-steps" in " ".join(cap.value for cap in at.caption)
+    at.button(key=f"{lp.LAND_SECTION}.run").click().run()
+    clean(at)
+    x = torch.from_numpy(
+        np.stack([mi.load_image(d, (64, 64), fit="stretch", interpolation="bilinear").array for _, d, _ in files])
+    )
+    for direction in ("up", "down"):
+        want = mlvis.correlations(model, x, eps=0.002, direction=direction, cache=False)
+        found = mlvis.correlations(model, direction=direction)  # cached under the weights' fingerprint
+        assert found.images == 2 and found.eps == 0.002
+        np.testing.assert_allclose(found.matrix, want.matrix, atol=1e-6)

@@ -18,7 +18,7 @@ import streamlit as st
 import mlvis
 from mlvis.analysis.correlation_matrices import CorrelationMatrix
 from mlvis.app import cache, jobs, state
-from mlvis.app.page import DIMS, needs_demo_labels, scenes
+from mlvis.app.page import DIMS, IMAGE_SOURCES, image_uploads, needs_demo_labels, scenes
 from mlvis.attacks import DEFAULT_ALPHA
 from mlvis.attacks.plan import image_steps
 from mlvis.viz import attackability_figure, matrix_heatmap
@@ -31,16 +31,24 @@ LAND_SECTION = "land.compute"
 MEASURES = {"lift": "Lift P(i, j) / P(i)P(j)", "conditional": "P(column | row)", "counts": "Co-occurrence counts"}
 
 
+LAND_SOURCE = "land.source"
+LAND_UPLOAD = "land.upload"
+
+
 @dataclasses.dataclass(frozen=True)
 class LandscapeSettings:
     images: int = 4
     eps: float = 0.005
     seed: int = 0
+    files: str = ""  # the digest of the user's images (their source), "" for the demo test scenes
 
 
-def landscape_controls() -> LandscapeSettings:
+def landscape_controls(count: int | None = None, files: str = "") -> LandscapeSettings:
+    """The number of images (or ``count``, the uploads') and the budget of Algorithm 1's single-label attacks."""
     c1, c2 = st.columns(2)
-    images = c1.number_input(
+    if count is not None:
+        c1.metric("Images", count, help="Your images: every label is attacked on every one of them.")
+    images = count if count is not None else c1.number_input(
         "Images",
         min_value=1,
         max_value=100,
@@ -61,7 +69,7 @@ def landscape_controls() -> LandscapeSettings:
         bind="query-params",
         help="Algorithm 1 attacks one label at a time with this small budget (0.005 by default).",
     )
-    return LandscapeSettings(int(images), float(eps), state.seed())
+    return LandscapeSettings(int(images), float(eps), state.seed(), files)
 
 
 def landscape_steps(num_labels: int, s: LandscapeSettings) -> int:
@@ -70,10 +78,11 @@ def landscape_steps(num_labels: int, s: LandscapeSettings) -> int:
     return 2 * one
 
 
-def compute_landscape(model_name: str, s: LandscapeSettings, progress=None):
-    """Both correlation matrices (``mlvis.correlations``, up and down) as one progress bar."""
+def compute_landscape(model_name: str, s: LandscapeSettings, progress=None, images: np.ndarray | None = None):
+    """Both correlation matrices (``mlvis.correlations``, up and down) as one progress bar, on ``images`` (the
+    user's) or on the first demo test scenes of the seed's block."""
     model = cache.load_model(model_name)
-    x = scenes(model, s.images, s.seed)
+    x = scenes(model, s.images, s.seed) if images is None else images
     half = [0]
 
     def step(done, total):
@@ -152,7 +161,30 @@ def measure_section(name: str, model: mlvis.MultiLabelModel) -> Matrices:
     missing = [d for d, m in (("flip-up", up), ("flip-down", down)) if m is None]
     title = f"{name} has no {' and no '.join(missing)} matrix yet: measure both here" if missing else None
     with st.expander(title or "Measure the matrices here", expanded=bool(missing)):
-        settings = landscape_controls()
+        source = st.radio(
+            "Images",
+            list(IMAGE_SOURCES),
+            index=1 if model.spec.world == "photos" else 0,
+            format_func=IMAGE_SOURCES.get,
+            horizontal=True,
+            key=LAND_SOURCE,
+            help="The demo world's held-out scenes, or your own images (for a real model: photos of its world).",
+        )
+        from mlvis.app import models_page
+
+        models_page.world_notice(model.spec, source)
+        images = None
+        if source == "upload":
+            images, digest, errors = image_uploads(
+                model, LAND_UPLOAD, "Images to measure on (PNG, JPEG or WebP)", "every label is attacked on"
+            )
+            for e in errors:
+                st.error(e)
+            if images is None:
+                st.info("Upload the images to measure the matrices on; the cost estimate follows.")
+            settings = landscape_controls(len(images) if images is not None else 0, digest)
+        else:
+            settings = landscape_controls()
         c = len(model.labels)
         steps = landscape_steps(c, settings)
         per_matrix = steps // 2
@@ -161,10 +193,10 @@ def measure_section(name: str, model: mlvis.MultiLabelModel) -> Matrices:
             f"{per_matrix // max(c * settings.images, 1)} steps = {per_matrix:,} forward + {per_matrix:,} backward "
             f"passes per matrix, both matrices {steps:,} image-steps."
         )
-        outcome = jobs.run_section(
+        outcome = jobs.Outcome() if settings.images == 0 else jobs.run_section(
             LAND_SECTION,
             (name, settings),
-            lambda progress: compute_landscape(name, settings, progress),
+            lambda progress: compute_landscape(name, settings, progress, images),
             jobs.estimate(name, steps, "landscape"),
             label="Attacking every label alone",
             model_name=name,

@@ -73,6 +73,39 @@ def needs_demo_labels(model: mlvis.MultiLabelModel) -> bool:
     return tuple(model.spec.labels) == tuple(mlvis.data.LABELS)
 
 
+MAX_UPLOADS = 100  # images one upload box takes for a measurement (the paper measures on 100)
+IMAGE_SOURCES = {"demo": "Demo test scenes", "upload": "My images"}
+
+
+def image_uploads(model: mlvis.MultiLabelModel, key: str, label: str, purpose: str):
+    """An upload box for the images a measurement runs on, resized by the model card's rule.
+
+    Returns ``(images (N, 3, H, W) or None, digest of the files, error sentences)``; ``purpose`` ends the help
+    text ("the model should be profiled on")."""
+    import hashlib
+
+    from mlvis.data import images as uploads
+
+    pre = mlvis.models.preprocess_for(model.spec)
+    h, w = (int(v) for v in model.spec.input_size)
+    files = st.file_uploader(
+        label,
+        type=list(uploads.EXTENSIONS),
+        accept_multiple_files=True,
+        key=key,
+        help=f"Up to {MAX_UPLOADS} images {purpose} (the paper uses 100 from the test set), {pre.describe()}.",
+    )
+    st.caption(f"Images are {pre.describe()}, as {model.spec.name} expects them.")
+    if not files:
+        return None, "", ()
+    payload = tuple((f.name, f.getvalue()) for f in files)
+    loaded, errors = cache.lab_uploads(payload, h, w, pre.fit, MAX_UPLOADS, pre.interpolation)
+    digest = hashlib.sha256(b"".join(name.encode() + b"\0" + data for name, data in payload)).hexdigest()[:16]
+    if not loaded:
+        return None, digest, tuple(errors)
+    return uploads.to_batch(loaded), digest, tuple(errors)
+
+
 def parse_numbers(text: str, name: str, lo: float, hi: float, max_count: int = 12) -> tuple[float, ...]:
     """``"0.05, 0.1 0.2"`` -> ``(0.05, 0.1, 0.2)``, sorted, unique; ``ValueError`` with a sentence otherwise."""
     parts = [p for p in str(text).replace(";", ",").replace(" ", ",").split(",") if p.strip()]

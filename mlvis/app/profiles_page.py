@@ -21,11 +21,10 @@ import mlvis
 from mlvis.analysis.profiles import FRACTIONS
 from mlvis.app import cache, jobs, state
 from mlvis.app.budget_input import BudgetKeys, budget_input
-from mlvis.app.page import scenes
+from mlvis.app.page import IMAGE_SOURCES, image_uploads, scenes
 from mlvis.attacks import DEFAULT_ALPHA, l2_step
 from mlvis.attacks.budget import NORM_TITLES
 from mlvis.attacks.class_subset import subset_length
-from mlvis.data import images as uploads
 
 PROF_N = "prof.n"
 PROF_MAX_EPS = "prof.max_eps"
@@ -40,8 +39,7 @@ PROF_EPS_L2 = "prof.eps_l2"
 PROF_MAX_EPS_L2 = "prof.max_eps_l2"
 PROF_SOURCE = "prof.source"
 PROF_UPLOAD = "prof.upload"
-SOURCES = {"demo": "Demo test scenes", "upload": "My images"}
-MAX_UPLOADS = 100
+SOURCES = IMAGE_SOURCES
 DEFAULT_MAX_EPS = 0.3
 """The L-inf probes' default cap (768 steps of 1/2560); the L2 default is the same number of L2 steps."""
 
@@ -153,12 +151,25 @@ def profile_controls(model=None, norm: str = "linf", count: int | None = None) -
 
 
 def profile_cost(model_name: str, s: ProfileSettings, dims: int = 3 * 64 * 64) -> jobs.Estimate:
-    """At most two probes x images x floor(max_eps / step) image-steps (they stop earlier when converged); the
-    step is alpha, or under L2 the L2 length of a sign step over ``dims`` values."""
-    from mlvis.analysis.profiles import probe_image_steps
+    """Two probes x images x the steps they will run. They stop where the curves converge, which no count knows
+    beforehand: when this model already has a profile in this norm measured with the same step and interval,
+    the probes are expected to stop where its probes stopped (its recorded ``cost["steps"]``); otherwise the
+    estimate is the upper bound, floor(max_eps / step) steps (alpha, or under L2 the L2 length of a sign step
+    over ``dims`` values)."""
+    from mlvis.analysis.profiles import probe_image_steps, probe_step
 
-    steps = probe_image_steps(s.images, s.max_eps, DEFAULT_ALPHA, s.norm, int(dims))
-    return jobs.estimate(model_name, steps, "profile")
+    most = probe_image_steps(s.images, s.max_eps, DEFAULT_ALPHA, s.norm, int(dims))
+    known = cache.artifact(model_name, cache.PROFILE_KINDS[s.norm])
+    ran = (known.cost or {}).get("steps") if known is not None else None
+    same = known is not None and known.settings.get("alpha") == DEFAULT_ALPHA
+    same = same and known.settings.get("interval") == s.interval and bool(known.settings.get("converged"))
+    if same and isinstance(ran, int) and 0 < 2 * s.images * ran < most:
+        step = probe_step(DEFAULT_ALPHA, s.norm, int(dims))
+        note = (f"the probes are expected to stop where this model's profile converged ({ran} steps, "
+                f"ε = {ran * step:.4g}); at most {most:,} image-steps")  # fmt: skip
+        return dataclasses.replace(jobs.estimate(model_name, 2 * s.images * ran, "profile"), note=note)
+    return dataclasses.replace(jobs.estimate(model_name, most, "profile"), note="an upper bound: the probes stop "
+                               "earlier when the curves converge")  # fmt: skip
 
 
 def compute_profile(model_name: str, s: ProfileSettings, progress=None, images: np.ndarray | None = None):
@@ -175,29 +186,7 @@ def compute_profile(model_name: str, s: ProfileSettings, progress=None, images: 
 
 def upload_images(model) -> tuple[np.ndarray | None, str, tuple[str, ...]]:
     """The user's images for the probes, resized by the model card's rule: ``(images or None, digest, errors)``."""
-    import hashlib
-
-    pre = mlvis.models.preprocess_for(model.spec)
-    h, w = (int(v) for v in model.spec.input_size)
-    files = st.file_uploader(
-        "Images to probe (PNG, JPEG or WebP)",
-        type=list(uploads.EXTENSIONS),
-        accept_multiple_files=True,
-        key=PROF_UPLOAD,
-        help=(
-            f"Up to {MAX_UPLOADS} images the model should be profiled on (the paper uses 100 from the test set), "
-            f"{pre.describe()}."
-        ),
-    )
-    st.caption(f"Images are {pre.describe()}, as {model.spec.name} expects them.")
-    if not files:
-        return None, "", ()
-    payload = tuple((f.name, f.getvalue()) for f in files)
-    loaded, errors = cache.lab_uploads(payload, h, w, pre.fit, MAX_UPLOADS, pre.interpolation)
-    digest = hashlib.sha256(b"".join(name.encode() + b"\0" + data for name, data in payload)).hexdigest()[:16]
-    if not loaded:
-        return None, digest, tuple(errors)
-    return uploads.to_batch(loaded), digest, tuple(errors)
+    return image_uploads(model, PROF_UPLOAD, "Images to probe (PNG, JPEG or WebP)", "the model should be profiled on")
 
 
 def probe_lead_sentence(profile) -> str:
