@@ -210,7 +210,7 @@ class Recording:
             def img(d: dict[str, Any]) -> np.ndarray:
                 shape = tuple(int(v) for v in d["shape"])
                 if len(shape) < 4 or any(v < 0 for v in shape):
-                    raise ValueError("bad image shape")
+                    raise InvalidInput("bad image shape")
                 return np.frombuffer(base64.b64decode(d["base64"]), np.uint8).reshape(shape).copy()
 
             traces = []
@@ -229,15 +229,15 @@ class Recording:
                 )
             n, c = probs0.shape if probs0.ndim == 2 else (-1, -1)
             if n < 1 or c != len(doc["labels"]):
-                raise ValueError("clean_probs must be (images, labels)")
+                raise InvalidInput("clean_probs must be (images, labels)")
             for t in traces:
                 s = len(t.steps)
                 if s < 2 or t.steps[0] != 0 or (np.diff(t.steps) <= 0).any():
-                    raise ValueError(f"{t.name}'s steps must rise from 0")
+                    raise InvalidInput(f"{t.name}'s steps must rise from 0")
                 if t.probs.shape != (s, n, c) or t.flips.shape != (s, n):
-                    raise ValueError(f"{t.name}'s confidences and flips must be (steps, images[, labels])")
+                    raise InvalidInput(f"{t.name}'s confidences and flips must be (steps, images[, labels])")
                 if t.images is not None and t.images.shape[:2] != (len(t.image_steps), n):
-                    raise ValueError(f"{t.name}'s images must be (image steps, images, 3, H, W)")
+                    raise InvalidInput(f"{t.name}'s images must be (image steps, images, 3, H, W)")
             clean = img(doc["clean"]) if "clean" in doc else np.zeros((n, 3, 0, 0), np.uint8)
             return cls(
                 model=str(doc["model"]),
