@@ -83,7 +83,7 @@ def assert_clean(at: AppTest) -> None:
 
 
 def expected(model, recipe: rc.Recipe, images: np.ndarray):
-    return rc.run_recipe(recipe, model, images, artifacts=rc.model_artifacts(model))
+    return rc.run_recipe(recipe, model, images, artifacts=rc.model_artifacts(model, recipe.norm))
 
 
 def lab_run(at: AppTest) -> lab.LabRun:
@@ -243,7 +243,7 @@ def test_lab_explains_what_cannot_run(monkeypatch):
     at.button_group(key=lab.LAB_METHODS).set_value([]).run()
     assert not at.exception
     assert [e.value for e in at.error] == ["Choose at least one attack method."]
-    monkeypatch.setattr(cache, "lab_artifacts", lambda name: rc.Artifacts(name))  # a model without artifacts
+    monkeypatch.setattr(cache, "lab_artifacts", lambda name, norm="linf": rc.Artifacts(name))  # no artifacts
     at = open_page(LAB, {lab.LAB_METHODS: ["BCE", "CLASS"]})
     assert not at.exception
     assert [e.value for e in at.error] == [
