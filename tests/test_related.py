@@ -388,5 +388,6 @@ def test_cli_compare_related_writes_tables(tmp_path, capsys):
     assert doc["settings"]["options"]["ml-cw"] == {"distance": "linf", "binary_steps": 1, "max_iter": 2}
     assert main(["compare-related", *args, "--cw-rounds", "1", "--cw-iters", "2", "--distance", "l2", "--out",
                  str(out)]) == 0  # fmt: skip
-    assert "distance" not in json.loads((out / "related.json").read_text())["settings"]["options"]["ml-cw"]
+    # asked for, Song et al.'s L2 is recorded (the library's default distance is the preset's, issue 12 §2)
+    assert json.loads((out / "related.json").read_text())["settings"]["options"]["ml-cw"]["distance"] == "l2"
     assert main(["compare-related", "--model", "demo-asl", "--images", "1", "--methods", "bogus"]) == 2

@@ -191,7 +191,8 @@ def measure_section(name: str, model: mlvis.MultiLabelModel) -> Matrices:
         st.caption(
             f"Equation 9 for these settings: {c} labels × {settings.images} images × "
             f"{per_matrix // max(c * settings.images, 1)} steps = {per_matrix:,} forward + {per_matrix:,} backward "
-            f"passes per matrix, both matrices {steps:,} image-steps."
+            f"passes per matrix, both matrices {steps:,} image-steps (flip-down attacks a label only on the images "
+            "where it is present, so at most that)."
         )
         outcome = jobs.Outcome() if settings.images == 0 else jobs.run_section(
             LAND_SECTION,
