@@ -73,6 +73,14 @@ def needs_demo_labels(model: mlvis.MultiLabelModel) -> bool:
     return tuple(model.spec.labels) == tuple(mlvis.data.LABELS)
 
 
+def norm_radio(key: str, help: str) -> str:
+    """The attack norm as a horizontal radio bound to the URL under ``key``: ``"linf"`` or ``"l2"``."""
+    from mlvis.attacks.budget import NORM_TITLES
+
+    return str(st.radio("Norm", ["linf", "l2"], format_func=NORM_TITLES.get, horizontal=True, key=key,
+                        bind="query-params", help=help))  # fmt: skip
+
+
 MAX_UPLOADS = 100  # images one upload box takes for a measurement (the paper measures on 100)
 IMAGE_SOURCES = {"demo": "Demo test scenes", "upload": "My images"}
 

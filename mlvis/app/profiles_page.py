@@ -21,9 +21,8 @@ import mlvis
 from mlvis.analysis.profiles import FRACTIONS
 from mlvis.app import cache, jobs, state
 from mlvis.app.budget_input import BudgetKeys, budget_input
-from mlvis.app.page import IMAGE_SOURCES, image_uploads, scenes
+from mlvis.app.page import IMAGE_SOURCES, image_uploads, norm_radio, scenes
 from mlvis.attacks import DEFAULT_ALPHA, l2_step
-from mlvis.attacks.budget import NORM_TITLES
 from mlvis.attacks.class_subset import subset_length
 
 PROF_N = "prof.n"
@@ -61,19 +60,10 @@ class ProfileSettings:
 
 def norm_control(model) -> str:
     """The profile's norm (bound to the URL): L-inf, or L2, the profile L2 attacks read (appendix B)."""
-    return str(
-        st.radio(
-            "Norm",
-            ["linf", "l2"],
-            format_func=NORM_TITLES.get,
-            horizontal=True,
-            key=PROF_NORM,
-            bind="query-params",
-            help=(
-                "An attack reads the profile of its own norm: L∞ for the paper's attacks, L2 for the L2 ablation "
-                "(Table VIII), where ε and ε_max are L2 radii."
-            ),
-        )
+    return norm_radio(
+        PROF_NORM,
+        "An attack reads the profile of its own norm: L∞ for the paper's attacks, L2 for the L2 ablation "
+        "(Table VIII), where ε and ε_max are L2 radii.",
     )
 
 

@@ -225,21 +225,12 @@ def compute_q_sweep(model_name: str, s: QSweepSettings, progress=None):
 
 def norm_control() -> str:
     """The sweep's norm (bound to the URL): L∞ (Tables IV-VI) or L2 (Table VIII, appendix B)."""
-    from mlvis.attacks.budget import NORM_TITLES
+    from mlvis.app.page import norm_radio
 
-    return str(
-        st.radio(
-            "Norm",
-            ["linf", "l2"],
-            format_func=NORM_TITLES.get,
-            horizontal=True,
-            key=SWEEP_NORM,
-            bind="query-params",
-            help=(
-                "L∞: the paper's Tables IV-VI. L2: its ablation (Table VIII): the attacks take L2 steps inside an L2 "
-                "ball, and the budgets are fractions of the ε_max of the model's L2 profile (L2 radii)."
-            ),
-        )
+    return norm_radio(
+        SWEEP_NORM,
+        "L∞: the paper's Tables IV-VI. L2: its ablation (Table VIII): the attacks take L2 steps inside an L2 ball, "
+        "and the budgets are fractions of the ε_max of the model's L2 profile (L2 radii).",
     )
 
 
