@@ -101,6 +101,11 @@ def max_image_steps(value: object = None) -> int:
     return int(f)
 
 
+def _count(n: int) -> str:
+    """An image-step count for a sentence: exact with thousands separators up to a billion, then 3 digits."""
+    return f"{int(n):,}" if abs(n) < 10**9 else f"{n:.3g}"
+
+
 def check_work(steps: int, cap: int, what: str = "This job") -> None:
     """Raise :class:`WorkTooLarge` when ``steps`` image-steps exceed ``cap``, naming both and how to raise it.
 
@@ -108,9 +113,9 @@ def check_work(steps: int, cap: int, what: str = "This job") -> None:
     :class:`WorkLedger`, so several calls together stay under the scope's cap as well."""
     if steps > cap:
         raise WorkTooLarge(
-            f"{what} would run {steps:.3g} image-steps, over the cap of {cap:.3g}; make it smaller (fewer images, "
-            f"smaller budgets or a larger step alpha) or raise the cap on purpose (max_image_steps=..., "
-            f"MLVIS_MAX_IMAGE_STEPS=... or mlvis --max-work ...)."
+            f"{what} would run {_count(steps)} image-steps, over the cap of {_count(cap)}; make it smaller (fewer "
+            f"images, smaller budgets, a larger step alpha or fewer iterations of a related attack) or raise the cap "
+            f"on purpose (max_image_steps=..., MLVIS_MAX_IMAGE_STEPS=... or mlvis --max-work ...)."
         )
     ledger = _LEDGER.get()
     if ledger is not None:
@@ -139,12 +144,12 @@ class WorkLedger:
         steps = int(steps)
         if self.used + steps <= self.cap:
             return
-        done = f", after the {self.used:.3g} it has run already" if self.used else ""
+        done = f", after the {_count(self.used)} it has run already" if self.used else ""
         detail = f" ({detail})" if detail else ""
         raise WorkTooLarge(
-            f"{self.what} would run {self.used + steps:.3g} image-steps in all{detail}{done}, over the cap of "
-            f"{self.cap:.3g} per {self.per}; make it smaller (fewer images, methods or budgets, or a larger step "
-            f"alpha) or raise the cap on purpose ({self.how})."
+            f"{self.what} would run {_count(self.used + steps)} image-steps in all{detail}{done}, over the cap of "
+            f"{_count(self.cap)} per {self.per}; make it smaller (fewer images, methods, budgets or "
+            f"iterations, or a larger step alpha) or raise the cap on purpose ({self.how})."
         )
 
     def charge(self, steps: int) -> None:

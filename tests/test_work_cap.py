@@ -7,10 +7,15 @@ import json
 import resource
 import time
 
+import numpy as np
 import pytest
+import torch
 
 import mlvis
 from mlvis import errors
+from mlvis.attacks import AttackSpec
+from mlvis.attacks.geometry import DEFAULT_ALPHA
+from mlvis.attacks.plan import runner_image_steps
 from mlvis.cli import main
 
 
@@ -27,7 +32,7 @@ def x():
 def test_a_million_eps_is_refused_at_once_without_allocating(asl, x):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t = time.perf_counter()
-    with pytest.raises(errors.WorkTooLarge, match=r"over the cap of 1e\+07.*MLVIS_MAX_IMAGE_STEPS"):
+    with pytest.raises(errors.WorkTooLarge, match=r"over the cap of 10,000,000.*MLVIS_MAX_IMAGE_STEPS"):
         mlvis.attack(asl, x, "bce", 1e6)
     assert time.perf_counter() - t < 1.0
     grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
@@ -158,3 +163,81 @@ def test_an_evaluation_over_the_cap_in_total_is_refused_before_any_work(chunked,
     assert main([*EVAL, *extra, "--max-work", "599"]) == 2
     assert "600 image-steps in all" in capsys.readouterr().err
     assert main([*EVAL, *extra, "--max-work", "600"]) == 0  # exactly the total: it runs
+
+
+# ------------------------------------------- runs of many calls are counted as a whole before the first one
+
+
+def test_a_related_attack_is_counted_by_its_own_iterations_before_any_forward(asl, x):
+    """ML-CW, ML-DeepFool and MLA-LP run their own optimisers, which the loop's dry run does not see: their
+    ``work`` rules count them (ML-CW binary_steps x max_iter, a Jacobian of the 24 labels per DeepFool / LP
+    step), so ten million iterations are refused before the model runs once."""
+    calls = []
+
+    class Counting(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner, self.labels, self.threshold = inner, inner.labels, inner.threshold
+            self.eval()
+
+        def forward(self, t):
+            calls.append(t.shape[0])
+            return self.inner(t)
+
+    m = Counting(asl)
+    for spec, per_image in (
+        (AttackSpec("ml-cw", {"binary_steps": 2, "max_iter": 10**7}), 2 * 10**7),
+        (AttackSpec("ml-deepfool", {"max_iter": 10**6}), 25 * 10**6),
+        (AttackSpec("mla-lp", {"max_iter": 10**6}), 25 * 10**6),
+    ):
+        with pytest.raises(errors.WorkTooLarge, match=f"would run {2 * per_image:,} image-steps"):
+            mlvis.attacks.run_job(m, x, [spec], [1.0])
+    assert calls == []
+    assert runner_image_steps([AttackSpec("ml-cw", {"preset": "fast"})], 24, 3) == 3 * 5 * 100
+    assert runner_image_steps(["ml-deepfool", "bce"], 24, 2) == 2 * 20 * 25  # the loop's BCE counts 0 here
+    with errors.work_scope(10**9) as ledger:
+        mlvis.attacks.run_job(m, x, [AttackSpec("ml-deepfool", {"max_iter": 2})], [1.0])
+    assert ledger.used == 2 * 2 * 25  # charged as counted: 2 images x 2 steps x (24 labels + 1)
+
+
+def test_a_comparison_with_the_related_attacks_is_refused_as_a_whole_before_the_first(asl, x):
+    """compare_related runs each related attack and then MI-FGSM and SLAM at the budget it reached; today's
+    count takes that budget at its largest (the whole pixel range), so a run that cannot fit is refused before
+    the first attack, not after it (the ledger refused only the call that passed the cap)."""
+    from mlvis.analysis.related import compare_related
+
+    calls = []
+    most = 2 * 20 * 25 + mlvis.attacks.plan.image_steps(["bce", "slam"], [1.0], 2, alpha=DEFAULT_ALPHA,
+                                                         dims=x[0].numel())  # 2 images: DeepFool, then BCE + SLAM
+    with errors.work_scope(most - 1, "This test run") as ledger:
+        with pytest.raises(errors.WorkTooLarge, match=f"would run {most:,} image-steps in all .at most: ml-deepfool"):
+            compare_related(asl, x, ["ml-deepfool"], progress=lambda d, t: calls.append(d))
+    assert calls == [] and ledger.used == 0
+    with errors.work_scope(most) as ledger:
+        cmp = compare_related(asl, x, ["ml-deepfool"], progress=lambda d, t: calls.append(d))
+    assert 0 < ledger.used <= most and cmp.flips.shape == (1, 2)
+
+
+def test_findings_are_counted_as_a_whole_and_exactly_before_the_first_attack():
+    """paper_findings makes three jobs (the table, the gamma search, Fig. 7's target counts): their sum is
+    checked before the first, and it is exactly what the jobs then charge."""
+    from attack_models import LinearMultiLabel
+
+    from mlvis.analysis.findings import paper_findings
+
+    model = LinearMultiLabel(num_labels=6)
+    x = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    prof = mlvis.profile(model, x, degree=3, interval=4, max_eps=0.1, patience=2)
+    up = mlvis.correlations(model, x, eps=0.002, direction="up")
+    down = mlvis.correlations(model, x, eps=0.002, direction="down")
+    co = np.random.default_rng(0).random((6, 6))
+    stats = {"frequencies": np.linspace(0.5, 0.1, 6), "cooccurrence": {"conditional": co, "lift": co + 0.5}}
+    with errors.work_scope(10**9) as ledger:
+        paper_findings(model, x, profile=prof, up=up, down=down, gamma_step=0.5, **stats)
+    total = ledger.used
+    calls = []
+    with errors.work_scope(total - 1, "This findings run") as ledger:
+        with pytest.raises(errors.WorkTooLarge, match=f"would run {total:,} image-steps in all .7 methods x 3 budgets"):
+            paper_findings(model, x, profile=prof, up=up, down=down, gamma_step=0.5,
+                           progress=lambda d, t: calls.append(d), **stats)  # fmt: skip
+    assert calls == [] and ledger.used == 0

@@ -20,8 +20,9 @@ from mlvis.analysis.evaluation import EvaluationTable, flips_vs_targets, transfe
 from mlvis.analysis.landscape import cooccurrence_agreement, table_ii
 from mlvis.analysis.profiles import FlipProfile
 from mlvis.attacks.engine import AttackSpec
+from mlvis.attacks.geometry import DEFAULT_ALPHA
 from mlvis.attacks.methods import get_method
-from mlvis.errors import InvalidInput, check_number
+from mlvis.errors import InvalidInput, check_number, check_run_work
 
 
 @dataclasses.dataclass
@@ -108,10 +109,12 @@ def paper_findings(
 
     specs = evaluation_specs(methods, profile, up)
     eps = np.asarray(fractions, np.float64) * profile.eps_max
-    results = run_job(model, images, specs, eps, progress=progress)
-    table = _table(name, specs, results, eps, np.asarray(fractions, np.float64))
     gammas = np.round(np.arange(0, 1 + 1e-9, gamma_step), 6)
     g_specs = evaluation_specs(["bce"] + [AttackSpec("class", {"gamma": float(g)}) for g in gammas], profile, up)
+    tk = sorted({1, 2, 3, 4, 6, 8, 12, 16, 20, len(up.labels)} & set(range(1, len(up.labels) + 1)))
+    _check_findings_work(int(np.prod(images.shape[1:])), n, specs, eps, g_specs, tk)
+    results = run_job(model, images, specs, eps, progress=progress)
+    table = _table(name, specs, results, eps, np.asarray(fractions, np.float64))
     g_res = run_job(model, images, g_specs, eps[:1], progress=progress)
     g_table = _table(name, g_specs, g_res, eps[:1], np.asarray(fractions[:1], np.float64))
     best_gamma = float(gammas[int(np.argmax(g_table.total[1:]))])
@@ -130,7 +133,6 @@ def paper_findings(
         "linear": pr["per_image_linear"][idx].mean(1).tolist(),
         "p": [_paired(pr["per_image_linear"][i], pr["per_image_bce"][i]) for i in idx],
     }
-    tk = sorted({1, 2, 3, 4, 6, 8, 12, 16, 20, len(up.labels)} & set(range(1, len(up.labels) + 1)))
     targets, mean, std = flips_vs_targets(model, images, eps[:2], targets=tk, progress=progress)
     tg = {"eps": eps[:2].tolist(), "targets": targets.tolist(), "mean": mean.tolist(), "std": std.tolist()}
     t2 = table_ii(up, down, frequencies)
@@ -145,6 +147,19 @@ def paper_findings(
                 trans.append(transfer(r, other_model).summary())
     verdicts = _verdicts(table, g_table, best_gamma, bl, tg, t2, co)
     return Findings(name, n, profile, table, g_table, best_gamma, bl, tg, t2, co, trans, verdicts, gamma_step)
+
+
+def _check_findings_work(dims: int, n: int, specs, eps: np.ndarray, g_specs, targets: list[int]) -> None:
+    """Refuse, before the first attack, findings whose three jobs together pass the cap on work of the run
+    they are part of (:func:`mlvis.errors.check_run_work`; outside a CLI run or an app job, the cap per call)."""
+    from mlvis.attacks.plan import image_steps
+
+    tg = [AttackSpec("closest", {"k": int(t)}) for t in targets]
+    steps = (image_steps(specs, eps, n, alpha=DEFAULT_ALPHA, dims=dims)
+             + image_steps(g_specs, eps[:1], n, alpha=DEFAULT_ALPHA, dims=dims)
+             + image_steps(tg, eps[:2], n, alpha=DEFAULT_ALPHA, dims=dims))  # fmt: skip
+    check_run_work(steps, f"{len(specs)} methods x {len(eps)} budgets, {len(g_specs)} for the gamma search and "
+                          f"{len(tg)} target counts x {len(eps[:2])} budgets, on {n} images")  # fmt: skip
 
 
 def _table(name, specs, results, eps, fractions) -> EvaluationTable:

@@ -28,8 +28,10 @@ import numpy as np
 import torch
 
 from mlvis.attacks.engine import AttackSpec, run_job
+from mlvis.attacks.geometry import DEFAULT_ALPHA
 from mlvis.attacks.model_helpers import check_images
-from mlvis.errors import InvalidInput
+from mlvis.attacks.plan import image_steps, runner_image_steps
+from mlvis.errors import InvalidInput, check_run_work
 
 RELATED = ("mla-lp", "ml-cw", "ml-deepfool")
 """The related attacks in Table VII's order."""
@@ -175,6 +177,7 @@ def compare_related(
         raise InvalidInput("profile must be a FlipProfile (see mlvis.profile).")
     x = check_images(images)
     n = x.shape[0]
+    _check_related_work(model, x, methods, options, preset, q, job)
     chunk = max(1, int(np.sqrt(max_snapshot_bytes / (2 * 5 * x[0].numel()))))  # K x N x (float32 + uint8), 2 specs
     arrays = {k: np.zeros((len(methods), n)) for k in ("flips", "flips_8bit", "linf", "l2", "mifgsm_flips",
                                                          "mifgsm_flips_8bit", "slam_flips", "slam_flips_8bit",
@@ -220,6 +223,24 @@ def compare_related(
     name = getattr(getattr(model, "spec", None), "name", type(model).__name__)
     return RelatedComparison(model=name, methods=methods, num_labels=num_labels, seconds=seconds, settings=settings,
                              **arrays)  # fmt: skip
+
+
+def _check_related_work(model, x, methods, options, preset: str, q: float, job: Mapping[str, Any]) -> None:
+    """Refuse, before the first attack, a comparison whose work can pass the cap of the run it is part of
+    (:func:`mlvis.errors.check_run_work`): each related attack's most steps (its ``work`` rule) and, since the
+    budget each reaches is known only after it ran, MI-FGSM and SLAM at the largest L-inf budget an
+    unbounded attack can reach (1, the whole pixel range). A model that does not name its labels is
+    checked call by call instead (the engine counts its runners after the clean forward)."""
+    labels = getattr(model, "labels", None)
+    if not labels:
+        return
+    n, dims = int(x.shape[0]), int(x[0].numel())
+    runners = [AttackSpec(m, {**({"preset": preset} if m == "ml-cw" else {}), **options.get(m, {})}) for m in methods]
+    most = runner_image_steps(runners, len(labels), n, protocol=str(job.get("protocol") or "paper"))
+    follow = image_steps([AttackSpec("bce"), AttackSpec("slam", {"p": 1.0, "q": q})], [1.0], n,
+                         alpha=float(job.get("alpha") or DEFAULT_ALPHA), dims=dims)  # fmt: skip
+    check_run_work(most + len(methods) * follow, f"at most: {', '.join(methods)} on {n} images, then MI-FGSM and "
+                   "SLAM at the budget each reached (at most the whole pixel range)")  # fmt: skip
 
 
 def _at_own_budget(model, x, budgets, groups, chunk, seed, progress, job) -> dict[str, tuple[np.ndarray, np.ndarray]]:

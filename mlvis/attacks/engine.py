@@ -183,7 +183,9 @@ def run_job(
         raise InvalidInput(f"hook must be a StepHook (mlvis.attacks.loop), not {hook!r}.")
     cap = max_image_steps_cap(max_image_steps)
     proto = get_protocol(protocol)
-    _check_work(spec_list, eps_arr, int(x.shape[0]), alpha, norm, dims, cap)
+    known = getattr(model, "labels", None)
+    runners = runner_steps_per_image(spec_list, len(known), proto.name) if known else None
+    _check_work(spec_list, eps_arr, int(x.shape[0]), alpha, norm, dims, cap, runners)
 
     thr = threshold(model)
     n_img = x.shape[0]
@@ -196,6 +198,8 @@ def run_job(
     if clean_logits.dim() != 2 or clean_logits.shape[0] != n_img:
         raise InvalidInput(f"The model must return logits of shape (N, C); it returned {tuple(clean_logits.shape)}.")
     num_labels = clean_logits.shape[1]
+    if runners is None:  # a model that does not list its labels: its runners are counted now
+        check_work(runner_steps_per_image(spec_list, num_labels, proto.name) * n_img, cap)
     labels = tuple(getattr(model, "labels", None) or (str(i) for i in range(num_labels)))
     clean_probs = torch.sigmoid(clean_logits)
     clean_pred = clean_probs >= thr
@@ -415,10 +419,30 @@ def _check_whole(name: str, value: Any, lo: int, hi: int) -> int:
     return int(value)
 
 
+def runner_steps_per_image(specs: Sequence[AttackSpec], num_labels: int, protocol: str) -> int:
+    """The most image-steps one image takes in the job's runner methods (their ``work`` rules, see
+    :func:`mlvis.attacks.methods.register_method`); the loop's are the dry run's."""
+    total = 0
+    for spec in specs:
+        info = get_method(spec.method)
+        if info.work is not None and info.kind_for(spec.options) == RUNNER:
+            opts = {k: v for k, v in spec.options.items() if k not in _SPEC_COMMON}
+            total += int(info.work({**info.defaults, **opts}, int(num_labels), protocol))
+    return total
+
+
 def _check_work(
-    specs: Sequence[AttackSpec], eps: np.ndarray, n_img: int, alpha: float, norm: str, dims: int, cap: int
+    specs: Sequence[AttackSpec],
+    eps: np.ndarray,
+    n_img: int,
+    alpha: float,
+    norm: str,
+    dims: int,
+    cap: int,
+    runner_steps: int | None = None,
 ) -> None:
-    """Refuse a job whose loop would run more than ``cap`` image-steps (counted by the dry run, no allocation)."""
+    """Refuse a job whose loop would run more than ``cap`` image-steps (counted by the dry run, no allocation),
+    with ``runner_steps`` per image of its runner methods when the number of labels is known beforehand."""
     for spec in specs:
         info = get_method(spec.method)
         opts = dict(spec.options)
@@ -433,7 +457,7 @@ def _check_work(
                 f"Unknown option(s) {', '.join(unknown)} for method {spec.method!r}; it accepts: {accepted}."
             )
     steps, _ = dry_run_steps(specs, eps, n_img, alpha=alpha, norm=norm, dims=dims)
-    check_work(steps, cap)
+    check_work(steps + (runner_steps or 0) * n_img, cap)
 
 
 def _check_alpha(alpha: Any) -> float:

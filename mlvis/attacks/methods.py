@@ -161,6 +161,9 @@ class Option:
 
 
 ProfileRule = Callable[[Any, np.ndarray, int], Mapping[str, np.ndarray]]
+WorkRule = Callable[[Mapping[str, Any], int, str], int]
+"""``work(options, num_labels, protocol) -> image-steps``: the most one image can take in a runner method
+(``options``: the method's defaults with the spec's options over them)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,6 +185,7 @@ class MethodInfo:
     from_profile: ProfileRule | None = None
     profile_gives: tuple[str, ...] = ()
     order: int | None = None
+    work: WorkRule | None = None
 
     def kind_for(self, options: Mapping[str, Any]) -> str:
         """The method's kind (:data:`SHARED`, :data:`PER_EPS` or :data:`RUNNER`) with these options."""
@@ -231,6 +235,7 @@ def register_method(
     from_profile: ProfileRule | None = None,
     profile_gives: tuple[str, ...] = (),
     order: int | None = None,
+    work: WorkRule | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register ``fn(ctx, **options) -> LoopPlan | RunOutput`` as attack method ``name``.
 
@@ -252,6 +257,10 @@ def register_method(
             ends that write numbers into a recipe use the same rule (after ``Budget.for_profile``).
         profile_gives: the options ``from_profile`` produces (given one of them, no profile is needed).
         order: where front ends list it (methods without an order follow, by name).
+        work: for a :data:`RUNNER`, ``work(options, num_labels, protocol)``: the most image-steps (one forward
+            + backward of one image; a Jacobian over C labels counts C) one image can take with these options,
+            so the cap on work (:func:`mlvis.errors.check_work`) covers its own optimiser too. A runner
+            without it counts no steps against the cap.
 
     Example:
         >>> @register_method("bce-top3", title="BCE top-3", exposed=(Option("k", int, 1, 24, 3),))
@@ -277,7 +286,7 @@ def register_method(
         _METHODS[name] = MethodInfo(
             name, fn, names, required, desc, defaults, title=title or name, needs=tuple(needs), kind=kind,
             exposed=tuple(exposed), hidden=hidden, subset=subset, from_profile=from_profile,
-            profile_gives=tuple(profile_gives), order=order,
+            profile_gives=tuple(profile_gives), order=order, work=work,
         )  # fmt: skip
         return fn
 

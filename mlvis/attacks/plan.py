@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from mlvis.attacks.budget import Budget, EpsLike
-from mlvis.attacks.engine import AttackSpec
+from mlvis.attacks.engine import AttackSpec, runner_steps_per_image
 from mlvis.attacks.methods import MethodInfo, get_method, registered
 from mlvis.attacks.rows import image_steps as _row_image_steps
 from mlvis.errors import InvalidInput
@@ -38,6 +38,7 @@ __all__ = [
     "parse_method",
     "resolve",
     "row_name",
+    "runner_image_steps",
     "unestimated",
 ]
 
@@ -286,3 +287,11 @@ def image_steps(
     steps, _ = _row_image_steps([as_spec(s) for s in specs], np.atleast_1d(eps).tolist(), num_images,
                                 alpha=alpha, norm=norm, dims=dims)  # fmt: skip
     return steps
+
+
+def runner_image_steps(specs: Sequence[Any], num_labels: int, num_images: int, *, protocol: str = "paper") -> int:
+    """The most image-steps the runner methods among ``specs`` (the related attacks, with their own optimisers)
+    take on ``num_images`` images of a model with ``num_labels`` labels: their ``work`` rules (ML-CW's
+    binary_steps x max_iter, a Jacobian's C backwards per ML-DeepFool or MLA-LP step). :func:`image_steps`
+    counts the loop methods; the engine checks the sum of both against the cap before it runs a job."""
+    return runner_steps_per_image([as_spec(s) for s in specs], int(num_labels), protocol) * int(num_images)

@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import math
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -221,11 +221,39 @@ def _logit_jacobian(ctx: MethodContext, x: torch.Tensor, basis: _GridBasis) -> t
 # ------------------------------------------------------------------------------------ ML-CW
 
 
+def _ml_cw_work(options: Mapping[str, Any], num_labels: int, protocol: str) -> int:
+    """ML-CW's most Adam steps per image (one forward + backward each): binary_steps x max_iter."""
+    cfg, _ = _ml_cw_config(options.get("preset"), options.get("distance"), options, protocol)
+    return _positive_int(cfg["binary_steps"], "binary_steps") * _positive_int(cfg["max_iter"], "max_iter")
+
+
+def _ml_cw_config(
+    preset: str | None, distance: str | None, overrides: Mapping[str, Any], protocol: str
+) -> tuple[dict[str, Any], str]:
+    """The preset's settings with the explicit options over them, and the distance (``preset=None``: the
+    protocol's preset)."""
+    if preset is None:
+        from mlvis.attacks.protocol import get_protocol
+
+        preset = get_protocol(protocol).ml_cw_preset
+    if preset not in ML_CW_PRESETS:
+        raise InvalidInput(f"Unknown ML-CW preset {preset!r}; known presets: {', '.join(ML_CW_PRESETS)}.")
+    cfg = dict(ML_CW_PRESETS[preset])
+    distance = cfg.pop("distance") if distance is None else distance
+    if distance not in ("l2", "linf"):
+        raise InvalidInput(f"ML-CW's distance must be 'l2' or 'linf', not {distance!r}.")
+    for k in ("binary_steps", "max_iter", "lr", "init_lambda"):
+        if overrides.get(k) is not None:
+            cfg[k] = overrides[k]
+    return cfg, distance
+
+
 @register_method(
     "ml-cw",
     title="ML-CW",
     order=60,
     kind=RUNNER,
+    work=_ml_cw_work,
     description="ML-CW (Song et al.): Adam on a tanh box, hinge to the target + distance",
 )
 def ml_cw(
@@ -245,19 +273,8 @@ def ml_cw(
     ``distance``: ``"l2"`` (squared L2, the original) or ``"linf"`` (the paper's variant); ``None``: the
     preset's. ``steps`` in the result counts the Adam steps the image took over all binary-search rounds.
     """
-    if preset is None:
-        from mlvis.attacks.protocol import get_protocol
-
-        preset = get_protocol(ctx.protocol).ml_cw_preset
-    if preset not in ML_CW_PRESETS:
-        raise InvalidInput(f"Unknown ML-CW preset {preset!r}; known presets: {', '.join(ML_CW_PRESETS)}.")
-    cfg = dict(ML_CW_PRESETS[preset])
-    distance = cfg.pop("distance") if distance is None else distance
-    if distance not in ("l2", "linf"):
-        raise InvalidInput(f"ML-CW's distance must be 'l2' or 'linf', not {distance!r}.")
-    for k, v in (("binary_steps", binary_steps), ("max_iter", max_iter), ("lr", lr), ("init_lambda", init_lambda)):
-        if v is not None:
-            cfg[k] = v
+    given = {"binary_steps": binary_steps, "max_iter": max_iter, "lr": lr, "init_lambda": init_lambda}
+    cfg, distance = _ml_cw_config(preset, distance, given, ctx.protocol)
     rounds, iters = _positive_int(cfg["binary_steps"], "binary_steps"), _positive_int(cfg["max_iter"], "max_iter")
     lr_, lam0 = _positive_float(cfg["lr"], "lr"), _positive_float(cfg["init_lambda"], "init_lambda")
 
@@ -361,11 +378,18 @@ def _ml_cw_chunk(
 # ------------------------------------------------------------------------------------ ML-DeepFool
 
 
+def _jacobian_work(options: Mapping[str, Any], num_labels: int, protocol: str) -> int:
+    """ML-DeepFool's and MLA-LP's most passes per image: per step a Jacobian over the C labels (C
+    backwards) and the forward that keeps the best iterate."""
+    return _positive_int(options["max_iter"], "max_iter") * (int(num_labels) + 1)
+
+
 @register_method(
     "ml-deepfool",
     title="ML-DeepFool",
     order=70,
     kind=RUNNER,
+    work=_jacobian_work,
     description="ML-DeepFool (Song et al.): pseudo-inverse steps on the linearised labels",
 )
 def ml_deepfool(ctx: MethodContext, *, max_iter: int = 20, overshoot: float = DEEPFOOL_OVERSHOOT) -> RunOutput:
@@ -526,6 +550,7 @@ def min_linf_solve(g: np.ndarray, b: np.ndarray, down: np.ndarray, up: np.ndarra
     title="MLA-LP",
     order=80,
     kind=RUNNER,
+    work=_jacobian_work,
     description="MLA-LP (Zhou et al.): minimal-L-inf linearised steps by linear programming",
 )
 def mla_lp(
