@@ -55,12 +55,15 @@ def jobs_for(model_name: str, images: int | None):
     lab_images = rc.demo_images(recipe.images, model.spec.input_size)
     h, ls, ps = n(hp.HistogramSettings()), n(lp.LandscapeSettings()), n(pp.ProfileSettings())
     sw, ts, bs, qs = n(sp.SweepSettings()), n(sp.TargetsSettings()), n(sp.BceLinearSettings()), n(sp.QSweepSettings())
-    c = len(model.labels)
+
+    def landscape_cost(count):
+        return jobs.estimate(model_name, count.total, "landscape", calls=count.calls)
+
     return {
         "lab": (lambda: lab.lab_cost(model_name, recipe, len(lab_images), DIMS),
                 lambda: lab.run_lab(model, recipe, lab_images, ("scene",))),
         "histograms": (lambda: hp.histogram_cost(model_name, h), lambda: hp.compute_histograms(model_name, h)),
-        "landscape": (lambda: jobs.estimate(model_name, lp.landscape_steps(c, ls), "landscape"),
+        "landscape": (lambda: landscape_cost(lp.landscape_steps(model_name, ls)),
                       lambda: lp.compute_landscape(model_name, ls)),
         "profile": (lambda: pp.profile_cost(model_name, ps), lambda: pp.compute_profile(model_name, ps)),
         "sweep.table": (lambda: sp.sweep_cost(model_name, sw, eps_max), lambda: sp.compute_sweep(model_name, sw)),

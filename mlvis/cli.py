@@ -592,7 +592,10 @@ def correlations_cmd(args: argparse.Namespace) -> int:
 
 def check_correlations_work(model, num_images: int, eps: float, directions: int) -> None:
     """Before any attack: every label attacked alone on every image, in each direction (Algorithm 1), against
-    the run's cap on work (:func:`mlvis.errors.check_run_work`)."""
+    the run's cap on work (:func:`mlvis.errors.check_run_work`). For flip-down this is an upper bound (equation
+    9's count): the job attacks a label only on the images where it is present, which only a forward through
+    the model tells (``correlation_image_steps``), and this check refuses an oversized run before any model work
+    (each job's exact image-steps are checked again by the engine as it starts)."""
     import numpy as np
 
     from mlvis.attacks import DEFAULT_ALPHA

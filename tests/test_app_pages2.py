@@ -399,6 +399,8 @@ def test_landscape_page_shows_the_matrices_table_ii_and_measures(model):
     assert_clean(at)
     x, _ = mlvis.data.demo_batch(1)
     mine = mlvis.correlations(model, x, eps=0.001, direction="down", cache=False)
+    down = mlvis.analysis.correlation_matrices.correlation_image_steps(model, x, 0.001, "down")
+    assert f"and {down:,} for flip-down" in " ".join(c.value for c in at.caption) and 0 < down < 48
     z = plotly_array(trace(figure(at, "correlations_down"), "correlations_down")["z"]).astype(float)
     np.testing.assert_allclose(z[off], mine.matrix[off], rtol=1e-6, atol=1e-9)
     assert "measured on this page (1 images" in " ".join(c.value for c in at.caption)

@@ -12,6 +12,7 @@ engine's. The estimate and the measured time are recorded beside the counts (pri
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 
 import pytest
@@ -109,24 +110,77 @@ def test_histograms_default():
 
 def test_landscape_default():
     s = lp.LandscapeSettings(images=1)
-    steps = lp.landscape_steps(24, s)
+    count = lp.landscape_steps(MODEL, s)
     c, wall, cpu = counted(lambda: lp.compute_landscape(MODEL, s))
-    record("landscape", steps, c, wall, cpu)
-    up = 24 * 12  # flip-up: 24 labels x floor(0.005 / alpha) on every image
-    # flip-down attacks a label only on the images where it is present (issue 12 §3): equation 9 is its upper bound
-    assert steps == 2 * up and up < c.steps <= steps
-    one = jobs.loop_calls(["single-label"], [s.eps], 24 * s.images, alpha=DEFAULT_ALPHA, dims=DIMS)
-    assert c.grad_calls == 2 * one == 2 * 12  # one job per direction, its 24 rows in one call per step
+    record("landscape", count.total, c, wall, cpu)
+    # flip-up: 24 labels x floor(0.005 / alpha) on every image, equation 9's count; flip-down attacks a label only
+    # on the images where it is present (issue 12 §3), far fewer: the page counts both exactly
+    assert count.up == count.equation_9 == 24 * 12 and 0 < count.down < count.up
+    assert c.steps == count.total
+    assert c.grad_calls == count.calls == 2 * 12  # one job per direction, its rows in one call per step
 
 
-def test_profile_estimate_is_an_upper_bound():
-    """The probes stop where the curves converge, which no count knows before: the page says its estimate
-    is an upper bound (two probes x images x floor(max_eps / alpha)), and it is one."""
-    s = pp.ProfileSettings(images=1, max_eps=0.05)
-    steps = pp.profile_cost(MODEL, s).image_steps
+@pytest.mark.parametrize("direction", ["up", "down"])
+def test_correlation_image_steps_are_what_the_job_runs(direction):
+    """The library's count of a correlations job (the pairs the job itself selects) against the images the model
+    really sees with gradients, on 2 demo scenes at a small eps (5 steps); flip-down over every image as well."""
+    import mlvis
+    from mlvis.analysis.correlation_matrices import correlation_image_steps, equation_9
+
+    model = cache.load_model(MODEL)
+    x = cache.lab_scenes("test", 0, 0, 2, 64)
+    eps = 5.5 * DEFAULT_ALPHA
+    bound = equation_9(eps, DEFAULT_ALPHA, 24, 2)["forward"]
+    for present_only in (True, False):
+        steps = correlation_image_steps(model, x, eps, direction, present_only=present_only)
+        job = functools.partial(mlvis.correlations, model, x, eps=eps, direction=direction, cache=False,
+                                present_only=present_only)  # fmt: skip
+        c, wall, cpu = counted(job)
+        assert c.steps == steps
+        if direction == "up" or not present_only:  # every label on every image
+            assert steps == bound == 24 * 2 * 5
+        else:  # only the labels present on each scene: a few of 24
+            assert 0 < steps < bound // 2
+
+
+def test_profile_estimate_predicts_where_the_probes_stop():
+    """With the shipped profile's per-image flips the page predicts where the probes on 2 new scenes stop (the
+    page's default cap 0.3 and interval): within ±30 % of the image-steps they really run, well under the bound."""
+    s = pp.ProfileSettings(images=2)
+    assert (s.max_eps, s.interval) == (pp.DEFAULT_MAX_EPS, 10)
+    est = pp.profile_cost(MODEL, s)
     c, wall, cpu = counted(lambda: pp.compute_profile(MODEL, s))
-    record("profile", steps, c, wall, cpu)
-    assert steps == 2 * 128 and 0 < c.steps <= steps
+    record("profile", est.image_steps, c, wall, cpu)
+    bound = 2 * s.images * 768
+    assert "expected to stop" in est.note and f"at most {bound:,} image-steps" in est.note
+    assert 0.7 <= c.steps / est.image_steps <= 1.3
+    assert c.steps < 0.7 * bound  # the bound alone would be off by more than 30 %
+    assert c.grad_calls == 2 * c.steps // (2 * s.images)  # BCE and linear rows: two calls per step
+
+
+def test_profile_replay_of_a_probe_is_the_probe():
+    """``expected_probe_steps`` replays the probe's stopping rule: on the very images of a profile (all of them,
+    the same interval and cap) it returns the steps its probe ran, converged or stopped at the cap."""
+    import mlvis
+    from mlvis.analysis.profiles import expected_probe_steps
+
+    model = cache.load_model(MODEL)
+    x = cache.lab_scenes("test", 0, 0, 3, 64)
+    for interval, max_eps in ((10, 0.3), (4, 0.3), (10, 0.06)):
+        prof = mlvis.profile(model, x, interval=interval, max_eps=max_eps, cache=False)
+        want = prof.cost["steps"]
+        assert expected_probe_steps(prof, 3, interval=interval, max_eps=max_eps) == want
+    assert not prof.settings["converged"] and want == 153  # the last one ran to its cap, floor(0.06 / alpha)
+    shipped = cache.artifact(MODEL, "profile")
+    assert expected_probe_steps(shipped, 100, max_eps=0.5) == shipped.cost["steps"] == 630
+
+
+def test_profile_estimate_without_a_profile_is_the_upper_bound(monkeypatch):
+    """No profile of the model in this norm to predict from: two probes x images x floor(max_eps / alpha)."""
+    real = cache.artifact
+    monkeypatch.setattr(cache, "artifact", lambda name, kind: None if kind == "profile" else real(name, kind))
+    est = pp.profile_cost(MODEL, pp.ProfileSettings(images=3, max_eps=0.05))
+    assert est.image_steps == 2 * 3 * 128 and est.note.startswith("an upper bound")
 
 
 @pytest.mark.parametrize("tab", ["sweep.table", "sweep.targets", "sweep.bce_linear", "sweep.q"])

@@ -349,6 +349,49 @@ def correlations(
     return cm
 
 
+def attacked_pairs(model, x, present_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The (label, image) pairs :func:`single_label_attacks` attacks: ``(clean, pick)`` with ``pick`` ``(C, n)``
+    True where label a is attacked alone on image i (row ``a * n + i`` of its job).
+
+    Every label on every image (flip-up, or flip-down over every image); with ``present_only`` (flip-down) a
+    label only on the images where it is predicted present. ``clean``: the clean confidences ``(n, C)`` of every
+    image with ``present_only``, else of the first image only (one no-grad forward, enough to count C)."""
+    import torch
+
+    from mlvis.attacks.model_helpers import model_device, threshold, work_dtype
+
+    n = x.shape[0]
+    with torch.no_grad():  # the clean confidences of every image, or (every image attacked) of one to count C
+        logits = model(x[: n if present_only else 1].to(model_device(model), work_dtype(model))).float()
+    clean = torch.sigmoid(logits).double().cpu().numpy()
+    c = int(clean.shape[1])
+    pick = clean.T >= threshold(model) if present_only else np.ones((c, n), bool)
+    return clean, pick
+
+
+def correlation_image_steps(
+    model, images, eps: float, direction: str = "up", *, alpha: float | None = None, present_only: bool = True
+) -> int:
+    """The image-steps (forward + backward of one image) :func:`correlations` runs for one matrix, exactly:
+    the engine's dry run of the pairs it attacks (:func:`attacked_pairs`, read by the job itself), so the
+    count and the job cannot drift apart. Flip-up attacks every label on every image (C x n x floor(eps /
+    alpha), equation 9's count); flip-down, with ``present_only`` (the default), a label only on the images
+    where it is predicted present, which one clean no-grad forward of ``images`` finds (n forwards, none of
+    the cost counted here). Equation 9 (:func:`equation_9`) is the flip-down count's upper bound."""
+    from mlvis.attacks.geometry import DEFAULT_ALPHA
+    from mlvis.attacks.model_helpers import check_images
+    from mlvis.attacks.plan import image_steps
+
+    if not isinstance(direction, str) or direction not in ("up", "down"):
+        raise InvalidInput(f"direction must be 'up' or 'down', not {direction!r}.")
+    check_number("eps", eps, 0, 1e6, above=True)
+    alpha = DEFAULT_ALPHA if alpha is None else float(check_number("alpha", alpha, 0, 1, above=True))
+    x = check_images(images)
+    _, pick = attacked_pairs(model, x, direction == "down" and bool(present_only))
+    dims = int(x[0].numel())
+    return image_steps(["single-label"], [float(eps)], int(pick.sum()), alpha=alpha, dims=dims)
+
+
 def single_label_attacks(
     model,
     x,
@@ -370,15 +413,10 @@ def single_label_attacks(
     import torch
 
     from mlvis.attacks.engine import AttackSpec, run_job
-    from mlvis.attacks.model_helpers import model_device, threshold, work_dtype
 
     n = x.shape[0]
-    with torch.no_grad():  # the clean confidences of every image, or (every image attacked) of one to count C
-        logits = model(x[: n if present_only else 1].to(model_device(model), work_dtype(model))).float()
-    clean_x = torch.sigmoid(logits).double().cpu().numpy()
+    clean_x, pick = attacked_pairs(model, x, present_only)
     c = int(clean_x.shape[1])
-    # row = (label a, image i): every label attacked alone on every image (flip-down: where a is present)
-    pick = clean_x.T >= threshold(model) if present_only else np.ones((c, n), bool)  # (C, n)
     attacked, img = np.nonzero(pick)
     if not len(attacked):
         raise InvalidInput("No image has any label present, so there is nothing to attack down.")

@@ -464,6 +464,65 @@ def probe_image_steps(images: int, max_eps: float, alpha: float, norm: str = "li
     return 2 * int(images) * n_steps(float(max_eps), probe_step(float(alpha), norm, dims))
 
 
+def expected_probe_steps(
+    profile: FlipProfile,
+    images: int,
+    *,
+    max_eps: float,
+    interval: int = 10,
+    alpha: float | None = None,
+    dims: int | None = None,
+    rel: float = 0.01,
+    patience: int = 3,
+    min_points: int = 6,
+    protocol: str = "paper",
+    draws: int = 256,
+) -> float | None:
+    """The steps :func:`probe` is expected to run on ``images`` new images of the model ``profile`` was measured
+    on, read off that profile's per-image flips; ``None`` when it has none (a profile written without them).
+
+    The probes stop where the mean flips of their images converge (:func:`probe_converged`), which depends on
+    how many images there are (with few, one flat interval of the mean is likelier: it moves in steps of
+    1 / images) and on the interval (the reference gain is one interval's, the patience counts intervals).
+    So this replays the stopping rule on ``draws`` random sets of ``images`` of the profile's probe images
+    (without replacement; all of them, once, when it has no more), their flips recorded every ``interval``
+    steps of ``alpha`` (in the profile's norm) up to ``max_eps``, and returns the mean of the steps where the
+    rule stops. Between the profile's own measured budgets each image's flips are held at the last measured
+    value (exact when ``interval`` is a multiple of the profile's, as for the same interval), and beyond its
+    last budget too (a converged profile's curves are flat there). The same rule as the probe's, with the
+    probe's defaults: ``rel``, ``patience``, ``min_points`` and the ``protocol``'s rule."""
+    from mlvis.attacks.geometry import DEFAULT_ALPHA
+    from mlvis.attacks.protocol import get_protocol
+
+    if profile.per_image_bce is None or profile.per_image_linear is None:
+        return None
+    check_number("images", images, 1, 10**9, whole=True)
+    check_number("interval", interval, 1, 10**6, whole=True)
+    check_number("draws", draws, 1, 10**6, whole=True)
+    alpha = DEFAULT_ALPHA if alpha is None else float(alpha)
+    step = probe_step(alpha, profile_norm(profile), dims)
+    max_steps = int(math.floor(float(max_eps) / step + 1e-9))
+    records = max_steps // int(interval)
+    grid = step * int(interval) * np.arange(records + 1)  # eps = 0 in front, as the rule reads the curve
+    known = np.asarray(profile.eps, np.float64)
+    at = np.clip(np.searchsorted(known, grid + 1e-9 * step, side="right") - 1, 0, len(known) - 1)
+    held_bce = np.asarray(profile.per_image_bce, np.float64)[at]  # (records + 1, N)
+    held_linear = np.asarray(profile.per_image_linear, np.float64)[at]
+    n = held_bce.shape[1]
+    rng = np.random.default_rng(0)
+    picks = [np.arange(n)] if images >= n else [rng.choice(n, int(images), replace=False) for _ in range(draws)]
+    bce_first = get_protocol(protocol).profile_rule == "bce-first"
+    runs = []
+    for idx in picks:
+        fb, fl = held_bce[:, idx].mean(1), held_linear[:, idx].mean(1)
+        # the probe stops after m records once the curve of m records (eps = 0 in front) converges:
+        # at the index k the rule finds plus its patience (the authors' rule: one interval)
+        k = convergence_index(fb, rel, 1) if bce_first else convergence_index(np.maximum(fb, fl), rel, patience)
+        m = None if k is None else max(k + (1 if bce_first else patience), min_points - 1)
+        runs.append(max_steps if m is None or m > records else m * int(interval))
+    return float(np.mean(runs))
+
+
 def probe_step(alpha: float, norm: str = "linf", dims: int | None = None) -> float:
     """The length of one probe step: ``alpha`` under L-inf, the L2 length of a sign step of ``alpha``
     (``alpha * sqrt(dims)``, the engine's L2 step) under L2."""

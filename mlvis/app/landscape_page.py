@@ -18,7 +18,7 @@ import streamlit as st
 import mlvis
 from mlvis.analysis.correlation_matrices import CorrelationMatrix
 from mlvis.app import cache, jobs, state
-from mlvis.app.page import DIMS, IMAGE_SOURCES, image_uploads, needs_demo_labels, scenes
+from mlvis.app.page import IMAGE_SOURCES, image_uploads, needs_demo_labels, scenes
 from mlvis.attacks import DEFAULT_ALPHA
 from mlvis.attacks.plan import image_steps
 from mlvis.viz import attackability_figure, matrix_heatmap
@@ -72,10 +72,52 @@ def landscape_controls(count: int | None = None, files: str = "") -> LandscapeSe
     return LandscapeSettings(int(images), float(eps), state.seed(), files)
 
 
-def landscape_steps(num_labels: int, s: LandscapeSettings) -> int:
-    """Image-steps of both matrices: 2 directions x C labels x n images x floor(eps / alpha) (equation 9)."""
-    one = image_steps(["single-label"], s.eps, int(num_labels) * s.images, alpha=DEFAULT_ALPHA, dims=DIMS)
-    return 2 * one
+@dataclasses.dataclass(frozen=True)
+class LandscapeSteps:
+    """The image-steps of both matrices' jobs, exactly as they run, beside equation 9's count per matrix.
+
+    Attributes:
+        up: flip-up, every label attacked alone on every image (C x n x floor(eps / alpha), equation 9's count).
+        down: flip-down, each label attacked only on the images where it is predicted present (issue 12).
+        equation_9: equation 9's steps of one matrix, C x n x floor(eps / alpha) (the flip-down count's bound).
+        steps: floor(eps / alpha), the steps of each single-label attack.
+        calls: the engine's loop calls of both jobs (``jobs.loop_calls``: one per step and batch of rows).
+    """
+
+    up: int
+    down: int
+    equation_9: int
+    steps: int
+    calls: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.up + self.down
+
+
+def landscape_steps(model_name: str, s: LandscapeSettings, images: np.ndarray | None = None) -> LandscapeSteps:
+    """Image-steps of both matrices' jobs on ``images`` (the user's) or the demo scenes ``s`` names, counted by
+    the library from the pairs each job attacks (``correlation_image_steps``: one clean no-grad forward finds
+    the labels present), cached per model and settings (``s.files`` names the uploads)."""
+    from mlvis.models.cards import card_version
+
+    return _landscape_steps(model_name, card_version(model_name), s, images)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _landscape_steps(model_name: str, version: str, s: LandscapeSettings, _images: np.ndarray | None):
+    from mlvis.analysis.correlation_matrices import correlation_image_steps
+
+    model = cache.load_model(model_name)
+    x = scenes(model, s.images, s.seed) if _images is None else _images
+    up, down = (correlation_image_steps(model, x, s.eps, d, alpha=DEFAULT_ALPHA) for d in ("up", "down"))
+    c, n = len(model.labels), int(len(x))
+    dims = int(np.prod(x.shape[1:]))
+    one = image_steps(["single-label"], s.eps, c * n, alpha=DEFAULT_ALPHA, dims=dims)
+    steps = one // max(c * n, 1)
+    calls = sum(jobs.loop_calls(["single-label"], [s.eps], rows // max(steps, 1), alpha=DEFAULT_ALPHA, dims=dims)
+                for rows in (up, down) if rows)  # fmt: skip
+    return LandscapeSteps(int(up), int(down), int(one), steps, int(calls))
 
 
 def compute_landscape(model_name: str, s: LandscapeSettings, progress=None, images: np.ndarray | None = None):
@@ -186,19 +228,19 @@ def measure_section(name: str, model: mlvis.MultiLabelModel) -> Matrices:
         else:
             settings = landscape_controls()
         c = len(model.labels)
-        steps = landscape_steps(c, settings)
-        per_matrix = steps // 2
+        count = LandscapeSteps(0, 0, 0, 0) if settings.images == 0 else landscape_steps(name, settings, images)
+        steps = count.total
         st.caption(
-            f"Equation 9 for these settings: {c} labels × {settings.images} images × "
-            f"{per_matrix // max(c * settings.images, 1)} steps = {per_matrix:,} forward + {per_matrix:,} backward "
-            f"passes per matrix, both matrices {steps:,} image-steps (flip-down attacks a label only on the images "
-            "where it is present, so at most that)."
+            f"Equation 9 for these settings: {c} labels × {settings.images} images × {count.steps} steps = "
+            f"{count.equation_9:,} forward + {count.equation_9:,} backward passes per matrix. The jobs run "
+            f"{count.up:,} image-steps for flip-up (every label on every image) and {count.down:,} for flip-down "
+            f"(a label only on the images where it is present), both matrices {steps:,} image-steps."
         )
         outcome = jobs.Outcome() if settings.images == 0 else jobs.run_section(
             LAND_SECTION,
             (name, settings),
             lambda progress: compute_landscape(name, settings, progress, images),
-            jobs.estimate(name, steps, "landscape"),
+            jobs.estimate(name, steps, "landscape", calls=count.calls),
             label="Attacking every label alone",
             model_name=name,
             run_label="Measure",

@@ -141,25 +141,54 @@ def profile_controls(model=None, norm: str = "linf", count: int | None = None) -
 
 
 def profile_cost(model_name: str, s: ProfileSettings, dims: int = 3 * 64 * 64) -> jobs.Estimate:
-    """Two probes x images x the steps they will run. They stop where the curves converge, which no count knows
-    beforehand: when this model already has a profile in this norm measured with the same step and interval,
-    the probes are expected to stop where its probes stopped (its recorded ``cost["steps"]``); otherwise the
-    estimate is the upper bound, floor(max_eps / step) steps (alpha, or under L2 the L2 length of a sign step
-    over ``dims`` values)."""
+    """Two probes x images x the steps they will run, and their loop calls (one per step and probe, per batch of
+    images). They stop where the curves converge, which no count knows beforehand: when this model already has
+    a converged profile in this norm measured with the same step, the steps are the ones its per-image flips
+    predict for ``s.images`` images at this interval and cap (``expected_probe_steps``: the stopping rule
+    replayed on random sets of that many of its probe images); otherwise the estimate is the upper bound,
+    floor(max_eps / step) steps (alpha, or under L2 the L2 length of a sign step over ``dims`` values)."""
     from mlvis.analysis.profiles import probe_image_steps, probe_step
+    from mlvis.attacks.model_helpers import CPU_MAX_BATCH
 
     most = probe_image_steps(s.images, s.max_eps, DEFAULT_ALPHA, s.norm, int(dims))
+    batches = 2 * -(-s.images // CPU_MAX_BATCH)  # the probe's parts: BCE and linear rows, per batch of images
     known = cache.artifact(model_name, cache.PROFILE_KINDS[s.norm])
-    ran = (known.cost or {}).get("steps") if known is not None else None
-    same = known is not None and known.settings.get("alpha") == DEFAULT_ALPHA
-    same = same and known.settings.get("interval") == s.interval and bool(known.settings.get("converged"))
-    if same and isinstance(ran, int) and 0 < 2 * s.images * ran < most:
+    usable = known is not None and known.settings.get("alpha") == DEFAULT_ALPHA
+    usable = usable and bool(known.settings.get("converged")) and known.per_image_bce is not None
+    if usable:
+        n_known = int(np.asarray(known.per_image_bce).shape[1])
+        steps = _expected_steps(known, s.images, s.max_eps, s.interval, int(dims))
+        image_steps = min(round(2 * s.images * steps), most)
         step = probe_step(DEFAULT_ALPHA, s.norm, int(dims))
-        note = (f"the probes are expected to stop where this model's profile converged ({ran} steps, "
-                f"ε = {ran * step:.4g}); at most {most:,} image-steps")  # fmt: skip
-        return dataclasses.replace(jobs.estimate(model_name, 2 * s.images * ran, "profile"), note=note)
-    return dataclasses.replace(jobs.estimate(model_name, most, "profile"), note="an upper bound: the probes stop "
-                               "earlier when the curves converge")  # fmt: skip
+        note = (f"the probes are expected to stop after about {steps:.0f} steps (ε ≈ {steps * step:.4g}), where "
+                f"this model's profile's curves ({n_known} images, converged at ε = {known.eps_max:.4g}) converge "
+                f"on {s.images} image{'s' if s.images != 1 else ''} at interval {s.interval}; at most {most:,} "
+                "image-steps")  # fmt: skip
+        est = jobs.estimate(model_name, image_steps, "profile", calls=round(steps) * batches)
+        return dataclasses.replace(est, note=note)
+    est = jobs.estimate(model_name, most, "profile", calls=(most // (2 * s.images)) * batches)
+    return dataclasses.replace(est, note="an upper bound (no converged profile of this model in this norm to "
+                               "predict from): the probes stop earlier when the curves converge")  # fmt: skip
+
+
+def _expected_steps(known, images: int, max_eps: float, interval: int, dims: int) -> float:
+    """``expected_probe_steps`` of the profile ``known``, remembered per its curves' content (a new profile of the
+    model is a new entry) and the settings."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for a in (known.eps, known.per_image_bce, known.per_image_linear):
+        h.update(np.ascontiguousarray(a).tobytes())
+    return _replay(h.hexdigest(), known, int(images), float(max_eps), int(interval), int(dims))
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _replay(curves: str, _known, images: int, max_eps: float, interval: int, dims: int) -> float:
+    from mlvis.analysis.profiles import expected_probe_steps
+
+    steps = expected_probe_steps(_known, images, max_eps=max_eps, interval=interval, alpha=DEFAULT_ALPHA, dims=dims)
+    assert steps is not None  # the page asks only of a profile with per-image flips
+    return steps
 
 
 def compute_profile(model_name: str, s: ProfileSettings, progress=None, images: np.ndarray | None = None):
@@ -305,7 +334,7 @@ def measure_section(name: str, shipped, model=None, norm: str = "linf") -> jobs.
             label="Probing",
             run_label="Measure",
             auto=False,
-            help="Run the two probe attacks (the estimate is an upper bound: they stop at convergence).",
+            help="Run the two probe attacks (they stop where the curves converge; the estimate says where).",
         )
         if outcome.error:
             st.error(outcome.error)
