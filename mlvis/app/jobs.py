@@ -222,8 +222,8 @@ def observe(model_name: str, image_steps: int, seconds: float, kind: str = "") -
     """Fold a finished run (at least 50 image-steps) into the observed seconds per image-step of this model
     and kind of computation (an exponential average), which then replaces the one-off measurement in that
     kind's estimates. Kinds are kept apart because their image-step counts mean different things (a
-    profile's are an upper bound, a sweep's leave out the subset search), so one kind's rate would
-    mislead another's estimate (and its decision to run without a click). The first run of each kind in
+    profile's predict where its probes converge, a sweep's leave out the subset search), so one kind's rate
+    would mislead another's estimate (and its decision to run without a click). The first run of each kind in
     a process is not folded in: it also pays one-time costs (loading artifacts, first calls into
     SciPy and scikit-image, allocator warm-up) that made a 0.6 s Lab run look like 7 s."""
     if image_steps < 50 or not (seconds > 0 and math.isfinite(seconds)):
