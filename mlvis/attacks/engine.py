@@ -183,9 +183,8 @@ def run_job(
         raise InvalidInput(f"hook must be a StepHook (mlvis.attacks.loop), not {hook!r}.")
     cap = max_image_steps_cap(max_image_steps)
     proto = get_protocol(protocol)
-    known = getattr(model, "labels", None)
-    runners = runner_steps_per_image(spec_list, len(known), proto.name) if known else None
-    _check_work(spec_list, eps_arr, int(x.shape[0]), alpha, norm, dims, cap, runners)
+    known = len(getattr(model, "labels", None) or ()) or None
+    _check_work(spec_list, eps_arr, int(x.shape[0]), alpha, norm, dims, cap, known, proto.name)
 
     thr = threshold(model)
     n_img = x.shape[0]
@@ -198,7 +197,7 @@ def run_job(
     if clean_logits.dim() != 2 or clean_logits.shape[0] != n_img:
         raise InvalidInput(f"The model must return logits of shape (N, C); it returned {tuple(clean_logits.shape)}.")
     num_labels = clean_logits.shape[1]
-    if runners is None:  # a model that does not list its labels: its runners are counted now
+    if known is None:  # a model that does not list its labels: its runners are counted now
         check_work(runner_steps_per_image(spec_list, num_labels, proto.name) * n_img, cap)
     labels = tuple(getattr(model, "labels", None) or (str(i) for i in range(num_labels)))
     clean_probs = torch.sigmoid(clean_logits)
@@ -439,10 +438,11 @@ def _check_work(
     norm: str,
     dims: int,
     cap: int,
-    runner_steps: int | None = None,
+    num_labels: int | None = None,
+    protocol: str = "paper",
 ) -> None:
     """Refuse a job whose loop would run more than ``cap`` image-steps (counted by the dry run, no allocation),
-    with ``runner_steps`` per image of its runner methods when the number of labels is known beforehand."""
+    with its runner methods' most steps when the number of labels is known beforehand."""
     for spec in specs:
         info = get_method(spec.method)
         opts = dict(spec.options)
@@ -456,8 +456,12 @@ def _check_work(
             raise InvalidInput(
                 f"Unknown option(s) {', '.join(unknown)} for method {spec.method!r}; it accepts: {accepted}."
             )
+        for key, value in opts.items():
+            if key not in _SPEC_COMMON:
+                check_option(info, key, value)  # before a runner's work rule reads them
     steps, _ = dry_run_steps(specs, eps, n_img, alpha=alpha, norm=norm, dims=dims)
-    check_work(steps + (runner_steps or 0) * n_img, cap)
+    runners = runner_steps_per_image(specs, num_labels, protocol) * n_img if num_labels else 0
+    check_work(steps + runners, cap)
 
 
 def _check_alpha(alpha: Any) -> float:
