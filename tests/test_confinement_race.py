@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from model_files import timm_card
 
 from mlvis import store
 from mlvis.recipe import read_files_from
@@ -81,3 +82,204 @@ def test_missing_files_and_folders_are_not_files(folders):
         store.read_confined(inside, "sub")
     with pytest.raises(FileNotFoundError, match="is not in"):
         read_files_from(inside)("sub")
+
+
+# ----------------------------------------------------------- files opened without following any link
+
+
+def test_open_without_links_refuses_every_link_even_one_that_stays_inside(tmp_path):
+    inside = tmp_path / "models"
+    (inside / "sub").mkdir(parents=True)
+    (inside / "sub" / "w.pth").write_bytes(b"weights")
+    (inside / "same.pth").symlink_to(inside / "sub" / "w.pth")
+    (inside / "hop").symlink_to(inside / "sub")
+    with store.open_without_links(inside, "sub/w.pth") as f:
+        assert f.read() == b"weights"
+    for name in ("same.pth", "hop/w.pth"):
+        with pytest.raises(store.LinkRefused, match="is a symbolic link or is reached through one"):
+            store.open_without_links(inside, name)
+    assert store.read_confined(inside, "same.pth") == b"weights"  # open_confined allows links that stay inside
+    (tmp_path / "link-to-models").symlink_to(inside)  # the folder itself may be a link: it is the caller's
+    with store.open_without_links(tmp_path / "link-to-models", "sub/w.pth") as f:
+        assert f.read() == b"weights"
+
+
+def test_open_without_links_refuses_names_that_leave_and_files_that_are_not_files(tmp_path):
+    (tmp_path / "sub").mkdir()
+    os.mkfifo(tmp_path / "pipe")
+    with pytest.raises(store.StoreError, match="climbs out"):
+        store.open_without_links(tmp_path / "sub", "../pipe")
+    with pytest.raises(store.StoreError, match="absolute path"):
+        store.open_without_links(tmp_path, str(tmp_path / "pipe"))
+    with pytest.raises(store.StoreError, match="is not a regular file"):  # and the opening did not block
+        store.open_without_links(tmp_path, "pipe")
+    with pytest.raises(IsADirectoryError):
+        store.open_without_links(tmp_path, "sub")
+    with pytest.raises(FileNotFoundError):
+        store.open_without_links(tmp_path, "sub/nope.pth")
+
+
+# ------------------------------------------------------------------------ the models folder's cards
+
+
+@pytest.fixture
+def models_dir(tmp_path, monkeypatch):
+    from mlvis.models import cards
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    monkeypatch.setenv(cards.ENV, str(folder))
+    yield folder
+    monkeypatch.delenv(cards.ENV)
+    cards.sync(force=True)
+
+
+@pytest.fixture
+def loads(monkeypatch):
+    """Every checkpoint loader call (torch.load, safetensors, torch.jit.load), recorded as (loader, first argument)."""
+    import safetensors.torch
+    import torch
+
+    calls = []
+
+    def recording(module, name):
+        real = getattr(module, name)
+
+        def record(*args, **kwargs):
+            calls.append((name, args[0] if args else None, kwargs))
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, record)
+
+    recording(torch, "load")
+    recording(torch.jit, "load")
+    recording(safetensors.torch, "load_file")
+    recording(safetensors.torch, "load")
+    return calls
+
+
+def swap_after_check(monkeypatch, what, target):
+    """``cards.resolve_inside`` that, right after it passed the file ``what`` names, swaps that file for a link
+    to ``target`` (the race made deterministic)."""
+    from mlvis.models import cards
+
+    real = cards.resolve_inside
+
+    def checked_then_swapped(folder, relative, label="the file"):
+        path = real(folder, relative, label)
+        if what in label:
+            os.remove(path)
+            os.symlink(target, path)
+        return path
+
+    monkeypatch.setattr(cards, "resolve_inside", checked_then_swapped)
+
+
+def test_a_checkpoint_swapped_for_a_link_after_the_check_is_refused_and_never_loaded(
+    models_dir, tmp_path, monkeypatch, loads
+):
+    import mlvis
+    from mlvis.models import CheckpointError
+
+    timm_card(models_dir, name="tiny")
+    timm_card(tmp_path / "secret", name="tiny", seed=1)  # valid weights of another model, outside the folder
+    swap_after_check(monkeypatch, "checkpoint", tmp_path / "secret" / "tiny.safetensors")
+    with pytest.raises(CheckpointError, match=r"^tiny.safetensors is reached through a symbolic link"):
+        mlvis.create_model("tiny", device="cpu")
+    assert (models_dir / "tiny.safetensors").is_symlink()  # the swap happened after the check had passed
+    assert loads == []  # nothing was loaded: the outside file was never read
+
+
+def test_a_labels_file_swapped_for_a_link_after_the_check_is_refused(models_dir, tmp_path, monkeypatch):
+    import mlvis
+    from mlvis.models import CheckpointError
+
+    timm_card(models_dir, name="tiny")
+    (tmp_path / "secret.txt").write_text("w\nx\ny\nz\n")
+    swap_after_check(monkeypatch, "labels", tmp_path / "secret.txt")
+    with pytest.raises(CheckpointError, match=r"^tiny.labels.txt is reached through a symbolic link"):
+        mlvis.create_model("tiny", device="cpu")
+
+
+def test_a_torchscript_card_swapped_for_a_link_is_refused(models_dir, tmp_path, monkeypatch, loads):
+    import json
+
+    import torch
+
+    import mlvis
+    from mlvis.models import CheckpointError
+
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 2)).eval()
+    for folder in (models_dir, tmp_path):
+        torch.jit.trace(net, torch.rand(1, 3, 8, 8)).save(str(folder / "net.pt"))
+    (models_dir / "ts.json").write_text(json.dumps({"family": "torchscript", "checkpoint": "net.pt",
+                                                    "input_size": [8, 8], "labels": ["a", "b"]}))  # fmt: skip
+    model = mlvis.create_model("ts", device="cpu")  # the card works, from the very file opened
+    x = torch.rand(2, 3, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(model(x), net(x))
+    assert [(name, str(arg).startswith("/proc/self/fd/")) for name, arg, _ in loads] == [("load", True)]
+    loads.clear()
+    swap_after_check(monkeypatch, "checkpoint", tmp_path / "net.pt")
+    with pytest.raises(CheckpointError, match=r"^net.pt is reached through a symbolic link"):
+        mlvis.create_model("ts", device="cpu")
+    assert loads == []
+
+
+def test_a_cards_weights_are_read_bit_for_bit_and_memory_mapped_from_the_file_opened(models_dir, loads):
+    import torch
+    from safetensors.torch import load_file
+
+    import mlvis
+
+    timm_card(models_dir, name="tiny")
+    model = mlvis.create_model("tiny", device="cpu")
+    want = load_file(str(models_dir / "tiny.safetensors"))
+    got = model.net.state_dict()
+    assert all(torch.equal(got[k], v.float()) for k, v in want.items())
+    name, arg, _ = loads[0]
+    assert name == "load_file" and str(arg).startswith("/proc/self/fd/")  # the opened file, memory-mapped
+
+
+def test_a_pth_in_a_cards_folder_is_memory_mapped_and_its_errors_name_the_file(tmp_path, loads):
+    import torch
+
+    from mlvis.models.loading import CheckpointError, read_checkpoint, reading_inside
+
+    sd = {"w": torch.arange(12.0).reshape(3, 4), "n": torch.tensor(3)}
+    torch.save(sd, tmp_path / "w.pth")
+    with reading_inside(tmp_path):
+        got = read_checkpoint(tmp_path / "w.pth")
+    assert got.keys() == sd.keys() and all(torch.equal(got[k], v) for k, v in sd.items())
+    name, arg, kwargs = loads[0]
+    assert name == "load" and str(arg).startswith("/proc/self/fd/") and kwargs["mmap"] is True
+    (tmp_path / "cut.pth").write_bytes((tmp_path / "w.pth").read_bytes()[:300])
+    with reading_inside(tmp_path), pytest.raises(CheckpointError) as err:
+        read_checkpoint(tmp_path / "cut.pth")
+    assert str(err.value).startswith("cut.pth is not a PyTorch checkpoint") and "/proc/" not in str(err.value)
+    with reading_inside(tmp_path), pytest.raises(FileNotFoundError, match="There is no checkpoint file at"):
+        read_checkpoint(tmp_path / "gone.pth")
+
+
+def test_a_query2label_config_beside_the_checkpoint_that_is_a_link_is_refused(tmp_path):
+    from mlvis.models.loading import CheckpointError, reading_inside
+    from mlvis.models.q2l import read_config
+
+    (tmp_path / "secret.json").write_text('{"img_size": 448}')
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "config_new.json").symlink_to(tmp_path / "secret.json")
+    assert read_config(tmp_path / "models" / "config_new.json") == {"img_size": 448}  # outside a card: followed
+    with reading_inside(tmp_path / "models"), pytest.raises(CheckpointError, match="symbolic link"):
+        read_config(tmp_path / "models" / "config_new.json")
+
+
+def test_a_card_file_swapped_for_a_link_is_refused(models_dir, tmp_path):
+    from mlvis.models import cards
+
+    path = timm_card(models_dir, name="tiny")
+    (tmp_path / "far.json").write_text(path.read_text())
+    assert cards.read_card(path).name == "tiny"
+    path.unlink()
+    path.symlink_to(tmp_path / "far.json")
+    with pytest.raises(cards.CardError, match="The model card tiny.json is a symbolic link, which is refused"):
+        cards.read_card(path)
