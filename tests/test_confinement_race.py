@@ -5,7 +5,10 @@ refused. The race is made deterministic: ``mlvis.store._opening``, called betwee
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
 
+import numpy as np
 import pytest
 from model_files import timm_card
 
@@ -283,3 +286,136 @@ def test_a_card_file_swapped_for_a_link_is_refused(models_dir, tmp_path):
     path.symlink_to(tmp_path / "far.json")
     with pytest.raises(cards.CardError, match="The model card tiny.json is a symbolic link, which is refused"):
         cards.read_card(path)
+
+
+# ---------------------------------------------------------------------------- the runs folder's runs
+
+
+def squares(start, stop):
+    return {"square": np.arange(start, stop) ** 2}
+
+
+@pytest.fixture
+def runs(tmp_path):
+    """A runs folder with a finished run ``good`` (2 chunks), and ``outside``: a copy of it elsewhere."""
+    from mlvis.runs import make_manifest, run_chunks
+
+    folder, outside = tmp_path / "runs", tmp_path / "outside"
+    run_chunks(folder / "good", make_manifest("test", model="m0"), 4, 2, squares)
+    shutil.copytree(folder / "good", outside)
+    return folder, outside
+
+
+def plant(link, target):
+    """Replace ``link`` (a file or folder) by a symbolic link to ``target``."""
+    shutil.rmtree(link) if link.is_dir() and not link.is_symlink() else link.unlink()
+    link.symlink_to(target)
+
+
+def test_a_manifest_that_is_a_link_leading_out_of_the_run_is_refused(runs, capsys):
+    from mlvis.app import runs_page
+    from mlvis.cli import main
+    from mlvis.runs import Run, RunError, run_status
+
+    folder, outside = runs
+    shutil.copytree(folder / "good", folder / "planted")
+    plant(folder / "planted" / "manifest.json", outside / "manifest.json")  # a manifest that reads fine
+    sentence = r"planted/manifest.json leads outside the run directory through a symbolic link; it is not read\."
+    with pytest.raises(RunError, match=sentence):
+        run_status(folder / "planted")
+    with pytest.raises(RunError, match=sentence):
+        Run(folder / "planted").load()
+    assert [r.name for r in runs_page.list_runs(folder)] == ["good"]  # skipped on the Runs page
+    with pytest.raises(RunError, match=sentence):
+        runs_page.status("planted", folder)
+    capsys.readouterr()
+    assert main(["table", str(folder / "planted")]) == 2
+    assert "leads outside the run directory through a symbolic link" in capsys.readouterr().err
+    assert run_status(folder / "good").finished
+
+
+def test_a_chunk_that_is_a_link_leading_out_is_not_counted_nor_read(runs):
+    from mlvis.app import runs_page
+    from mlvis.runs import CHUNKS, Run, RunError, chunk_name, load_run, run_status
+
+    folder, outside = runs
+    good = folder / "good"
+    plant(good / CHUNKS / chunk_name(1), outside / CHUNKS / chunk_name(1))  # the same bytes, outside
+    st = run_status(good)
+    assert (st.done, st.total, st.finished) == (1, 2, False)
+    assert [(r.name, r.done, r.total) for r in runs_page.list_runs(folder)] == [("good", 1, 2)]
+    assert Run(good).chunk(1) is None and Run(good).chunk(0) is not None
+    with pytest.raises(RunError, match=r"chunk-000001.npz leads outside the run directory through a symbolic link"):
+        load_run(good, partial=True)
+    plant(good / CHUNKS, outside / CHUNKS)  # the whole folder of chunks
+    assert run_status(good).done == 0
+    with pytest.raises(RunError, match=r"chunk-000000.npz leads outside the run directory through a symbolic link"):
+        load_run(good, partial=True)
+
+
+def test_a_run_with_an_outside_chunk_link_is_refused_by_mlvis_table(tmp_path, capsys):
+    import mlvis
+    from mlvis.analysis.evaluation import evaluate_run
+    from mlvis.cli import main
+    from mlvis.runs import CHUNKS, DemoImages, chunk_name
+
+    run, outside = tmp_path / "runs" / "eval", tmp_path / "outside"
+    evaluate_run(mlvis.create_model("demo-asl"), DemoImages(2), run, ["bce"], [0.05], chunk_size=1)
+    shutil.copytree(run, outside)
+    capsys.readouterr()
+    assert main(["table", str(run), "--format", "json"]) == 0
+    plant(run / CHUNKS / chunk_name(0), outside / CHUNKS / chunk_name(0))
+    capsys.readouterr()
+    assert main(["table", str(run), "--partial"]) == 2
+    assert "chunk-000000.npz leads outside the run directory through a symbolic link" in capsys.readouterr().err
+
+
+def test_links_that_stay_inside_the_run_still_work(runs):
+    from mlvis.runs import CHUNKS, chunk_name, load_run, run_status
+
+    folder, _ = runs
+    good = folder / "good"
+    (good / "kept").mkdir()
+    os.replace(good / "manifest.json", good / "kept" / "manifest.json")
+    (good / "manifest.json").symlink_to(Path("kept") / "manifest.json")
+    os.replace(good / CHUNKS / chunk_name(1), good / "kept" / chunk_name(1))
+    (good / CHUNKS / chunk_name(1)).symlink_to(good / "kept" / chunk_name(1))
+    assert run_status(good).finished
+    assert load_run(good)["square"].tolist() == [0, 1, 4, 9]
+
+
+def test_an_error_file_that_is_a_link_leading_out_is_said_not_read(runs):
+    from mlvis.runs import run_status
+
+    folder, outside = runs
+    (outside / "secret.json").write_text('{"error": "the secret"}')
+    (folder / "good" / "error.json").symlink_to(outside / "secret.json")
+    st = run_status(folder / "good")
+    assert "leads outside the run directory through a symbolic link" in st.error and "secret" not in st.error
+
+
+def test_a_manifest_swapped_for_a_link_while_it_is_opened_is_refused(runs, monkeypatch):
+    from mlvis.runs import RunError, run_status
+
+    folder, outside = runs
+    monkeypatch.setattr(store, "_opening", swap_to(outside / "manifest.json"))
+    with pytest.raises(RunError, match="manifest.json leads outside the run directory through a symbolic link"):
+        run_status(folder / "good")
+
+
+def test_a_staged_runs_stages_and_result_that_lead_out_do_not_count(tmp_path):
+    from mlvis.runs import claim_run, make_manifest, run_chunks, run_status, stage_dir, write_result
+
+    run, outside = tmp_path / "staged", tmp_path / "outside"
+    with claim_run(run, make_manifest("test", model="m0"), 4, 2, label="round", result="result.json") as path:
+        for i in range(2):
+            stage = make_manifest("test-round", model="m0", settings={"round": i})
+            run_chunks(stage_dir(path, i), stage, 4, 2, squares)
+        write_result(path, "result.json", b"{}")
+    st = run_status(run)
+    assert (st.done, st.total, st.finished, st.stage) == (4, 4, True, "round 2")
+    shutil.copytree(run, outside)
+    plant(stage_dir(run, 1), stage_dir(outside, 1))
+    plant(run / "result.json", outside / "result.json")
+    st = run_status(run)
+    assert (st.done, st.total, st.finished, st.stage) == (2, 2, False, "round 1")
