@@ -419,3 +419,31 @@ def test_a_staged_runs_stages_and_result_that_lead_out_do_not_count(tmp_path):
     plant(run / "result.json", outside / "result.json")
     st = run_status(run)
     assert (st.done, st.total, st.finished, st.stage) == (2, 2, False, "round 1")
+
+
+def test_without_descriptor_paths_the_opened_file_itself_is_read_to_the_same_weights(tmp_path, monkeypatch, loads):
+    import torch
+    from safetensors.torch import save_file
+
+    import mlvis
+    from mlvis.models import loading
+
+    sd = {"w": torch.arange(12.0).reshape(3, 4), "n": torch.tensor(3)}
+    torch.save(sd, tmp_path / "zip.pth")
+    torch.save(sd, tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
+    save_file(sd, str(tmp_path / "w.safetensors"))
+    net = torch.jit.script(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 2)).eval())
+    net.save(str(tmp_path / "net.pt"))
+    x = torch.rand(2, 3, 8, 8)
+    for fd_paths in (True, False):  # Linux's /proc/self/fd/N, and the file object where there is none
+        monkeypatch.setattr(loading, "_FD_PATHS", fd_paths)
+        with loading.reading_inside(tmp_path):
+            for name in ("zip.pth", "legacy.pth", "w.safetensors"):
+                got = loading.read_checkpoint(tmp_path / name)
+                assert got.keys() == sd.keys() and all(torch.equal(got[k], v) for k, v in sd.items()), name
+            model = mlvis.create_model("torchscript", checkpoint=tmp_path / "net.pt", device="cpu", input_size=8)
+        with torch.no_grad():
+            assert torch.equal(model(x), net(x))
+        paths = [isinstance(arg, str) and arg.startswith("/proc/self/fd/") for _, arg, _ in loads]
+        assert len(loads) == (5 if fd_paths else 4) and all(paths) == fd_paths and any(paths) == fd_paths
+        loads.clear()

@@ -25,6 +25,7 @@ import io
 import os
 import pickle
 import re
+import sys
 import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -68,6 +69,9 @@ def _numpy_globals() -> list:
 
 # ----------------------------------------------------------------------------------- opening files
 
+#: ``/proc/self/fd/N`` names the very file open as descriptor N (Linux), so path-taking readers read it
+_FD_PATHS = sys.platform.startswith("linux") and os.path.isdir("/proc/self/fd")
+
 #: the folder whose files are opened without following links, while a card builds its model
 _CARD_FOLDER: contextvars.ContextVar[Path | None] = contextvars.ContextVar("mlvis_card_folder", default=None)
 
@@ -101,8 +105,7 @@ class OpenedFile:
     def __init__(self, name: str, file: BinaryIO):
         self.name = name
         self.file = file
-        fd_path = f"/proc/self/fd/{file.fileno()}"
-        self.path: str | None = fd_path if os.path.exists(fd_path) else None
+        self.path: str | None = f"/proc/self/fd/{file.fileno()}" if _FD_PATHS else None
 
     def start(self) -> BinaryIO:
         """The file, at its first byte."""
