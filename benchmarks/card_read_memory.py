@@ -78,5 +78,6 @@ def main() -> None:
                 line += f"   copying read {copy[0]:.0f} MB: card / copying {card[0] / max(copy[0], 0.1):.3f}"
             print(line)
 
+
 if __name__ == "__main__":
     main()
