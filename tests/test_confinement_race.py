@@ -187,7 +187,7 @@ def test_a_checkpoint_swapped_for_a_link_after_the_check_is_refused_and_never_lo
     timm_card(models_dir, name="tiny")
     timm_card(tmp_path / "secret", name="tiny", seed=1)  # valid weights of another model, outside the folder
     swap_after_check(monkeypatch, "checkpoint", tmp_path / "secret" / "tiny.safetensors")
-    with pytest.raises(CheckpointError, match=r"^tiny.safetensors is reached through a symbolic link"):
+    with pytest.raises(CheckpointError, match=r"^tiny.safetensors in the models folder is a symbolic link"):
         mlvis.create_model("tiny", device="cpu")
     assert (models_dir / "tiny.safetensors").is_symlink()  # the swap happened after the check had passed
     assert loads == []  # nothing was loaded: the outside file was never read
@@ -200,7 +200,7 @@ def test_a_labels_file_swapped_for_a_link_after_the_check_is_refused(models_dir,
     timm_card(models_dir, name="tiny")
     (tmp_path / "secret.txt").write_text("w\nx\ny\nz\n")
     swap_after_check(monkeypatch, "labels", tmp_path / "secret.txt")
-    with pytest.raises(CheckpointError, match=r"^tiny.labels.txt is reached through a symbolic link"):
+    with pytest.raises(CheckpointError, match=r"^tiny.labels.txt in the models folder is a symbolic link"):
         mlvis.create_model("tiny", device="cpu")
 
 
@@ -224,7 +224,7 @@ def test_a_torchscript_card_swapped_for_a_link_is_refused(models_dir, tmp_path, 
     assert [(name, str(arg).startswith("/proc/self/fd/")) for name, arg, _ in loads] == [("load", True)]
     loads.clear()
     swap_after_check(monkeypatch, "checkpoint", tmp_path / "net.pt")
-    with pytest.raises(CheckpointError, match=r"^net.pt is reached through a symbolic link"):
+    with pytest.raises(CheckpointError, match=r"^net.pt in the models folder is a symbolic link"):
         mlvis.create_model("ts", device="cpu")
     assert loads == []
 

@@ -145,7 +145,7 @@ def open_model_file(path: str | Path) -> OpenedFile:
         return OpenedFile(path.name, open_without_links(folder, rel))
     except LinkRefused:
         raise CheckpointError(
-            f"{path.name} is reached through a symbolic link (it changed after it was checked), which is refused."
+            f"{path.name} in the models folder is a symbolic link or is reached through one, which is refused."
         ) from None
     except StoreError:
         raise CheckpointError(f"{path.name} is not a regular file in the models folder {folder}.") from None
@@ -154,7 +154,7 @@ def open_model_file(path: str | Path) -> OpenedFile:
 def _below(path: Path, folder: Path) -> Path | None:
     """``path`` relative to ``folder`` when it is written below it (``folder / ...``), else ``None``."""
     try:
-        rel = path.relative_to(folder)
+        rel = path.absolute().relative_to(folder.absolute())  # absolute(): the same form, no link resolved
     except ValueError:
         return None
     return rel if rel.parts else None
