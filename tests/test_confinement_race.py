@@ -447,3 +447,24 @@ def test_without_descriptor_paths_the_opened_file_itself_is_read_to_the_same_wei
         paths = [isinstance(arg, str) and arg.startswith("/proc/self/fd/") for _, arg, _ in loads]
         assert len(loads) == (5 if fd_paths else 4) and all(paths) == fd_paths and any(paths) == fd_paths
         loads.clear()
+
+
+def test_saved_images_reached_through_a_link_leading_out_are_not_read(tmp_path):
+    from mlvis.runs import Run, RunError, make_manifest, run_chunks
+
+    def with_images(start, stop):
+        idx = np.arange(start, stop)
+        pixels = np.ones((len(idx), 3, 4, 4)) * idx[:, None, None, None]
+        return {"x": idx, "images/adv": pixels.astype(np.uint8), "images/f": pixels.astype(np.float32)}
+
+    run = run_chunks(tmp_path / "run", make_manifest("test", model="m0"), 2, 1, with_images)
+    outside = tmp_path / "outside"
+    shutil.copytree(run.path, outside)
+    assert run.image_keys() == ["adv", "f"] and [i for i, _ in run.images("adv")] == [0, 1]
+    plant(run.path / "images" / "adv" / "0000001.png", outside / "images" / "adv" / "0000001.png")
+    plant(run.path / "images" / "f" / "chunk-0000000.npy", outside / "images" / "f" / "chunk-0000000.npy")
+    for key in ("adv", "f"):
+        with pytest.raises(RunError, match="leads outside the run directory through a symbolic link"):
+            list(Run(run.path).images(key))
+    plant(run.path / "images" / "f", outside / "images" / "f")
+    assert run.image_keys() == ["adv"]
