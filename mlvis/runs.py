@@ -14,6 +14,11 @@ A run directory holds::
                                per chunk (bit-exact)
     error.json                 the last failure, as a sentence (removed by the next start)
 
+Every file of a run directory is read through :func:`read_run_file` (``mlvis.store.read_confined``): a
+symbolic link inside the directory that leads outside it (``manifest.json -> /etc/...``, ``chunks -> ...``)
+is refused with a sentence and never followed, even one swapped in while the file is opened; a link that
+stays inside is read as usual.
+
 Usage::
 
     manifest = make_manifest("evaluate", model=fingerprint, dataset=ds.describe(), seed=0,
@@ -213,9 +218,9 @@ def run_chunks(
         pending = []
         for i, (start, stop) in enumerate(bounds):
             f = chunk_dir / chunk_name(i)
-            if f.exists() and _read_chunk(f, i, start, stop) is not None:
+            if f.exists() and _read_chunk(path, f"{CHUNKS}/{f.name}", i, start, stop) is not None:
                 continue
-            f.unlink(missing_ok=True)  # partial or corrupt: recomputed, never read
+            f.unlink(missing_ok=True)  # partial, corrupt or a link leading out: recomputed, never read
             pending.append((i, start, stop))
         done = len(bounds) - len(pending)
         if progress is not None:
@@ -272,12 +277,15 @@ class Run:
         """
         m = self.manifest
         for i, (start, stop) in enumerate(chunk_bounds(m["num_items"], m["chunk_size"])):
-            f = self.path / CHUNKS / chunk_name(i)
+            rel = f"{CHUNKS}/{chunk_name(i)}"
+            f = self.path / rel
             if not f.exists():
                 continue
-            arrays = _read_chunk(f, i, start, stop)
+            arrays = _read_chunk(self.path, rel, i, start, stop)
             if arrays is None:
-                raise RunError(f"{f} is partial or corrupt; start the run again to recompute it.")
+                leaves = _leaves(self.path, rel)
+                why = "leads outside the run directory through a symbolic link" if leaves else "is partial or corrupt"
+                raise RunError(f"{f} {why}; start the run again to recompute it.")
             yield start, stop, arrays if keys is None else {k: arrays[k] for k in keys}
 
     def chunk(self, index: int) -> dict[str, np.ndarray] | None:
@@ -286,8 +294,8 @@ class Run:
         bounds = chunk_bounds(m["num_items"], m["chunk_size"])
         if not 0 <= index < len(bounds):
             return None
-        f = self.path / CHUNKS / chunk_name(index)
-        return _read_chunk(f, index, *bounds[index]) if f.exists() else None
+        rel = f"{CHUNKS}/{chunk_name(index)}"
+        return _read_chunk(self.path, rel, index, *bounds[index]) if (self.path / rel).exists() else None
 
     def load(self, keys: Sequence[str] | None = None, partial: bool = False) -> dict[str, np.ndarray]:
         """Every chunk's arrays concatenated in item order.
@@ -311,7 +319,9 @@ class Run:
 
     def image_keys(self) -> list[str]:
         d = self.path / IMAGES
-        return sorted(p.name for p in d.iterdir() if p.is_dir()) if d.is_dir() else []
+        if not d.is_dir() or _leaves(self.path, IMAGES):
+            return []
+        return sorted(p.name for p in d.iterdir() if p.is_dir() and not _leaves(self.path, f"{IMAGES}/{p.name}"))
 
     def images(self, key: str) -> Iterator[tuple[int, np.ndarray]]:
         """``(item index, image array)`` of saved images ``key`` in order, read one file at a time.
@@ -320,10 +330,13 @@ class Run:
         """
         from PIL import Image
 
-        d = self.path / IMAGES / _safe_key(key)
-        for f in sorted(d.glob("*.npy")):
+        folder = f"{IMAGES}/{_safe_key(key)}"
+        d = self.path / folder
+        if _leaves(self.path, folder):
+            raise RunError(f"{d} leads outside the run directory through a symbolic link; it is not read.")
+        for f in sorted(d.glob("*.npy")):  # one chunk's images in memory at a time
             start = int(f.stem.split("-")[1])
-            arr = np.load(f, allow_pickle=False, mmap_mode="r")
+            arr = np.load(io.BytesIO(read_run_file(self.path, f"{folder}/{f.name}")), allow_pickle=False)
             for j in range(len(arr)):
                 yield start + j, np.array(arr[j])
         pngs = sorted(d.glob("*.png"))
@@ -331,7 +344,8 @@ class Run:
         for f in pngs:
             groups.setdefault(int(f.stem.split("_")[0]), []).append(f)
         for idx in sorted(groups):
-            arrs = [np.asarray(Image.open(f).convert("RGB")).transpose(2, 0, 1) for f in groups[idx]]
+            arrs = [np.asarray(Image.open(io.BytesIO(read_run_file(self.path, f"{folder}/{f.name}"))).convert("RGB"))
+                    .transpose(2, 0, 1) for f in groups[idx]]  # fmt: skip
             yield idx, arrs[0] if len(arrs) == 1 and "_" not in groups[idx][0].stem else np.stack(arrs)
 
 
@@ -353,24 +367,65 @@ def run_status(run_dir: str | os.PathLike) -> RunStatus:
     total = len(chunk_bounds(m["num_items"], m["chunk_size"]))
     error = None
     if (path / ERROR).exists():
-        with contextlib.suppress(OSError, ValueError):
-            error = str(json.loads((path / ERROR).read_text())["error"])
+        try:
+            error = str(json.loads(read_run_file(path, ERROR))["error"])
+        except RunError as exc:  # a link leading out: said, not followed
+            error = str(exc)
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
     staged = m.get("staged")
     if not isinstance(staged, dict):
-        return RunStatus(path, _done_chunks(path / CHUNKS, total), total, m["num_items"], m["chunk_size"], m, error)
-    stages = sorted(p for p in (path / STAGES).iterdir() if p.is_dir()) if (path / STAGES).is_dir() else []
-    done = sum(_done_chunks(p / CHUNKS, total) for p in stages)
-    complete = (path / str(staged.get("result", RESULT))).is_file()
+        return RunStatus(path, _done_chunks(path, CHUNKS, total), total, m["num_items"], m["chunk_size"], m, error)
+    stages = []
+    if (path / STAGES).is_dir() and not _leaves(path, STAGES):
+        stages = sorted(f"{STAGES}/{p.name}" for p in (path / STAGES).iterdir()
+                        if p.is_dir() and not _leaves(path, f"{STAGES}/{p.name}"))  # fmt: skip
+    done = sum(_done_chunks(path, f"{stage}/{CHUNKS}", total) for stage in stages)
+    result = str(staged.get("result", RESULT))
+    complete = not _leaves(path, result) and (path / result).is_file()
     label, most = str(staged.get("label", "stage")), staged.get("most")
     stage = f"{label} {max(1, len(stages))}" + (f" of at most {most}" if most else "")
     return RunStatus(path, done, max(1, len(stages)) * total, m["num_items"], m["chunk_size"], m, error,
                      stage, complete)  # fmt: skip
 
 
-def _done_chunks(d: Path, total: int) -> int:
-    if not d.is_dir():
+def _done_chunks(run_dir: Path, folder: str, total: int) -> int:
+    """The chunk files in ``run_dir / folder`` (links that lead out of ``run_dir`` are not counted)."""
+    d = run_dir / folder
+    if not d.is_dir() or _leaves(run_dir, folder):
         return 0
-    return sum(1 for p in d.iterdir() if _CHUNK_RE.fullmatch(p.name) and int(p.name[6:-4]) < total)
+    with os.scandir(d) as entries:
+        return sum(1 for e in entries if _CHUNK_RE.fullmatch(e.name) and int(e.name[6:-4]) < total
+                   and not (e.is_symlink() and _leaves(run_dir, f"{folder}/{e.name}")))  # fmt: skip
+
+
+def read_run_file(run_dir: str | os.PathLike, name: str) -> bytes:
+    """The bytes of the file ``name`` (relative) of a run directory, never through a link that leads out of it.
+
+    Raises:
+        RunError: ``name`` is, or passes through, a symbolic link leading outside ``run_dir`` (also one
+            swapped in while it is opened: ``mlvis.store.read_confined``).
+        FileNotFoundError, IsADirectoryError: there is no such file.
+    """
+    from mlvis.store import StoreError, read_confined
+
+    try:
+        return read_confined(run_dir, name)
+    except StoreError:
+        raise RunError(
+            f"{Path(run_dir) / name} leads outside the run directory through a symbolic link; it is not read."
+        ) from None
+
+
+def _leaves(run_dir: Path, name: str) -> bool:
+    """True when ``run_dir / name`` is a link (or is reached through one) that leads outside ``run_dir``."""
+    from mlvis.store import StoreError, confined
+
+    try:
+        confined(run_dir, name)
+    except StoreError:
+        return True
+    return False
 
 
 @contextlib.contextmanager
@@ -456,11 +511,12 @@ def _write_chunk(path: Path, index: int, start: int, stop: int, out: Mapping[str
     _durable_write(path / CHUNKS / chunk_name(index), body + _TRAILER + hashlib.sha256(body).hexdigest().encode())
 
 
-def _read_chunk(f: Path, index: int, start: int, stop: int) -> dict[str, np.ndarray] | None:
-    """The chunk's arrays, or ``None`` when the file is partial, corrupt or not this chunk."""
+def _read_chunk(run_dir: Path, name: str, index: int, start: int, stop: int) -> dict[str, np.ndarray] | None:
+    """The arrays of the chunk file ``run_dir / name``, or ``None`` when the file is partial, corrupt, not this
+    chunk, or a link that leads outside the run directory."""
     try:
-        raw = f.read_bytes()
-    except OSError:
+        raw = read_run_file(run_dir, name)
+    except (OSError, RunError):
         return None
     body, sep, digest = raw.rpartition(_TRAILER)
     if not sep or len(digest) != 64 or hashlib.sha256(body).hexdigest().encode() != digest:
@@ -536,10 +592,12 @@ def _durable_write(path: Path, data: bytes, sync: bool = True) -> None:
 def _read_manifest(path: Path) -> dict[str, Any]:
     f = path / MANIFEST
     try:
-        m = json.loads(f.read_text())
+        m = json.loads(read_run_file(path, MANIFEST))
         int(m["num_items"]), int(m["chunk_size"])
     except FileNotFoundError:
         raise RunError(f"{path} is not a run directory (it has no {MANIFEST}).") from None
+    except RunError:
+        raise
     except (OSError, ValueError, KeyError, TypeError):
         raise RunError(f"{f} is not a run manifest that can be read.") from None
     return m

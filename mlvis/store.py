@@ -154,6 +154,16 @@ def confined(folder: str | os.PathLike, name: str | os.PathLike) -> Path:
     """
     root = Path(folder)
     text = os.fspath(name)
+    rel = _relative(root, text)
+    path = root / rel
+    base = root.resolve()
+    if not path.resolve().is_relative_to(base):
+        raise StoreError(f"{text!r} is a link that leads outside {root}; only files inside it are allowed.")
+    return path
+
+
+def _relative(root: Path, text: str) -> Path:
+    """``text`` as a relative path without ``..``, or :class:`StoreError` (the checks of :func:`confined`)."""
     rel = Path(text)
     if not text or "\x00" in text:
         raise StoreError(f"{text!r} is not a file name.")
@@ -161,11 +171,7 @@ def confined(folder: str | os.PathLike, name: str | os.PathLike) -> Path:
         raise StoreError(f"{text!r} is an absolute path; only names inside {root} are allowed.")
     if ".." in rel.parts:
         raise StoreError(f"{text!r} climbs out of {root} with '..'; only names inside it are allowed.")
-    path = root / rel
-    base = root.resolve()
-    if not path.resolve().is_relative_to(base):
-        raise StoreError(f"{text!r} is a link that leads outside {root}; only files inside it are allowed.")
-    return path
+    return rel
 
 
 def _opening(path: Path) -> None:
@@ -217,6 +223,78 @@ def read_confined(folder: str | os.PathLike, name: str | os.PathLike) -> bytes:
     """The bytes of ``folder / name``, opened by :func:`open_confined` (no link race can lead outside)."""
     with open_confined(folder, name) as f:
         return f.read()
+
+
+class LinkRefused(StoreError):
+    """A file reached through a symbolic link where links are refused (:func:`open_without_links`)."""
+
+
+#: every part of a name can be opened relative to the folder before it, refusing links (POSIX)
+_WALKS = os.open in os.supports_dir_fd and hasattr(os, "O_NOFOLLOW") and hasattr(os, "O_DIRECTORY")
+
+
+def open_without_links(folder: str | os.PathLike, name: str | os.PathLike):
+    """Open ``folder / name`` for reading, refused when the file or a folder on the way is a symbolic link.
+
+    Unlike :func:`confined`, which looks at the path and then leaves the opening to the caller, this walks
+    the name one part at a time, each part opened *relative to the folder opened before it* with
+    ``O_NOFOLLOW``: there is no moment at which a link swapped in is followed, so the file opened is the
+    one inside ``folder``, whatever happens to the path meanwhile (a link is refused before anything of
+    its target is opened). ``folder`` itself may be a link (it is the caller's, not the name's). Where the
+    system cannot open relative to a folder (Windows), :func:`open_confined` is used: a link that stays
+    inside is then followed, one that leads outside is still refused.
+
+    Returns:
+        A binary file object of a regular file (close it, or use it in a ``with``).
+
+    Raises:
+        LinkRefused: the file, or a folder on the way, is a symbolic link.
+        StoreError: the name is absolute, has ``..``, or is not a regular file (a pipe, a device).
+        FileNotFoundError, IsADirectoryError, NotADirectoryError: there is no such file.
+    """
+    root = Path(folder)
+    text = os.fspath(name)
+    rel = _relative(root, text)
+    if not _WALKS:  # pragma: no cover - Windows
+        return open_confined(root, rel)
+    if not rel.parts:
+        raise StoreError(f"{text!r} is not a file name.")
+    _opening(root / rel)
+    cloexec = getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | cloexec)
+    for i, part in enumerate(rel.parts):
+        last = i == len(rel.parts) - 1
+        flags = os.O_RDONLY | os.O_NOFOLLOW | cloexec | (os.O_NONBLOCK if last else os.O_DIRECTORY)
+        try:
+            inner = os.open(part, flags, dir_fd=fd)
+        except OSError as exc:
+            link = exc.errno in (errno.ELOOP, errno.ENOTDIR) and _is_link(part, fd)
+            os.close(fd)
+            if link:
+                raise LinkRefused(
+                    f"{text!r} in {root} is a symbolic link or is reached through one, which is refused."
+                ) from None
+            raise
+        os.close(fd)
+        fd = inner
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", str(root / rel))
+        if not stat.S_ISREG(st.st_mode):
+            raise StoreError(f"{text!r} in {root} is not a regular file.")
+        os.set_blocking(fd, True)  # O_NONBLOCK only kept a pipe from blocking the opening
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _is_link(part: str, dir_fd: int) -> bool:
+    try:
+        return stat.S_ISLNK(os.lstat(part, dir_fd=dir_fd).st_mode)
+    except OSError:
+        return False
 
 
 # ------------------------------------------------------------------------------------ CLI outputs

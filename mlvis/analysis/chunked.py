@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import math
 import shutil
@@ -139,20 +140,20 @@ class ProbeRound:
         does not match its checksum (then the round recomputes the earlier steps)."""
         import torch
 
-        from mlvis.runs import IMAGES, Run
+        from mlvis.runs import IMAGES, Run, read_run_file
 
         if self.previous is None:
             return False
         prev = Run(Path(self.previous))
+
+        def read(name: str) -> np.ndarray:  # never through a link that leads out of the round's run directory
+            data = read_run_file(prev.path, f"{IMAGES}/state-{name}/chunk-{start:07d}.npy")
+            return np.load(io.BytesIO(data), allow_pickle=False)
+
         try:
             arrays = prev.chunk(start // int(prev.manifest["chunk_size"]))
-            state = {
-                f"{name}{p}": np.load(prev.path / IMAGES / f"state-{name}{p}" / f"chunk-{start:07d}.npy",
-                                      allow_pickle=False)  # fmt: skip
-                for p in range(len(parts))
-                for name in _STATE
-            }
-        except (OSError, ValueError, KeyError, TypeError):
+            state = {f"{name}{p}": read(f"{name}{p}") for p in range(len(parts)) for name in _STATE}
+        except (OSError, ValueError, KeyError, TypeError):  # RunError (a link leading out) is a ValueError
             return False
         if arrays is None or "state_sha" not in arrays or not np.array_equal(_row_digests(state), arrays["state_sha"]):
             return False
@@ -224,7 +225,7 @@ def profile_run(
         probe_output,
     )
     from mlvis.attacks.geometry import DEFAULT_ALPHA
-    from mlvis.runs import claim_run, make_manifest, run_chunks, stage_dir, write_result
+    from mlvis.runs import claim_run, make_manifest, read_run_file, run_chunks, stage_dir, write_result
 
     alpha = float(DEFAULT_ALPHA if alpha is None else alpha)
     check_profile_settings(alpha=alpha, interval=interval, max_eps=max_eps, rel=rel, patience=patience,
@@ -243,7 +244,7 @@ def profile_run(
     manifest = make_manifest("profile", model=model_entry, dataset=images.describe(), settings=settings)
     with claim_run(run_dir, manifest, n, chunk_size, label="round", most=most, result=PROFILE_RESULT) as path:
         if (path / PROFILE_RESULT).is_file():
-            return FlipProfile.load(path / PROFILE_RESULT)
+            return FlipProfile.from_dict(json.loads(read_run_file(path, PROFILE_RESULT)))
         records: list[np.ndarray] = []
         r, end, converged, labels = 0, max_steps, False, 0
         while True:
@@ -284,14 +285,14 @@ def profile_from_run(run_dir):
         mlvis.runs.RunError: not a profile run, or not finished.
     """
     from mlvis.analysis.profiles import FlipProfile
-    from mlvis.runs import RunError, run_status
+    from mlvis.runs import RunError, read_run_file, run_status
 
     st = run_status(run_dir)
     if st.manifest.get("kind") != "profile":
         raise RunError(f"{st.path} holds a {st.manifest.get('kind')!r} run, not a profile run.")
     if not st.finished:
         raise RunError(f"The profile run in {st.path} is not finished ({st.stage}); start it again to continue.")
-    return FlipProfile.load(Path(st.path) / PROFILE_RESULT)
+    return FlipProfile.from_dict(json.loads(read_run_file(st.path, PROFILE_RESULT)))
 
 
 # ------------------------------------------------------------------------------ correlation matrices

@@ -32,7 +32,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from mlvis.models.loading import CheckpointError, resolve_inside
+from mlvis.models.loading import CheckpointError, reading_inside, resolve_inside
 from mlvis.models.spec import INTERPOLATIONS, RESIZES
 
 ENV = "MLVIS_MODELS_DIR"
@@ -110,7 +110,8 @@ class Card:
             raise CardError(f"{self.path.name} names no checkpoint.")
         if path is not None and not path.is_file():
             raise CardError(f"{self.path.name}: its checkpoint {self.data['checkpoint']} is not in {self.folder}.")
-        return builder(checkpoint=path, device=device, progress=progress, **kwargs)
+        with reading_inside(self.folder):  # the files checked above are opened without following links
+            return builder(checkpoint=path, device=device, progress=progress, **kwargs)
 
 
 def validate(data: Any, where: str = "the card") -> dict[str, Any]:
@@ -168,9 +169,14 @@ def validate(data: Any, where: str = "the card") -> dict[str, Any]:
 
 def read_card(path: str | Path) -> Card:
     """The card in ``path``, validated (its files are checked when the model is built)."""
+    from mlvis.store import LinkRefused, open_without_links
+
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        with open_without_links(path.parent, path.name) as f:  # a link swapped in for the card is refused
+            data = json.loads(f.read().decode("utf-8"))
+    except LinkRefused:
+        raise CardError(f"The model card {path.name} is a symbolic link, which is refused.") from None
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise CardError(f"The model card {path.name} is not valid JSON ({exc}).") from None
     data = validate(data, f"The model card {path.name}")

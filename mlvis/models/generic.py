@@ -20,6 +20,7 @@ from mlvis.models.loading import (
     CheckpointError,
     check_fits_memory,
     is_torchscript,
+    open_model_file,
     read_checkpoint,
     state_dict_from,
     tensor_bytes,
@@ -193,19 +194,27 @@ def build_torchscript(
     if checkpoint is None:
         raise CheckpointError("torchscript needs a checkpoint file: create_model('torchscript', checkpoint=PATH).")
     path = Path(checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"There is no TorchScript file at {path}.")
-    if not is_torchscript(path):
-        raise CheckpointError(f"{path.name} is not a TorchScript archive (torch.jit.save writes one).")
-    if input_size is None:
-        raise ModelLoadError(f"{path.name}: a TorchScript model needs input_size=(H, W); the file does not record it.")
-    size = _size(input_size, None)
-    report = progress or (lambda *_: None)
-    report(0.2, f"Reading {path.name} ...")
     try:
-        net = torch.jit.load(str(path), map_location="cpu")
-    except (RuntimeError, ValueError) as exc:
-        raise CheckpointError(f"{path.name} could not be loaded as TorchScript ({str(exc).splitlines()[0]}).") from None
+        opened = open_model_file(path)  # sniffed and loaded from this one opening
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise FileNotFoundError(f"There is no TorchScript file at {path}.") from None
+    except OSError as exc:
+        raise CheckpointError(f"{path.name} cannot be opened ({exc.strerror or exc}).") from None
+    with opened as f:
+        if not is_torchscript(f):
+            raise CheckpointError(f"{path.name} is not a TorchScript archive (torch.jit.save writes one).")
+        if input_size is None:
+            raise ModelLoadError(
+                f"{path.name}: a TorchScript model needs input_size=(H, W); the file does not record it."
+            )
+        size = _size(input_size, None)
+        report = progress or (lambda *_: None)
+        report(0.2, f"Reading {path.name} ...")
+        try:
+            net = torch.jit.load(f.path if f.path else f.start(), map_location="cpu")
+        except (RuntimeError, ValueError) as exc:
+            first = f.named(str(exc).splitlines()[0])
+            raise CheckpointError(f"{path.name} could not be loaded as TorchScript ({first}).") from None
     net.eval()
     check_fits_memory(tensor_bytes(dict(net.state_dict())), device or torch.device("cpu"), f"TorchScript ({path.name})")
     with torch.no_grad():

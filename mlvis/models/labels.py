@@ -52,9 +52,11 @@ class LabelsError(ModelLoadError):
 
 def read_labels_file(path: str | Path) -> tuple[str, ...]:
     """Labels from a text file (one per line, blank lines ignored) or a JSON list of strings."""
+    from mlvis.models.loading import read_text
+
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path)  # in a card's folder: without following links
     except (OSError, UnicodeDecodeError) as exc:
         raise LabelsError(f"The labels file {path.name} cannot be read ({exc}).") from None
     return parse_labels(text, path.name)

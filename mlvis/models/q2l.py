@@ -25,7 +25,14 @@ from torch import nn
 
 from mlvis.errors import InvalidInput, ModelLoadError
 from mlvis.models.labels import resolve_labels
-from mlvis.models.loading import CheckpointError, check_fits_memory, read_checkpoint, state_dict_from, tensor_bytes
+from mlvis.models.loading import (
+    CheckpointError,
+    check_fits_memory,
+    read_checkpoint,
+    read_text,
+    state_dict_from,
+    tensor_bytes,
+)
 from mlvis.models.spec import ModelSpec
 from mlvis.models.wrapper import MultiLabelModel
 
@@ -269,7 +276,7 @@ def read_config(path: Path | None) -> dict | None:
     if path is None:
         return None
     try:
-        data = json.loads(Path(path).read_text())
+        data = json.loads(read_text(path))  # in a card's folder: without following links
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"The Query2Label configuration {Path(path).name} cannot be read ({exc}).") from None
     if not isinstance(data, dict):
