@@ -167,6 +167,33 @@ def test_a_cache_that_cannot_be_written_does_not_lose_the_result(tmp_path, monke
     assert fitted.labels == 5 and fitted.eps_max > 0
 
 
+@pytest.mark.parametrize("kind", ["profile", "correlations"])
+def test_the_library_says_before_the_work_that_a_broken_cache_will_not_keep_the_result(kind, tmp_path, monkeypatch):
+    """The cache folder is checked before the probe or the attacks start: with the warning made an error,
+    nothing has run when it is raised; as a warning it comes once and the result is returned."""
+    model, x = _toy()
+    (tmp_path / "cache").write_text("a file where the cache folder should be")
+    monkeypatch.setenv("MLVIS_CACHE", str(tmp_path / "cache"))
+    steps = []
+
+    def run():
+        if kind == "profile":
+            return _fit(model, x, progress=lambda d, t: steps.append(d))
+        return mlvis.correlations(model, x, eps=0.002, direction="up", progress=lambda d, t: steps.append(d))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ArtifactWarning)
+        with pytest.raises(ArtifactWarning, match="will be computed but not cached.*is a file"):
+            run()
+    assert steps == []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = run()
+    said = [str(w.message) for w in caught if issubclass(w.category, ArtifactWarning)]
+    assert len(said) == 1 and "will be computed but not cached" in said[0]  # said once, before; not again after
+    assert steps and result is not None  # the work ran and its result is returned
+
+
 def test_the_cli_checks_the_cache_before_any_work(tmp_path, monkeypatch, capsys):
     (tmp_path / "cache").write_text("x")
     monkeypatch.setenv("MLVIS_CACHE", str(tmp_path / "cache"))

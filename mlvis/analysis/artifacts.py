@@ -209,6 +209,18 @@ def document(kind: str, model, settings: dict, payload: dict) -> dict:
     return doc
 
 
+def cache_writable(kind: str) -> bool:
+    """Check the cache folder before a computation that would cache a ``kind`` (:func:`mlvis.store.check_cache_dir`):
+    ``True`` when it can be written; otherwise an :class:`ArtifactWarning` says at once, before the work, that
+    the result will be computed but not cached (and why), and ``False`` tells the caller not to try."""
+    try:
+        check_cache_dir()
+    except (StoreError, OSError) as e:
+        warnings.warn(ArtifactWarning(f"The {kind} will be computed but not cached: {e}"), stacklevel=3)
+        return False
+    return True
+
+
 def save(kind: str, model, settings: dict, payload: dict, path: str | os.PathLike | None = None) -> Path | None:
     """Write ``payload`` as an artifact document to the cache (or to ``path``), atomically.
 

@@ -333,6 +333,7 @@ def correlations(
         raise InvalidInput(f"eps must be a positive number, not {eps!r}.")
     x = check_images(images)
     subset = direction == "down" and bool(present_only)
+    cache = bool(cache) and artifacts.cache_writable("correlation matrix")  # said before the attacks
     clean, adv, labels, thr = single_label_attacks(model, x, eps, direction, alpha, progress, max_batch, autocast,
                                                    present_only=subset)  # fmt: skip
     budget = rule.to_dict() if rule is not None else None

@@ -655,6 +655,7 @@ def profile(
         dims = int(check_images(images)[0].numel())
     if max_eps is None:
         max_eps = default_max_eps(norm, dims, alpha)
+    cache = bool(cache) and artifacts.cache_writable("profile")  # said before the probe, not after it
     p = probe(model, images, alpha=alpha, interval=interval, max_eps=max_eps, rel=rel, patience=patience,
               progress=progress, max_batch=max_batch, autocast=autocast, norm=norm, protocol=protocol)  # fmt: skip
     return fitted_profile(p, model, degree, alpha, interval, max_eps, rel, patience, images if cache else None,
