@@ -659,8 +659,19 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def _jsonable(v: Any) -> Any:
-    """``v`` as plain JSON values (tuples to lists, numpy scalars to numbers), as the manifest file holds it."""
-    return json.loads(json.dumps(v, default=_json_default, sort_keys=True))
+    """``v`` as plain JSON values (tuples to lists, numpy scalars to numbers), as the manifest file holds it.
+
+    Raises:
+        RunError: when ``v`` holds something JSON cannot hold (an object, a key that is not a string or a
+            number, keys of mixed types, a loop).
+    """
+    try:
+        return json.loads(json.dumps(v, default=_json_default, sort_keys=True))
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise RunError(
+            "A run manifest must hold only JSON values (numbers, strings, lists, dicts with string keys, numpy "
+            f"arrays, paths or dataclasses); this one cannot be written ({str(exc).rstrip('.')})."
+        ) from None
 
 
 def _json_default(v: Any) -> Any:

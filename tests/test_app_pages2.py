@@ -446,7 +446,7 @@ def test_sweep_page_tables_iv_vi_and_the_other_experiments(model, monkeypatch):
     # a bad list gets a sentence
     at.text_input(key=sweep_page.SWEEP_FRACTIONS).set_value("0.1, lots").run()
     assert not at.exception
-    assert "the fractions must be numbers separated by commas, not '0.1, lots'." in [e.value for e in at.error]
+    assert "Give the fractions as numbers separated by commas, not '0.1, lots'." in [e.value for e in at.error]
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -208,26 +208,38 @@ def test_a_recipe_file_too_large_is_refused_before_parsing():
 # ------------------------------------------------------- the remaining raw ValueErrors (issue 14 §2)
 
 
-LIBRARY = ("cli.py", "recipe.py", "errors.py", "attacks", "analysis", "models", "data")
-
-
-def test_no_raw_value_error_is_raised_in_the_library_or_the_cli():
-    """Every ``raise`` of a ValueError in the CLI and the library's attacks, analysis, models and data is an
-    mlvis.errors class (the CLI, the models and the data modules were the last with raw ones), so a caller
-    can tell mlvis's refusals from a bug's ValueError. (The app's glue and the figures are front ends whose
-    ValueErrors the pages show as sentences.)"""
+def raw_value_errors(source: str) -> list[int]:
+    """The lines of ``source`` that raise a bare ``ValueError`` (called or not) instead of an mlvis.errors class."""
     import ast
+
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Raise) and node.exc is not None:
+            exc = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
+            if isinstance(exc, ast.Name) and exc.id == "ValueError":
+                lines.append(node.lineno)
+    return sorted(lines)
+
+
+def test_the_scan_finds_raw_value_errors():
+    source = (
+        "def f(x):\n    if x:\n        raise ValueError('no')\n    raise ValueError\n    raise InvalidInput('No.')\n"
+    )
+    assert raw_value_errors(source) == [3, 4]
+
+
+def test_no_raw_value_error_is_raised_anywhere_in_the_package():
+    """Every ``raise`` of a ValueError in mlvis (the library, the CLI, the app's glue in mlvis/app and the
+    figures in mlvis/viz) is an mlvis.errors class, so a caller can tell mlvis's refusals from a bug's
+    ValueError and every refusal is a sentence of its class."""
     from pathlib import Path
 
     root = Path(mlvis.__file__).parent
-    raw = []
-    files = [p for name in LIBRARY for p in ([root / name] if name.endswith(".py") else (root / name).rglob("*.py"))]
-    for path in sorted(files):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call):
-                func = node.exc.func
-                if isinstance(func, ast.Name) and func.id == "ValueError":
-                    raw.append(f"{path.relative_to(root)}:{node.lineno}")
+    files = sorted(root.rglob("*.py"))
+    assert {"cli.py", "app/page.py", "viz/gallery.py", "attacks/engine.py"} <= {
+        p.relative_to(root).as_posix() for p in files
+    }
+    raw = [f"{p.relative_to(root)}:{line}" for p in files for line in raw_value_errors(p.read_text())]
     assert raw == []
 
 
@@ -262,3 +274,35 @@ def run_cli_plain(argv):
     with contextlib.redirect_stderr(buf):
         code = main(argv)
     return code, buf.getvalue()
+
+
+def test_the_former_raw_value_errors_of_the_app_and_the_figures_are_sentences_of_their_class(tmp_path):
+    from mlvis import runs, viz
+    from mlvis.app import default_view, hyperplane_page, page, state
+
+    probes = [
+        (lambda: page.parse_numbers("0.1, lots", "the fractions", 0.0, 1.0), errors.InvalidInput,
+         r"^Give the fractions as numbers separated by commas, not '0\.1, lots'\.$"),
+        (lambda: page.parse_numbers(" , ", "q", 0.0, 1.0), errors.InvalidInput, r"^Give at least one value for q\.$"),
+        (lambda: hyperplane_page.parse_rows("a1,2,3"), errors.InvalidInput,
+         r"^Part 1 \('a1,2,3'\) is not of the form name:w1,w2,b\.$"),
+        (lambda: hyperplane_page.parse_rows("a:1,2,x"), errors.InvalidInput, r"^Part 1 .* not a number in w1,w2,b\.$"),
+        (lambda: hyperplane_page.parse_rows(";"), errors.InvalidInput, r"^The table holds no boundaries; give"),
+        (lambda: state.default_model([]), errors.ModelLoadError, r"^No models are registered.*register_model\.$"),
+        (lambda: default_view.pick_scene({"a": [1], "b": []}, "a", "b"), errors.InvalidInput,
+         r"^Give as many a as b flip counts \(at least one\)\.$"),
+        (lambda: viz.upscale_image(np.zeros((4, 4))), errors.DataError,
+         r"^An image must be \(3, H, W\) or \(H, W, 3\), not shape \(4, 4\)\.$"),
+        (lambda: viz.upscale_image(np.zeros((3, 4, 4)), 0), errors.InvalidInput, r"^The upscaling factor .* not 0\.$"),
+        (lambda: viz.confidence_bars([0.1], ["a", "b"], 0.5), errors.InvalidInput,
+         r"^Give one confidence per label: got 1 confidences for 2 labels\.$"),
+        (lambda: viz.profiles_figure([]), errors.InvalidInput, r"^Give at least one profile to draw\.$"),
+        (lambda: viz.matrix_heatmap(np.zeros((2, 3)), ["a", "b"], "t", "up"), errors.InvalidInput,
+         r"^The matrix must be 2 × 2 for 2 labels, not of shape \(2, 3\)\.$"),
+        (lambda: runs.run_chunks(tmp_path / "run", {"x": object()}, 1, 1, lambda a, b: {}), runs.RunError,
+         r"^A run manifest must hold only JSON values .*\(object is not JSON-serialisable\)\.$"),
+    ]  # fmt: skip
+    for call, cls, words in probes:
+        with pytest.raises(cls, match=words) as e:
+            call()
+        assert str(e.value)[0].isupper() and str(e.value).endswith("."), e.value

@@ -15,6 +15,8 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from mlvis.errors import InvalidInput
+
 SCENES = 50
 RULE_EPS = 0.02
 LEAD, BASE = "class", "bce"
@@ -78,7 +80,7 @@ def pick_scene(flips: Mapping[str, Sequence[int]], lead: str = LEAD, base: str =
     """The index where ``flips[lead] - flips[base]`` is largest (the first one on a tie)."""
     a, b = list(flips[lead]), list(flips[base])
     if not a or len(a) != len(b):
-        raise ValueError(f"Give as many {lead} as {base} flip counts (at least one).")
+        raise InvalidInput(f"Give as many {lead} as {base} flip counts (at least one).")
     gaps = [x - y for x, y in zip(a, b)]
     return gaps.index(max(gaps))
 

@@ -16,6 +16,7 @@ import streamlit as st
 
 from mlvis.analysis import hyperplane
 from mlvis.app.budget_input import number_entry
+from mlvis.errors import InvalidInput
 
 # ----------------------------------------------------------------------------------------------------------------------
 # the custom table in the URL
@@ -37,7 +38,7 @@ def format_rows(rows: Sequence[Sequence]) -> str:
 
 
 def parse_rows(text: str) -> tuple[tuple[str, float, float, float], ...]:
-    """The rows written by :func:`format_rows`; a ``ValueError`` naming the bad part otherwise.
+    """The rows written by :func:`format_rows`; an :class:`~mlvis.errors.InvalidInput` naming the bad part otherwise.
 
     Only the text format is checked here; :meth:`Boundaries.from_rows` checks the values.
     """
@@ -46,14 +47,14 @@ def parse_rows(text: str) -> tuple[tuple[str, float, float, float], ...]:
         name, sep, numbers = part.rpartition(":")
         values = numbers.split(",")
         if not sep or len(values) != 3:
-            raise ValueError(f"part {i + 1} ({part!r}) is not 'name:w1,w2,b'")
+            raise InvalidInput(f"Part {i + 1} ({part!r}) is not of the form name:w1,w2,b.")
         try:
             w1, w2, b = (float(v) for v in values)
         except ValueError:
-            raise ValueError(f"part {i + 1} ({part!r}) holds something that is not a number") from None
+            raise InvalidInput(f"Part {i + 1} ({part!r}) holds something that is not a number in w1,w2,b.") from None
         rows.append((name.strip(), w1, w2, b))
     if not rows:
-        raise ValueError("it holds no boundaries")
+        raise InvalidInput("The table holds no boundaries; give at least one as name:w1,w2,b.")
     return tuple(rows)
 
 
@@ -178,7 +179,7 @@ def _custom_base(fallback: tuple[Row, ...]) -> tuple[tuple[Row, ...], str | None
             try:
                 rows = parse_rows(text)
             except ValueError as exc:
-                problem = f"The link's custom table could not be read ({exc}), so it starts from the Fig. 18 preset."
+                problem = f"The link's custom table could not be read, so it starts from the Fig. 18 preset. {exc}"
         ss[HP_CUSTOM_BASE] = rows
     return ss[HP_CUSTOM_BASE], problem
 

@@ -35,6 +35,7 @@ from mlvis.app.budget_input import BudgetKeys, budget_input, number_entry
 from mlvis.attacks import DEFAULT_ALPHA, Budget, get_method
 from mlvis.attacks.methods import RUNNER
 from mlvis.data import images as uploads
+from mlvis.errors import InvalidInput, ModelLoadError
 
 LAB_SOURCE = "lab.source"
 LAB_START = "lab.scene"
@@ -442,7 +443,7 @@ def run_section(controls: LabControls, model_name: str, model: mlvis.MultiLabelM
     """The Lab's Run button, progress and kept results for the current controls (recorded for the replay)."""
     recipe, images = controls.recipe, controls.images
     if recipe is None or images is None:
-        raise ValueError("Nothing to run: choose the images and at least one method.")
+        raise InvalidInput("Nothing to run: choose the images and at least one method.")
     digest = uploads.image_digest(images)
     bf16 = state.bf16()  # the sidebar's switch, part of the kept result's key
     key = (recipe, digest, controls.names, controls.transfer_to, bf16)
@@ -454,7 +455,7 @@ def run_section(controls: LabControls, model_name: str, model: mlvis.MultiLabelM
         if other is not None:
             target, error = cache.try_load_model(other)
             if target is None:
-                raise ValueError(error)
+                raise ModelLoadError(error)
         return run_lab(model, recipe, images, controls.names, target, progress, autocast=bf16)
 
     return jobs.run_section(

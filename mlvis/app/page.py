@@ -11,6 +11,7 @@ import streamlit as st
 
 import mlvis
 from mlvis.app import cache, state
+from mlvis.errors import DataError, InvalidInput
 
 FRAME_RERUN = "page._frame_rerun"  # set once a page asked for a rerun because app.py's frame had not run
 
@@ -64,7 +65,7 @@ def scenes(model: mlvis.MultiLabelModel, count: int, seed: int | None = None) ->
     """The first ``count`` held-out demo scenes of the sidebar's seed block at the model's input size."""
     h, w = (int(v) for v in model.spec.input_size)
     if h != w:
-        raise ValueError(f"The demo scenes are square; {model.spec.name} expects {h}×{w}.")
+        raise DataError(f"The demo scenes are square, but {model.spec.name} takes {h}×{w} images.")
     return cache.lab_scenes("test", state.seed() if seed is None else int(seed), 0, int(count), h)
 
 
@@ -115,18 +116,18 @@ def image_uploads(model: mlvis.MultiLabelModel, key: str, label: str, purpose: s
 
 
 def parse_numbers(text: str, name: str, lo: float, hi: float, max_count: int = 12) -> tuple[float, ...]:
-    """``"0.05, 0.1 0.2"`` -> ``(0.05, 0.1, 0.2)``, sorted, unique; ``ValueError`` with a sentence otherwise."""
+    """``"0.05, 0.1 0.2"`` -> ``(0.05, 0.1, 0.2)``, sorted, unique; ``InvalidInput`` with a sentence otherwise."""
     parts = [p for p in str(text).replace(";", ",").replace(" ", ",").split(",") if p.strip()]
     if not parts:
-        raise ValueError(f"Give at least one value for {name}.")
+        raise InvalidInput(f"Give at least one value for {name}.")
     try:
         values = sorted({float(p) for p in parts})
     except ValueError:
-        raise ValueError(f"{name} must be numbers separated by commas, not {text!r}.") from None
+        raise InvalidInput(f"Give {name} as numbers separated by commas, not {text!r}.") from None
     if any(not (math.isfinite(v) and lo < v <= hi) for v in values):
-        raise ValueError(f"Every value of {name} must lie in ({lo:g}, {hi:g}].")
+        raise InvalidInput(f"Every value of {name} must lie in ({lo:g}, {hi:g}].")
     if len(values) > max_count:
-        raise ValueError(f"Give at most {max_count} values for {name}.")
+        raise InvalidInput(f"Give at most {max_count} values for {name}.")
     return tuple(values)
 
 

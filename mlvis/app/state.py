@@ -24,6 +24,8 @@ from collections.abc import Sequence
 
 import streamlit as st
 
+from mlvis.errors import ModelLoadError
+
 #: selected model name (sidebar selectbox); also the URL query parameter name
 MODEL = "model"
 #: seed of the sample scenes (sidebar number input); also the URL query parameter name
@@ -43,7 +45,9 @@ def picker_options(models: Sequence[str]) -> list[str]:
 def default_model(models: Sequence[str]) -> str:
     """The model the app opens on: ``demo-asl`` when registered, else the first one."""
     if not models:
-        raise ValueError("no models are registered")
+        raise ModelLoadError(
+            "No models are registered, so the app has none to open; register one with mlvis.register_model."
+        )
     return "demo-asl" if "demo-asl" in models else models[0]
 
 

@@ -21,6 +21,7 @@ from mlvis.app.page import DIMS, parse_numbers, scenes
 from mlvis.attacks import DEFAULT_ALPHA, AttackSpec, get_method
 from mlvis.attacks.plan import exposed_values, image_steps
 from mlvis.attacks.protocol import PROTOCOL_TITLES, PROTOCOLS
+from mlvis.errors import InvalidInput
 
 SWEEP_METHODS = "sweep.methods"
 SWEEP_GAMMA = "sweep.gamma"
@@ -111,7 +112,7 @@ def compute_sweep(model_name: str, s: SweepSettings, progress=None):
     for m in s.methods:
         problem = arts.problem(m)
         if problem:
-            raise ValueError(problem)
+            raise InvalidInput(problem)
     return mlvis.evaluate(
         model,
         x,
@@ -216,7 +217,7 @@ def compute_q_sweep(model_name: str, s: QSweepSettings, progress=None):
     x = scenes(model, s.images, s.seed)
     prof = cache.artifact(model_name, "profile")  # Table IX is the paper's L-inf experiment
     if prof is None:
-        raise ValueError(cache.lab_artifacts(model_name).problem("slam"))
+        raise InvalidInput(cache.lab_artifacts(model_name).problem("slam"))
     return q_sweep(model, x, s.qs, profile=prof, eps_fractions=s.fractions, seed=s.seed, progress=progress)
 
 
@@ -531,8 +532,10 @@ def compute_norms(model_name: str, ns: NormsSettings, progress=None):
     profiles = {n: cache.artifact(model_name, kind) for n, kind in cache.PROFILE_KINDS.items()}
     if get_method(ns.method).needs and any(p is None for p in profiles.values()):
         missing = "L2" if profiles["l2"] is None else "L∞"
-        raise ValueError(f"{rc.method_title(ns.method)} needs both profiles; {model_name} has no {missing} profile yet "
-                         "(measure it on the Profiles page).")  # fmt: skip
+        raise InvalidInput(
+            f"{rc.method_title(ns.method)} needs both profiles; {model_name} has no {missing} profile yet "
+            "(measure it on the Profiles page)."
+        )
     return linf_vs_l2(model, x, ns.eps, ns.method, profiles=profiles, progress=progress)
 
 

@@ -20,6 +20,7 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from mlvis.errors import InvalidInput
 from mlvis.viz.audit import amplified, common_factor, layout_svg
 
 INK = (34, 34, 34)
@@ -56,13 +57,13 @@ def gallery_layout(g, show: str = "adversarial", scale: int | None = None, label
         title: the slide's title (default: the model and what is shown).
     """
     if show not in SHOWS:
-        raise ValueError(f"show must be one of {', '.join(SHOWS)}, not {show!r}.")
+        raise InvalidInput(f"The option show must be one of {', '.join(SHOWS)}, not {show!r}.")
     h0, w0 = g.clean.shape[1:]
     scale = tile_scale(h0) if scale is None else scale
     if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or not 1 <= scale <= 16:
-        raise ValueError(f"The upscaling factor must be a whole number from 1 to 16, not {scale!r}.")
+        raise InvalidInput(f"The upscaling factor must be a whole number from 1 to 16, not {scale!r}.")
     if isinstance(labels_shown, bool) or not isinstance(labels_shown, (int, np.integer)) or labels_shown < 0:
-        raise ValueError(f"labels_shown must be a whole number >= 0, not {labels_shown!r}.")
+        raise InvalidInput(f"The option labels_shown must be a whole number of at least 0, not {labels_shown!r}.")
     h, w = h0 * int(scale), w0 * int(scale)
     font = max(11, min(16, w // 11))
     line = font + 4

@@ -19,6 +19,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from mlvis.errors import DataError, InvalidInput
+
 BEFORE_COLOUR = "#b8c0cc"
 AFTER_COLOUR = "#1f77b4"
 FLIPPED_COLOUR = "#d62728"
@@ -30,7 +32,7 @@ LEVEL = 1.0 / 255.0
 def _chw(a: np.ndarray) -> np.ndarray:
     a = np.asarray(a, np.float64)
     if a.ndim != 3 or a.shape[0] not in (1, 3):
-        raise ValueError(f"expected a (3, H, W) image, got shape {a.shape}")
+        raise DataError(f"An image must be (3, H, W) (or (1, H, W) for grey), not shape {a.shape}.")
     return a
 
 
@@ -74,7 +76,7 @@ def perturbation_heatmaps(
     the panels compare. Trace ``i`` has ``meta = {"kind": "heatmap", "method": names[i], "max_levels": ...}``.
     """
     if len(advs) != len(names) or not names:
-        raise ValueError("give one name per adversarial image (and at least one)")
+        raise InvalidInput("Give one name per adversarial image (and at least one).")
     levels = [perturbation_levels(clean, a) for a in advs]
     top = max(float(lv.max(initial=0.0)) for lv in levels)
     if eps is not None:
@@ -141,7 +143,10 @@ def confidence_change_figure(
     before = np.asarray(before, np.float64).reshape(-1)
     after = np.asarray(after, np.float64).reshape(-1)
     if before.shape != after.shape or len(labels) != len(before):
-        raise ValueError(f"got {len(before)} / {len(after)} confidences for {len(labels)} labels")
+        raise InvalidInput(
+            f"Give one confidence per label before and after the attack: got {len(before)} and {len(after)} "
+            f"confidences for {len(labels)} labels."
+        )
     idx = shown_labels(before, after, threshold, top)
     flipped_all = (before >= threshold) != (after >= threshold)
     flipped = flipped_all[idx]

@@ -21,6 +21,7 @@ import numpy as np
 import plotly.graph_objects as go
 from PIL import Image, ImageDraw, ImageFont
 
+from mlvis.errors import DataError, InvalidInput
 from mlvis.viz.attack import nice_factor
 
 BEFORE = (184, 192, 204)
@@ -34,7 +35,7 @@ def _hwc_u8(image: np.ndarray) -> np.ndarray:
     if a.ndim == 3 and a.shape[0] == 3 and a.shape[-1] != 3:
         a = a.transpose(1, 2, 0)
     if a.ndim != 3 or a.shape[-1] != 3:
-        raise ValueError(f"An image must be (3, H, W) or (H, W, 3), not shape {np.shape(image)}.")
+        raise DataError(f"An image must be (3, H, W) or (H, W, 3), not shape {np.shape(image)}.")
     if a.dtype != np.uint8:
         a = (np.clip(np.asarray(a, np.float64), 0, 1) * 255 + 0.5).astype(np.uint8)
     return a
@@ -57,14 +58,14 @@ def level_counts(clean: np.ndarray, adv_8bit: np.ndarray) -> np.ndarray:
     """``counts[k]``: how many pixel channels moved by exactly ``k`` 8-bit levels (k = 0 ... 255)."""
     c, a = _hwc_u8(clean).astype(np.int64), _hwc_u8(adv_8bit).astype(np.int64)
     if c.shape != a.shape:
-        raise ValueError(f"The clean and adversarial images differ in shape: {c.shape} vs {a.shape}.")
+        raise DataError(f"The clean and adversarial images differ in shape: {c.shape} vs {a.shape}.")
     return np.bincount(np.abs(a - c).ravel(), minlength=256)
 
 
 def level_histogram_figure(clean: np.ndarray, advs_8bit: Sequence[np.ndarray], names: Sequence[str]) -> go.Figure:
     """Per method, the share of pixel channels moved by 0, 1, 2, ... 8-bit levels (log-scale counts)."""
     if len(advs_8bit) != len(names) or not names:
-        raise ValueError("Give one name per adversarial image (and at least one).")
+        raise InvalidInput("Give one name per adversarial image (and at least one).")
     counts = [level_counts(clean, a) for a in advs_8bit]
     top = max(int(np.flatnonzero(c).max(initial=0)) for c in counts)
     fig = go.Figure()
@@ -95,7 +96,7 @@ def _data_uri(image: np.ndarray, scale: int) -> str:
 def blink_html(clean: np.ndarray, adv: np.ndarray, size: int = 320, period_ms: int = 1000, caption: str = "") -> str:
     """A flicker between the clean and the adversarial image (CSS only, no script, nothing fetched)."""
     if not 100 <= int(period_ms) <= 10_000:
-        raise ValueError(f"The blink period must be 100 to 10000 ms, not {period_ms!r}.")
+        raise InvalidInput(f"The blink period must be 100 to 10000 ms, not {period_ms!r}.")
     a, b = _data_uri(clean, 1), _data_uri(adv, 1)
     cap = html.escape(caption)
     return f"""<div style="font-family:sans-serif">
@@ -114,7 +115,7 @@ def blink_html(clean: np.ndarray, adv: np.ndarray, size: int = 320, period_ms: i
 def loupe_html(image: np.ndarray, size: int = 320, zoom: int = 4, lens: int = 120) -> str:
     """The image with a zoom loupe that follows the pointer (inline script; the image inlined, crisp)."""
     if not 2 <= int(zoom) <= 16:
-        raise ValueError(f"The loupe's zoom must be 2 to 16, not {zoom!r}.")
+        raise InvalidInput(f"The loupe's zoom must be 2 to 16, not {zoom!r}.")
     uri = _data_uri(image, 1)
     big = size * int(zoom)
     return f"""<div class="mlvis-loupe" style="position:relative;width:{size}px;height:{size}px;cursor:none">
@@ -148,14 +149,14 @@ def slide_layout(
     ``("rect", x0, y0, x1, y1, rgb)``, ``("line", x0, y0, x1, y1, rgb, width)``.
     """
     if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or not 1 <= scale <= 32:
-        raise ValueError(f"The upscaling factor must be a whole number from 1 to 32, not {scale!r}.")
+        raise InvalidInput(f"The upscaling factor must be a whole number from 1 to 32, not {scale!r}.")
     c, a = _hwc_u8(clean), _hwc_u8(adv)
     before, after = np.asarray(before, np.float64), np.asarray(after, np.float64)
     if before.shape != (len(labels),) or after.shape != before.shape:
-        raise ValueError(f"Give one confidence per label before and after ({len(labels)} labels).")
+        raise InvalidInput(f"Give one confidence per label before and after ({len(labels)} labels).")
     idx = list(np.argsort(-before, kind="stable")) if order is None else [int(i) for i in order]
     if any(not 0 <= i < len(labels) for i in idx):
-        raise ValueError(f"The label order must hold label indices from 0 to {len(labels) - 1}.")
+        raise InvalidInput(f"The label order must hold label indices from 0 to {len(labels) - 1}.")
     h, w = c.shape[0] * int(scale), c.shape[1] * int(scale)
     big, small = max(12, h // 18), max(10, h // 24)
     pad, head = max(8, h // 24), max(28, h // 8) + small

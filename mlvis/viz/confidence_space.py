@@ -18,6 +18,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from mlvis.analysis.trajectory import PICK_RULE, pick_labels
+from mlvis.errors import InvalidInput
 from mlvis.viz.replay import CLEAN_COLOUR, method_colours
 
 if TYPE_CHECKING:
@@ -51,10 +52,10 @@ def confidence_space_figure(
     """
     chosen = tuple(int(i) for i in (labels if labels is not None else pick_labels(recording, image)))
     if len(chosen) != 3 or len(set(chosen)) != 3:
-        raise ValueError(f"The confidence space takes three different labels, not {list(chosen)}.")
+        raise InvalidInput(f"The confidence space takes three different labels, not {list(chosen)}.")
     c = len(recording.labels)
     if any(not 0 <= i < c for i in chosen):
-        raise ValueError(f"Label indices must lie in [0, {c - 1}], not {list(chosen)}.")
+        raise InvalidInput(f"Label indices must lie in [0, {c - 1}], not {list(chosen)}.")
     names = [recording.labels[i] for i in chosen]
     thr = recording.threshold
     fig = go.Figure([_plane(a, thr) for a in range(3)])

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
+from mlvis.errors import DataError, InvalidInput
+
 PRESENT_COLOUR = "#1f77b4"  # bar of a label predicted present (confidence >= threshold)
 ABSENT_COLOUR = "#c7cdd6"  # bar of a label predicted absent
 THRESHOLD_COLOUR = "#444444"
@@ -73,10 +75,12 @@ def confidence_bars(
     """
     probs = np.asarray(probs, dtype=np.float64).reshape(-1)
     if len(labels) != len(probs):
-        raise ValueError(f"got {len(probs)} confidences for {len(labels)} labels")
+        raise InvalidInput(f"Give one confidence per label: got {len(probs)} confidences for {len(labels)} labels.")
     truth_arr = None if truth is None else np.asarray(truth, dtype=np.float64).reshape(-1) > 0.5
     if truth_arr is not None and len(truth_arr) != len(probs):
-        raise ValueError(f"got {len(truth_arr)} ground-truth values for {len(labels)} labels")
+        raise InvalidInput(
+            f"Give one ground-truth value per label: got {len(truth_arr)} ground-truth values for {len(labels)} labels."
+        )
 
     idx = shown_label_indices(probs, threshold, truth_arr, top)
     names = [str(labels[i]) for i in idx]
@@ -149,16 +153,16 @@ def upscale_image(image: np.ndarray, scale: int = 4) -> np.ndarray:
     """
     img = np.asarray(image)
     if img.ndim != 3:
-        raise ValueError(f"expected a (3, H, W) or (H, W, 3) image, got shape {img.shape}")
+        raise DataError(f"An image must be (3, H, W) or (H, W, 3), not shape {img.shape}.")
     if img.shape[0] in (1, 3):  # channel-first, the library's convention
         img = np.transpose(img, (1, 2, 0))
     if img.shape[-1] == 1:
         img = np.repeat(img, 3, axis=-1)
     if img.shape[-1] != 3:
-        raise ValueError(f"expected 1 or 3 channels, got shape {np.asarray(image).shape}")
+        raise DataError(f"An image must have 1 or 3 channels, not shape {np.asarray(image).shape}.")
     if img.dtype != np.uint8:
         img = (np.clip(np.nan_to_num(img.astype(np.float32)), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     scale = int(scale)
     if scale < 1:
-        raise ValueError(f"scale must be a positive integer, not {scale}")
+        raise InvalidInput(f"The upscaling factor must be a whole number of at least 1, not {scale}.")
     return np.repeat(np.repeat(img, scale, axis=0), scale, axis=1)

@@ -17,6 +17,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from mlvis.errors import InvalidInput
 from mlvis.metrics import flip_count
 
 BEFORE_COLOUR = "#8c96a5"
@@ -29,14 +30,16 @@ BAND_WIDTH = 0.2
 def _selected(values: np.ndarray, clean_pred: np.ndarray, direction: str) -> np.ndarray:
     values, clean_pred = np.asarray(values, np.float64), np.asarray(clean_pred, bool)
     if values.shape != clean_pred.shape:
-        raise ValueError(f"confidences {values.shape} and clean predictions {clean_pred.shape} differ in shape")
+        raise InvalidInput(
+            f"The confidences {values.shape} and the clean predictions {clean_pred.shape} must have the same shape."
+        )
     if direction == "up":
         return values[~clean_pred]
     if direction == "down":
         return values[clean_pred]
     if direction == "all":
         return values.reshape(-1)
-    raise ValueError(f"direction must be up, down or all, not {direction!r}")
+    raise InvalidInput(f"The direction must be up, down or all, not {direction!r}.")
 
 
 def histogram_counts(

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
+from mlvis.errors import InvalidInput
+
 UP_COLOUR = "#1f77b4"
 DOWN_COLOUR = "#d62728"
 
@@ -41,7 +43,7 @@ def matrix_heatmap(
     m = np.asarray(matrix, np.float64).copy()
     c = len(labels)
     if m.shape != (c, c):
-        raise ValueError(f"the matrix is {m.shape}, not {c} x {c} for {c} labels")
+        raise InvalidInput(f"The matrix must be {c} × {c} for {c} labels, not of shape {m.shape}.")
     if blank_diagonal:
         np.fill_diagonal(m, np.nan)
     finite = m[np.isfinite(m)]
@@ -103,7 +105,7 @@ def attackability_figure(
     ):
         v = np.asarray(values, np.float64)
         if v.shape != (len(names),):
-            raise ValueError(f"{kind} has shape {v.shape}, not ({len(names)},)")
+            raise InvalidInput(f"The {kind} values must be one per label ({len(names)}), not of shape {v.shape}.")
         fig.add_trace(
             go.Bar(
                 x=names,

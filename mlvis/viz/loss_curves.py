@@ -13,6 +13,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from mlvis.errors import InvalidInput
+
 COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 AXES = ("logit", "confidence")
 
@@ -20,7 +22,7 @@ AXES = ("logit", "confidence")
 def loss_curves_figure(curves, axis: str = "logit", title: str | None = None) -> go.Figure:
     """Loss (top) and d loss / d axis (bottom) of every curve, with the decision threshold marked."""
     if axis not in AXES:
-        raise ValueError(f"The x axis must be one of {', '.join(AXES)}, not {axis!r}.")
+        raise InvalidInput(f"The x axis must be one of {', '.join(AXES)}, not {axis!r}.")
     x = np.asarray(curves.logits if axis == "logit" else curves.confidence, np.float64)
     deriv = curves.dlogit if axis == "logit" else curves.dconf
     xname = "logit x (threshold at 0)" if axis == "logit" else "confidence y = σ(x) (threshold at 0.5)"

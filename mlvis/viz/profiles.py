@@ -19,6 +19,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from mlvis.analysis.profiles import FRACTIONS  # section VI-C's grid, defined once
+from mlvis.errors import InvalidInput
 
 BCE_COLOUR = "#1f77b4"
 LINEAR_COLOUR = "#ff7f0e"
@@ -110,7 +111,7 @@ def profile_figure(profile, fractions: Sequence[float] = FRACTIONS, title: str |
 def profiles_figure(profiles: Sequence, title: str = "Expected flip ratio p = E(ε) / C (equation 7)") -> go.Figure:
     """Several models' ``flip_ratio`` on one axis, each up to its eps_max (then 1, as equation 7 says)."""
     if not profiles:
-        raise ValueError("give at least one profile")
+        raise InvalidInput("Give at least one profile to draw.")
     fig = go.Figure()
     top = max(max(float(p.eps_max), float(np.max(p.eps))) for p in profiles)
     eps = np.linspace(0.0, top, 300)

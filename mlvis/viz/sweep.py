@@ -16,6 +16,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
+from mlvis.errors import InvalidInput
+
 COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22")
 
 
@@ -35,7 +37,10 @@ def sweep_flips_figure(
     eps = np.asarray(eps, np.float64)
     mean, std = np.asarray(mean, np.float64), np.asarray(std, np.float64)
     if mean.shape != (len(methods), len(eps)) or std.shape != mean.shape:
-        raise ValueError(f"mean and std must be ({len(methods)}, {len(eps)}), not {mean.shape} / {std.shape}")
+        raise InvalidInput(
+            f"The mean and std must be ({len(methods)}, {len(eps)}) arrays (methods × budgets), not {mean.shape} "
+            f"and {std.shape}."
+        )
     fig = go.Figure()
     for i, m in enumerate(methods):
         fig.add_trace(
@@ -69,7 +74,10 @@ def targets_figure(targets: Sequence[int], mean: np.ndarray, std: np.ndarray, ep
     t = np.asarray(targets, np.int64)
     mean, std = np.asarray(mean, np.float64), np.asarray(std, np.float64)
     if mean.shape != (len(eps), len(t)) or std.shape != mean.shape:
-        raise ValueError(f"mean and std must be ({len(eps)}, {len(t)}), not {mean.shape} / {std.shape}")
+        raise InvalidInput(
+            f"The mean and std must be ({len(eps)}, {len(t)}) arrays (budgets × target counts), not {mean.shape} "
+            f"and {std.shape}."
+        )
     fig = go.Figure()
     for k, e in enumerate(eps):
         colour = _colour(k)
