@@ -38,12 +38,13 @@ test: $(VENV)/.dev browser
 
 # The tests write screenshots only under test-artifacts/; this refreshes docs/img/ on purpose, one picture per
 # page (the README's home.png among them), for a commit that changes how the pages look: the browser tests that
-# take them (two files, a few minutes), then tests/e2e/docs_img.py copies them.
+# take them (three files, a few minutes), then tests/e2e/docs_img.py copies them.
 SCREENSHOT_TESTS := test_home_shows_the_gallery or test_every_analysis_page or test_hyperplane_page or test_models_page \
 	or test_attack_lab_lecture_mode or test_attack_lab_audit_panel_and_replay
 screenshots: $(VENV)/.dev browser
 	MLVIS_UPDATE_DOCS_IMG=1 $(PY) -m pytest -q tests/e2e/test_browser.py -k "$(SCREENSHOT_TESTS)"
 	$(PY) -m pytest -q tests/e2e/test_offline.py -k test_every_page_is_offline_clean
+	$(PY) -m pytest -q tests/e2e/test_queue_e2e.py
 	$(PY) tests/e2e/docs_img.py
 
 lint: $(VENV)/.dev

@@ -41,6 +41,7 @@ PAGES = {
     ),
     "attack-lab-audit.png": ("attack-lab-audit.png", "test_browser.py::test_attack_lab_audit_panel_and_replay"),
     "replay.png": ("attack-lab-replay.png", "test_browser.py::test_attack_lab_audit_panel_and_replay"),
+    "queue.png": ("queue.png", "test_queue_e2e.py::test_three_sessions_take_turns_in_one_slot"),
 }
 
 
