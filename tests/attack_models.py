@@ -57,3 +57,18 @@ def grid_images(n: int, size: int, seed: int = 0, margin: int = 0) -> torch.Tens
 def toy_models() -> dict[str, tuple[nn.Module, int]]:
     """name -> (model, image side)."""
     return {"linear": (LinearMultiLabel(), 8), "conv": (TinyConvNet(), 16)}
+
+
+def linear_findings_inputs(num_images: int):
+    """A 6-label :class:`LinearMultiLabel`, ``num_images`` random 8x8 images and the keyword arguments of
+    ``paper_findings`` for them (their profile, both correlation matrices, made-up label statistics)."""
+    import mlvis
+
+    model = LinearMultiLabel(num_labels=6)
+    x = torch.rand(num_images, 3, 8, 8, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    prof = mlvis.profile(model, x, degree=3, interval=4, max_eps=0.1, patience=2)
+    up = mlvis.correlations(model, x, eps=0.002, direction="up")
+    down = mlvis.correlations(model, x, eps=0.002, direction="down")
+    co = np.random.default_rng(0).random((6, 6))
+    stats = {"frequencies": np.linspace(0.5, 0.1, 6), "cooccurrence": {"conditional": co, "lift": co + 0.5}}
+    return model, x, {"profile": prof, "up": up, "down": down, **stats}

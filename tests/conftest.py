@@ -63,3 +63,16 @@ def _registries_restored():
     for name in set(registry._entrypoints) - models_before:
         registry.unregister_model(name)
     cards.sync(force=True)
+
+
+@pytest.fixture
+def models_dir(tmp_path, monkeypatch):
+    """An empty models folder (``MLVIS_MODELS_DIR``) for one test; the registry forgets its cards after."""
+    from mlvis.models import cards
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    monkeypatch.setenv(cards.ENV, str(folder))
+    yield folder
+    monkeypatch.delenv(cards.ENV)
+    cards.sync(force=True)

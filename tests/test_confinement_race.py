@@ -126,18 +126,6 @@ def test_open_without_links_refuses_names_that_leave_and_files_that_are_not_file
 
 
 @pytest.fixture
-def models_dir(tmp_path, monkeypatch):
-    from mlvis.models import cards
-
-    folder = tmp_path / "models"
-    folder.mkdir()
-    monkeypatch.setenv(cards.ENV, str(folder))
-    yield folder
-    monkeypatch.delenv(cards.ENV)
-    cards.sync(force=True)
-
-
-@pytest.fixture
 def loads(monkeypatch):
     """Every checkpoint loader call (torch.load, safetensors, torch.jit.load), recorded as (loader, first argument)."""
     import safetensors.torch

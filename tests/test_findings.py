@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import numpy as np
-import torch
-from attack_models import LinearMultiLabel
+from attack_models import linear_findings_inputs
 
 import mlvis
 from mlvis.analysis.findings import paper_findings
 
 
 def test_findings_report_on_a_linear_model():
-    model = LinearMultiLabel(num_labels=6)
-    x = torch.rand(8, 3, 8, 8, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-    prof = mlvis.profile(model, x, degree=3, interval=4, max_eps=0.1, patience=2)
-    up = mlvis.correlations(model, x, eps=0.002, direction="up")
-    down = mlvis.correlations(model, x, eps=0.002, direction="down")
-    co = np.random.default_rng(0).random((6, 6))
-    stats = {"frequencies": np.linspace(0.5, 0.1, 6), "cooccurrence": {"conditional": co, "lift": co + 0.5}}
-    f = paper_findings(model, x, profile=prof, up=up, down=down, gamma_step=0.5, other_model=model, **stats)
+    model, x, inputs = linear_findings_inputs(8)
+    prof = inputs["profile"]
+    f = paper_findings(model, x, gamma_step=0.5, other_model=model, **inputs)
     assert f.table.methods[:3] == ("BCE", "Linear", "SLAM(q=0.5)") and f.table.flips.shape == (7, 3, 8)
     assert f.gamma_table.methods == ("BCE", "CLASS(γ=0)", "CLASS(γ=0.5)", "CLASS(γ=1)")
     # Fig. 8's numbers are the profile's probe curves, i.e. the engine's BCE at those budgets

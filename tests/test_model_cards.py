@@ -18,16 +18,6 @@ from mlvis.models import CheckpointError, cards, preprocess_for
 from mlvis.models.registry import model_source
 
 
-@pytest.fixture
-def models_dir(tmp_path, monkeypatch):
-    folder = tmp_path / "models"
-    folder.mkdir()
-    monkeypatch.setenv(cards.ENV, str(folder))
-    yield folder
-    monkeypatch.delenv(cards.ENV)
-    cards.sync(force=True)
-
-
 def test_a_card_dropped_in_the_folder_registers_and_builds(models_dir):
     assert "tiny-photos" not in mlvis.list_models()
     timm_card(models_dir)

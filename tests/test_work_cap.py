@@ -7,7 +7,6 @@ import json
 import resource
 import time
 
-import numpy as np
 import pytest
 import torch
 
@@ -221,23 +220,16 @@ def test_a_comparison_with_the_related_attacks_is_refused_as_a_whole_before_the_
 def test_findings_are_counted_as_a_whole_and_exactly_before_the_first_attack():
     """paper_findings makes three jobs (the table, the gamma search, Fig. 7's target counts): their sum is
     checked before the first, and it is exactly what the jobs then charge."""
-    from attack_models import LinearMultiLabel
+    from attack_models import linear_findings_inputs
 
     from mlvis.analysis.findings import paper_findings
 
-    model = LinearMultiLabel(num_labels=6)
-    x = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-    prof = mlvis.profile(model, x, degree=3, interval=4, max_eps=0.1, patience=2)
-    up = mlvis.correlations(model, x, eps=0.002, direction="up")
-    down = mlvis.correlations(model, x, eps=0.002, direction="down")
-    co = np.random.default_rng(0).random((6, 6))
-    stats = {"frequencies": np.linspace(0.5, 0.1, 6), "cooccurrence": {"conditional": co, "lift": co + 0.5}}
+    model, x, inputs = linear_findings_inputs(4)
     with errors.work_scope(10**9) as ledger:
-        paper_findings(model, x, profile=prof, up=up, down=down, gamma_step=0.5, **stats)
+        paper_findings(model, x, gamma_step=0.5, **inputs)
     total = ledger.used
     calls = []
     with errors.work_scope(total - 1, "This findings run") as ledger:
         with pytest.raises(errors.WorkTooLarge, match=f"would run {total:,} image-steps in all .7 methods x 3 budgets"):
-            paper_findings(model, x, profile=prof, up=up, down=down, gamma_step=0.5,
-                           progress=lambda d, t: calls.append(d), **stats)  # fmt: skip
+            paper_findings(model, x, gamma_step=0.5, progress=lambda d, t: calls.append(d), **inputs)
     assert calls == [] and ledger.used == 0
