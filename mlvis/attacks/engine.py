@@ -217,16 +217,6 @@ def run_job(
         linf = job_budget.linf_array if job_budget is not None and s_norm == norm else None
         if linf is None:
             linf = Budget.of(eps_arr.tolist(), s_norm, dims).linf_array
-        unknown = sorted(set(opts) - set(info.options))
-        if unknown:
-            accepted = ", ".join(info.options + _SPEC_COMMON) or "none"
-            bad = ", ".join(unknown)
-            raise InvalidInput(f"Unknown option(s) {bad} for method {spec.method!r}; it accepts: {accepted}.")
-        missing = [o for o in info.required if o not in opts]
-        if missing:
-            raise InvalidInput(f"Method {spec.method!r} needs the option(s) {', '.join(missing)}.")
-        for key, value in opts.items():
-            check_option(info, key, value)
         ctx = MethodContext(
             model=model, images=x, clean_logits=clean_logits, clean_probs=clean_probs, clean_pred=clean_pred,
             target=target, eps=eps_arr.copy(), alpha=s_alpha, norm=s_norm, threshold=thr, labels=labels,
@@ -441,8 +431,9 @@ def _check_work(
     num_labels: int | None = None,
     protocol: str = "paper",
 ) -> None:
-    """Refuse a job whose loop would run more than ``cap`` image-steps (counted by the dry run, no allocation),
-    with its runner methods' most steps when the number of labels is known beforehand."""
+    """Check every spec's options (known, required, valid by the registry) and refuse a job whose loop would run
+    more than ``cap`` image-steps (counted by the dry run, no allocation), with its runner methods' most steps
+    when the number of labels is known beforehand."""
     for spec in specs:
         info = get_method(spec.method)
         opts = dict(spec.options)
@@ -456,9 +447,12 @@ def _check_work(
             raise InvalidInput(
                 f"Unknown option(s) {', '.join(unknown)} for method {spec.method!r}; it accepts: {accepted}."
             )
+        missing = [o for o in info.required if o not in opts]
+        if missing:
+            raise InvalidInput(f"Method {spec.method!r} needs the option(s) {', '.join(missing)}.")
         for key, value in opts.items():
             if key not in _SPEC_COMMON:
-                check_option(info, key, value)  # before a runner's work rule reads them
+                check_option(info, key, value)  # before any work, and before a runner's work rule reads them
     steps, _ = dry_run_steps(specs, eps, n_img, alpha=alpha, norm=norm, dims=dims)
     runners = runner_steps_per_image(specs, num_labels, protocol) * n_img if num_labels else 0
     check_work(steps + runners, cap)
